@@ -1,0 +1,119 @@
+"""The Typer group class every gpuctl command group uses: known errors → one line + exit code.
+
+Kept apart from `main.py` so command modules can build their sub-apps without importing the root.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from gpuctl.cli.context import AppContext
+from gpuctl.cli.output import Output
+from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError
+
+
+# Global options may also be written after the subcommand (`gpuctl status --json`).
+_GLOBAL_FLAGS = frozenset({"--json", "--debug", "-v", "-vv", "-vvv", "--verbose"})
+_GLOBAL_WITH_VALUE = frozenset({"--profile", "-p"})
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front, up to a `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        elif arg.startswith("--profile="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class GpuctlGroup(TyperGroup):
+    """Catches gpuctl's known errors once, for the console script and CliRunner alike."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(list(args))
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        root = ctx.find_root()
+        path = root.meta.setdefault("gpuctl.command", [])
+        if name:
+            path.append(name)
+        return name, cmd, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GpuctlError as exc:
+            code = report_error(ctx, exc)
+            ctx.exit(code)
+        except KeyboardInterrupt:
+            out = _output(ctx)
+            if out.json_mode and not out.emitted:
+                from gpuctl.cli.output import envelope
+
+                out.print_json(envelope(out.command, status="error", exit_code=EXIT_INTERRUPTED,
+                                        errors=[{"type": "Interrupted", "message": "interrupted"}]))
+            out.error("interrupted")
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def _output(ctx: click.Context) -> Output:
+    root = ctx.find_root()
+    obj = root.obj
+    if isinstance(obj, AppContext):
+        out = obj.out
+    else:
+        out = Output(json_mode="--json" in sys.argv, command_parts=root.meta.get("gpuctl.command", []))
+    return out
+
+
+def report_error(ctx: click.Context, exc: GpuctlError) -> int:
+    """One `Error: ...` line plus the hint on stderr (and the envelope with --json)."""
+    out = _output(ctx)
+    code = exc.exit_code
+    if out.debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if out.json_mode and not out.emitted:
+        from gpuctl.cli.output import envelope
+
+        status = "partial" if isinstance(exc, PartialError) else "error"
+        data = exc.data if isinstance(exc, PartialError) else None
+        errors = [{"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}]
+        out.print_json(envelope(out.command, status=status, exit_code=code, data=data, errors=errors))
+    out.error(exc.message, exc.hint)
+    return code
+
+
+def new_app(**kwargs: Any) -> typer.Typer:
+    """Every Typer (root and groups) shares the error handling and never shows locals."""
+    kwargs.setdefault("no_args_is_help", True)
+    return typer.Typer(
+        cls=GpuctlGroup,
+        pretty_exceptions_show_locals=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode="rich",
+        **kwargs,
+    )

@@ -1,0 +1,134 @@
+"""Find and read what gpuctl deploys: the top-level deploy/ directory.
+
+Owns: locating deploy/ (the Modal app file, deploy/versions.toml, the Vast.ai container
+settings), the vLLM pin, and rendering the Vast.ai vLLM arguments from their template.
+Must not: import modal, talk to a provider, or repeat the vLLM version anywhere
+(deploy/versions.toml is the only pin).
+
+deploy/ sits next to the gpuctl package in the repository; with the editable install that is
+the parent of this package's directory.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpuctl.errors import ConfigError
+
+# The repository root in a checkout or editable install. A module constant so tests can
+# point it elsewhere.
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([.+-]?[A-Za-z0-9.]+)?$")
+
+
+@dataclass(frozen=True)
+class VllmPin:
+    """The vLLM build both providers run: `vllm/vllm-openai:v0.32.0`."""
+
+    version: str
+    image: str
+    tag: str
+
+    @property
+    def ref(self) -> str:
+        """The full Docker reference, e.g. `vllm/vllm-openai:v0.32.0`."""
+        return f"{self.image}:{self.tag}"
+
+
+def deploy_dir() -> Path:
+    """The deploy/ directory, or ConfigError when this install does not ship it."""
+    path = _REPO_ROOT / "deploy"
+    if not (path / "versions.toml").is_file():
+        raise ConfigError(
+            f"gpuctl's deploy files are missing (looked in {path})",
+            hint="Run gpuctl from a checkout or an editable install (`pip install -e .`), "
+            "which keeps deploy/ next to the gpuctl package.",
+        )
+    return path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} is missing", hint="Restore it from the gpuctl repository."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def versions_file() -> Path:
+    return deploy_dir() / "versions.toml"
+
+
+def vllm_pin() -> VllmPin:
+    """The one vLLM pin, from deploy/versions.toml `[vllm]`."""
+    path = versions_file()
+    table = _read_toml(path).get("vllm")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} has no [vllm] table")
+    version, image = table.get("version"), table.get("image")
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise ConfigError(f"{path}: [vllm] version must look like 0.32.0, got {version!r}")
+    if not isinstance(image, str) or not image:
+        raise ConfigError(f"{path}: [vllm] image must name a Docker image")
+    template = table.get("tag", "v{version}")
+    if not isinstance(template, str) or "{version}" not in template:
+        # A literal tag would be a second copy of the version, free to drift from the first.
+        raise ConfigError(f"{path}: [vllm] tag must be a template containing {{version}}")
+    return VllmPin(version=version, image=image, tag=template.format(version=version))
+
+
+def modal_app_file() -> Path:
+    """deploy/modal/vllm_app.py, the file `gpuctl deploy modal` hands to `modal deploy`."""
+    path = deploy_dir() / "modal" / "vllm_app.py"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing", hint="Restore it from the gpuctl repository.")
+    return path
+
+
+def vast_container_settings() -> dict[str, Any]:
+    """deploy/vastai/container.toml with the image resolved from the pin.
+
+    Returns {"image": "vllm/vllm-openai:v0.32.0", "disk_gb": 40, "ports": [8000],
+    "docker_options": "-p 8000:8000", "vllm": {..., "args": [template...]}}.
+    """
+    path = deploy_dir() / "vastai" / "container.toml"
+    data = _read_toml(path)
+    instance, vllm = data.get("instance"), data.get("vllm")
+    if not isinstance(instance, dict) or not isinstance(vllm, dict) or "args" not in vllm:
+        raise ConfigError(f"{path} needs [instance] and [vllm] tables with vllm.args")
+    return {
+        "image": vllm_pin().ref,
+        "disk_gb": int(instance["disk_gb"]),
+        "ports": [int(p) for p in instance.get("ports", [])],
+        "docker_options": str(instance.get("docker_options", "")),
+        "vllm": dict(vllm),
+    }
+
+
+def render_vllm_args(
+    settings: dict[str, Any], *, model: str, api_key: str, served_model_name: str | None = None
+) -> list[str]:
+    """The `vllm serve` arguments for a Vast.ai instance, from the container.toml template."""
+    vllm = settings["vllm"]
+    values = {
+        "model": model,
+        "served_model_name": served_model_name or model,
+        "api_key": api_key,
+        "port": vllm["port"],
+        "max_model_len": vllm["max_model_len"],
+        "max_num_seqs": vllm["max_num_seqs"],
+        "gpu_memory_utilization": vllm["gpu_memory_utilization"],
+    }
+    args = [str(arg).format(**values) for arg in vllm["args"]]
+    if vllm.get("enforce_eager"):
+        args.append("--enforce-eager")
+    return args

@@ -1,0 +1,61 @@
+"""Shared fixtures: every test gets its own GPUCTL_HOME and no real provider credentials."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+# Variables that could point a test at a real provider or a real profile.
+_SCRUB = (
+    "MODAL_WEB_URL", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_MODEL", "MODAL_GPU_TYPE",
+    "MODAL_SCALEDOWN_WINDOW_MINUTES", "MODAL_PROFILE", "MODAL_CONFIG_PATH", "MODAL_ENVIRONMENT",
+    "VASTAI_API_KEY", "VASTAI_BUDGET_LIMIT", "VASTAI_SESSION_BUDGET_LIMIT", "VAST_URL",
+    "VASTAI_KEEP_ALIVE_MINUTES", "VASTAI_MODEL", "HF_TOKEN",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
+    "GPUCTL_PROFILE", "GPUCTL_PRIORITY", "GPUCTL_ENDPOINT_URL", "GPUCTL_ENDPOINT_API_KEY",
+    "GPUCTL_ENDPOINT_MODEL", "GPUCTL_MODAL_API_KEY", "GPUCTL_MODAL_APP_NAME", "XDG_CONFIG_HOME",
+)
+
+
+@pytest.fixture(autouse=True)
+def gpuctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "gpuctl-home"
+    monkeypatch.setenv("GPUCTL_HOME", str(home))
+    # Modal reads ~/.modal.toml at import: point HOME at an empty dir so no real token is seen.
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    (tmp_path / "user-home").mkdir()
+    for var in _SCRUB:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    yield home
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
+    """Invoke the real app: `cli("profile", "list")` → Result; shows stderr when it fails."""
+    from gpuctl.cli.main import app
+
+    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def assert_exit(result, code: int) -> None:  # type: ignore[no-untyped-def]
+    """Assert the exit code first, showing both streams when it is wrong."""
+    assert result.exit_code == code, (
+        f"exit {result.exit_code} != {code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+
+
+os.environ.setdefault("GPUCTL_EVENT_LOG", "1")
