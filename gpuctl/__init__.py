@@ -1,3 +1,58 @@
-"""gpuctl: run your own open-weight LLM endpoint cheaply, with a fallback that always answers."""
+"""gpuctl: run your own open-weight LLM endpoint cheaply, with a fallback that always answers.
+
+The Python API keeps the seed's names. They are imported lazily (PEP 562), so
+`import gpuctl` costs nothing until a name is used:
+
+    from gpuctl import backend_manager
+    provider = backend_manager.get_current_provider()
+    status = await backend_manager.get_vllm_status()
+    response = await backend_manager.chat_completion(messages=[...])
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BackendManager": ("gpuctl.router", "BackendManager"),
+    "RoutedStream": ("gpuctl.router", "RoutedStream"),
+    "ModalVLLMClient": ("gpuctl.modal_orchestrator", "ModalVLLMClient"),
+    "ModalOrchestrator": ("gpuctl.modal_orchestrator", "ModalOrchestrator"),
+    "init_modal_orchestrator": ("gpuctl.modal_orchestrator", "init_modal_orchestrator"),
+    "get_modal_orchestrator": ("gpuctl.modal_orchestrator", "get_modal_orchestrator"),
+    "is_modal_configured": ("gpuctl.modal_orchestrator", "is_modal_configured"),
+    "VastAIClient": ("gpuctl.providers.vastai", "VastAIClient"),
+    "GPUOrchestrator": ("gpuctl.vast_orchestrator", "GPUOrchestrator"),
+    "ChatRequest": ("gpuctl.providers.base", "ChatRequest"),
+    "ChatResponse": ("gpuctl.providers.base", "ChatResponse"),
+    "GpuctlError": ("gpuctl.errors", "GpuctlError"),
+}
+
+# Module-level singletons the seed exported; created on first access.
+_SINGLETONS = {
+    "backend_manager": lambda: _load("BackendManager")(),
+    "modal_orchestrator": lambda: _load("get_modal_orchestrator")(),
+    "gpu_orchestrator": lambda: _load("GPUOrchestrator")(),
+}
+
+__all__ = ["__version__", *_LAZY, *_SINGLETONS]
+
+
+def _load(name: str) -> Any:
+    import importlib
+
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = _load(name)
+    elif name in _SINGLETONS:
+        value = _SINGLETONS[name]()
+    else:
+        raise AttributeError(f"module 'gpuctl' has no attribute {name!r}")
+    globals()[name] = value  # cache: the next access is a plain attribute
+    return value

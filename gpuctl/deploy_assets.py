@@ -28,7 +28,7 @@ _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([.+-]?[A-Za-z0-9.]+)?$")
 
 @dataclass(frozen=True)
 class VllmPin:
-    """The vLLM build both providers run: `vllm/vllm-openai:v0.32.0`."""
+    """The vLLM build both providers run: `vllm/vllm-openai:vX.Y.Z`."""
 
     version: str
     image: str
@@ -36,7 +36,7 @@ class VllmPin:
 
     @property
     def ref(self) -> str:
-        """The full Docker reference, e.g. `vllm/vllm-openai:v0.32.0`."""
+        """The full Docker reference, e.g. `vllm/vllm-openai:vX.Y.Z`."""
         return f"{self.image}:{self.tag}"
 
 
@@ -76,7 +76,7 @@ def vllm_pin() -> VllmPin:
         raise ConfigError(f"{path} has no [vllm] table")
     version, image = table.get("version"), table.get("image")
     if not isinstance(version, str) or not _VERSION_RE.match(version):
-        raise ConfigError(f"{path}: [vllm] version must look like 0.32.0, got {version!r}")
+        raise ConfigError(f"{path}: [vllm] version must look like 1.2.3, got {version!r}")
     if not isinstance(image, str) or not image:
         raise ConfigError(f"{path}: [vllm] image must name a Docker image")
     template = table.get("tag", "v{version}")
@@ -97,7 +97,7 @@ def modal_app_file() -> Path:
 def vast_container_settings() -> dict[str, Any]:
     """deploy/vastai/container.toml with the image resolved from the pin.
 
-    Returns {"image": "vllm/vllm-openai:v0.32.0", "disk_gb": 40, "ports": [8000],
+    Returns {"image": "vllm/vllm-openai:vX.Y.Z", "disk_gb": 40, "ports": [8000],
     "docker_options": "-p 8000:8000", "vllm": {..., "args": [template...]}}.
     """
     path = deploy_dir() / "vastai" / "container.toml"

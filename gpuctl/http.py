@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import logging
 import re
+import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -91,6 +93,24 @@ def redact(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+class _RedactingFilter(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: GET ..."): mask it too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def _install_log_redaction() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactingFilter) for f in httpx_log.filters):
+        httpx_log.addFilter(_RedactingFilter())
+
+
+_install_log_redaction()
 
 
 def _url_for_log(url: httpx.URL) -> str:
@@ -293,6 +313,12 @@ def _env_proxy_mounts() -> dict[str, str | None]:
 # --- builders ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~20 ms per transport; one context serves every client.
+    return httpx.create_ssl_context()
+
+
 def build_async_client(
     *,
     base_url: str,
@@ -316,12 +342,12 @@ def build_async_client(
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
         for pattern, proxy in _env_proxy_mounts().items():
-            mounts[pattern] = wrap(httpx.AsyncHTTPTransport(proxy=proxy))
+            mounts[pattern] = wrap(httpx.AsyncHTTPTransport(proxy=proxy, verify=_ssl_context()))
     return httpx.AsyncClient(
         base_url=base_url,
         headers=dict(headers or {}),
         timeout=timeouts.as_httpx(),
-        transport=wrap(transport or httpx.AsyncHTTPTransport()),
+        transport=wrap(transport or httpx.AsyncHTTPTransport(verify=_ssl_context())),
         mounts=mounts or None,
     )
 
@@ -348,11 +374,11 @@ def build_client(
     mounts: dict[str, httpx.BaseTransport | None] = {}
     if transport is None:
         for pattern, proxy in _env_proxy_mounts().items():
-            mounts[pattern] = wrap(httpx.HTTPTransport(proxy=proxy))
+            mounts[pattern] = wrap(httpx.HTTPTransport(proxy=proxy, verify=_ssl_context()))
     return httpx.Client(
         base_url=base_url,
         headers=dict(headers or {}),
         timeout=timeouts.as_httpx(),
-        transport=wrap(transport or httpx.HTTPTransport()),
+        transport=wrap(transport or httpx.HTTPTransport(verify=_ssl_context())),
         mounts=mounts or None,
     )

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,13 +25,20 @@ T = TypeVar("T")
 
 @pytest.fixture(autouse=True)
 def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS"):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_CUSTOM_HEADERS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(api_key=KEY, reply_text="The quick brown fox jumps over the lazy dog.") as server:
+    with FakeAnthropic(
+        api_key=KEY, reply_text="The quick brown fox jumps over the lazy dog."
+    ) as server:
         yield server
 
 
@@ -123,14 +131,21 @@ def test_mapping_hoists_all_system_messages_and_merges_turns() -> None:
 
 
 def test_mapping_puts_a_user_turn_before_a_leading_assistant() -> None:
-    _, turns = to_anthropic_messages([Message("assistant", "How can I help?"), Message("user", "hi")])
+    _, turns = to_anthropic_messages(
+        [Message("assistant", "How can I help?"), Message("user", "hi")]
+    )
     assert turns[0] == {"role": "user", "content": LEADING_USER_TURN}
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
 
 
 def test_mapping_drops_empty_messages_then_merges_around_them() -> None:
     system, turns = to_anthropic_messages(
-        [Message("system", "  "), Message("user", "a"), Message("assistant", ""), Message("user", "b")]
+        [
+            Message("system", "  "),
+            Message("user", "a"),
+            Message("assistant", ""),
+            Message("user", "b"),
+        ]
     )
     assert system is None
     assert turns == [{"role": "user", "content": "a\n\nb"}]
@@ -165,7 +180,9 @@ def test_mapping_unknown_role_is_a_usage_error() -> None:
 
 def test_importing_the_module_does_not_import_the_sdk() -> None:
     code = "import gpuctl.providers.anthropic, sys; assert 'anthropic' not in sys.modules, 'anthropic imported'"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -212,7 +229,9 @@ def test_empty_base_url_means_the_default() -> None:
 
 
 def test_endpoint_hides_credentials_in_the_url() -> None:
-    provider = AnthropicProvider(api_key=KEY, base_url="https://user:pw@proxy.example:8443/anthropic")
+    provider = AnthropicProvider(
+        api_key=KEY, base_url="https://user:pw@proxy.example:8443/anthropic"
+    )
     assert provider.endpoint == "https://proxy.example:8443/anthropic"
 
 
@@ -222,7 +241,9 @@ def test_empty_base_url_env_does_not_break_the_client(monkeypatch: pytest.Monkey
     async def build(p: AnthropicProvider) -> str:
         return str(p._get_client().base_url)
 
-    assert run(AnthropicProvider(api_key=KEY, base_url=""), build).startswith("https://api.anthropic.com")
+    assert run(AnthropicProvider(api_key=KEY, base_url=""), build).startswith(
+        "https://api.anthropic.com"
+    )
 
 
 # -- the provider against the fake, through the real SDK ----------------------------------------
@@ -276,7 +297,9 @@ def test_model_only_claude_ids_pass_through(fake: FakeAnthropic) -> None:
     provider = provider_for(fake, model="claude-sonnet-4-6")
     run(provider, lambda p: p.chat(req(("user", "hi"), model="Qwen/Qwen2.5-7B-Instruct")))
     assert fake.last_body["model"] == "claude-sonnet-4-6"
-    run(provider_for(fake), lambda p: p.chat(req(("user", "hi"), model="claude-haiku-4-5-20251001")))
+    run(
+        provider_for(fake), lambda p: p.chat(req(("user", "hi"), model="claude-haiku-4-5-20251001"))
+    )
     assert fake.last_body["model"] == "claude-haiku-4-5-20251001"
 
 
@@ -327,7 +350,8 @@ def test_wrong_key_is_auth_and_never_shows_the_key(fake: FakeAnthropic) -> None:
     assert error.kind == "auth" and error.status == 401 and error.provider == "anthropic"
     assert error.hint is not None and "ANTHROPIC_API_KEY" in error.hint
     assert wrong not in str(error) and wrong not in (error.hint or "")
-    assert "SECRET" not in repr(error.args)
+    # Nor in the traceback `--debug` shows, the SDK's chained error included.
+    assert "SECRET" not in "".join(traceback.format_exception(error))
 
 
 def test_wrong_key_in_a_stream_is_auth(fake: FakeAnthropic) -> None:

@@ -19,7 +19,12 @@ HEADERS = {"Authorization": f"Bearer {KEY}", "anthropic-version": "2026-10-21"}
 
 @pytest.fixture(autouse=True)
 def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS"):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_CUSTOM_HEADERS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -39,9 +44,13 @@ def body(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def post(fake: FakeAnthropic, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    fake: FakeAnthropic, payload: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
     with httpx.Client(base_url=fake.url, timeout=5) as client:
-        return client.post("/v1/messages", json=payload, headers=HEADERS if headers is None else headers)
+        return client.post(
+            "/v1/messages", json=payload, headers=HEADERS if headers is None else headers
+        )
 
 
 def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -69,10 +78,12 @@ def test_real_sdk_parses_a_json_reply(fake: FakeAnthropic) -> None:
 
 
 def test_real_sdk_streams_every_event_kind(fake: FakeAnthropic) -> None:
-    with anthropic.Anthropic(api_key=KEY, base_url=fake.url, max_retries=0) as client:
-        with client.messages.stream(**body()) as stream:
-            text = "".join(stream.text_stream)
-            final = stream.get_final_message()
+    with (
+        anthropic.Anthropic(api_key=KEY, base_url=fake.url, max_retries=0) as client,
+        client.messages.stream(**body()) as stream,
+    ):
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
     assert text == "one two three four five"
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens == 5
@@ -115,20 +126,33 @@ def test_stop_sequence_ends_the_answer_before_it(fake: FakeAnthropic) -> None:
     [
         (body(max_tokens=None), "max_tokens: Field required"),
         (body(messages=[]), "at least one message"),
-        (body(messages=[{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]), 'Unexpected role "system"'),
-        (body(messages=[{"role": "assistant", "content": "hi"}]), 'first message must use the "user" role'),
-        (body(messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]), "roles must alternate"),
+        (
+            body(messages=[{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}]),
+            'Unexpected role "system"',
+        ),
+        (
+            body(messages=[{"role": "assistant", "content": "hi"}]),
+            'first message must use the "user" role',
+        ),
+        (
+            body(messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]),
+            "roles must alternate",
+        ),
         (body(messages=[{"role": "user", "content": ""}]), "must be non-empty"),
         (body(temperature=1.5), "temperature"),
         (body(stop_sequences=["  "]), "stop_sequences"),
         (body(top_logprobs=3), "Extra inputs are not permitted"),
         (
-            body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}]),
+            body(
+                messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}]
+            ),
             "trailing whitespace",
         ),
     ],
 )
-def test_invalid_requests_get_a_400_like_the_real_api(fake: FakeAnthropic, payload: Any, fragment: str) -> None:
+def test_invalid_requests_get_a_400_like_the_real_api(
+    fake: FakeAnthropic, payload: Any, fragment: str
+) -> None:
     response = post(fake, payload)
     assert response.status_code == 400, response.text
     error = response.json()
@@ -164,13 +188,23 @@ def test_missing_version_header_is_a_400(fake: FakeAnthropic) -> None:
     ("status", "error_type", "has_retry_after"),
     [(429, "rate_limit_error", True), (500, "api_error", False), (529, "overloaded_error", True)],
 )
-def test_status_override(fake: FakeAnthropic, status: int, error_type: str, has_retry_after: bool) -> None:
+def test_status_override(
+    fake: FakeAnthropic, status: int, error_type: str, has_retry_after: bool
+) -> None:
     fake.status = status
     response = post(fake, body())
     assert response.status_code == status
     assert response.json()["error"]["type"] == error_type
     assert ("retry-after" in response.headers) is has_retry_after
     assert fake.requests == 1
+
+
+def test_status_override_for_a_number_of_requests(fake: FakeAnthropic) -> None:
+    fake.status = 529
+    fake.status_times = 1
+    assert post(fake, body()).status_code == 529
+    assert post(fake, body()).status_code == 200
+    assert fake.requests == 2
 
 
 def test_stream_error_event(fake: FakeAnthropic) -> None:

@@ -184,9 +184,9 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         raise ValueError("; ".join(problems))
 
 
-def container_env(settings: Mapping[str, Any]) -> dict[str, str]:
+def container_env(settings: Mapping[str, Any]) -> dict[str, str | None]:
     """The variables that make the container's import resolve exactly these settings."""
-    env = {}
+    env: dict[str, str | None] = {}
     for key, var in ENV_VARS.items():
         value = settings[key]
         env[var] = ("1" if value else "0") if isinstance(value, bool) else str(value)

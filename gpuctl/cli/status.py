@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import NotAvailableError
+from gpuctl.cli.output import Output
 
 
 def status(
@@ -17,5 +19,32 @@ def status(
 
     Example: gpuctl status --json
     """
-    app_context(ctx)
-    raise NotAvailableError("`gpuctl status` is not available yet (issue 4)")
+    from gpuctl.ops.status import collect_status, watch_status
+
+    actx = app_context(ctx)
+    out = actx.out
+    settings = actx.settings()
+    if watch:
+        watch_status(settings, deep=deep, render=lambda report: _render(out, report, clear=True))
+        return
+    with out.spinner("Checking providers…"):
+        report = collect_status(settings, deep=deep)
+    _render(out, report)
+
+
+def _render(out: Output, report: dict[str, Any], *, clear: bool = False) -> None:
+    if out.json_mode:
+        if clear:
+            out.print_json(report)  # --watch --json: one document per refresh (NDJSON)
+        else:
+            out.result(report)
+        return
+    if clear and out.stdout.is_terminal:
+        out.stdout.clear()
+    rows = []
+    for p in report["providers"]:
+        marker = "→" if p["provider"] == report["provider"] else " "
+        latency = "" if p["latency_ms"] is None else f"{p['latency_ms']:.0f} ms"
+        rows.append([marker, p["provider"], p["status"], latency, p["endpoint"] or "", p["breaker"], p["detail"]])
+    out.print(out.table(["", "provider", "health", "latency", "endpoint", "breaker", "detail"], rows))
+    out.print(f"\nAnswering now: [bold]{report['provider'] or 'nobody'}[/bold] — {report['reason']}", highlight=False)

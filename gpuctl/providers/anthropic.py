@@ -155,9 +155,19 @@ class AnthropicProvider:
         """Configured means ready, without a call: every Messages call is billed. `deep`
         sends a 1-token request and reports what happened (it never raises ProviderError)."""
         if not self.is_configured():
-            return Health(provider=self.name, status="unconfigured", endpoint=self.endpoint, detail=f"no API key. {KEY_HINT}")
+            return Health(
+                provider=self.name,
+                status="unconfigured",
+                endpoint=self.endpoint,
+                detail=f"no API key. {KEY_HINT}",
+            )
         if not deep:
-            return Health(provider=self.name, status="ready", endpoint=self.endpoint, detail="API key set (not checked; use --deep)")
+            return Health(
+                provider=self.name,
+                status="ready",
+                endpoint=self.endpoint,
+                detail="API key set (not checked; use --deep)",
+            )
         client = self._get_client()
         started = self._clock()
         try:
@@ -169,14 +179,23 @@ class AnthropicProvider:
             if error is None:
                 raise
             # Busy is not down: the key works, the service is shedding load.
-            status: HealthStatus = "degraded" if error.kind == "rate_limit" or error.status == 529 else "unhealthy"
+            status: HealthStatus = (
+                "degraded" if error.kind == "rate_limit" or error.status == 529 else "unhealthy"
+            )
             return Health(
-                provider=self.name, status=status, endpoint=self.endpoint,
-                latency_s=self._clock() - started, detail=error.message,
+                provider=self.name,
+                status=status,
+                endpoint=self.endpoint,
+                latency_s=self._clock() - started,
+                detail=error.message,
             )
         return Health(
-            provider=self.name, status="ready", endpoint=self.endpoint,
-            latency_s=self._clock() - started, detail=f"{self.model} answered", models=(self.model,),
+            provider=self.name,
+            status="ready",
+            endpoint=self.endpoint,
+            latency_s=self._clock() - started,
+            detail=f"{self.model} answered",
+            models=(self.model,),
         )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -186,7 +205,10 @@ class AnthropicProvider:
         try:
             message = await client.messages.create(**kwargs)
         except Exception as exc:
-            raise self._map_error_or_reraise(exc) from None
+            error = self._map_error(exc)
+            if error is None:
+                raise
+            raise error from exc  # the SDK error stays in the chain for --debug; it holds no key
         latency = self._clock() - started
 
         content = getattr(message, "content", None)
@@ -194,11 +216,14 @@ class AnthropicProvider:
         if not isinstance(content, list) or usage is None:
             raise ProviderError(
                 "Anthropic API answered with something that is not a message (check anthropic.base_url)",
-                provider=self.name, kind="malformed",
+                provider=self.name,
+                kind="malformed",
             )
         text = "".join(
-            block.text for block in content
-            if getattr(block, "type", None) == "text" and isinstance(getattr(block, "text", None), str)
+            block.text
+            for block in content
+            if getattr(block, "type", None) == "text"
+            and isinstance(getattr(block, "text", None), str)
         )
         return ChatResponse(
             text=text,
@@ -230,7 +255,12 @@ class AnthropicProvider:
         if self._client is not None:
             return self._client
         if not self._api_key:
-            raise ProviderError("Anthropic is not configured: no API key", provider=self.name, kind="auth", hint=KEY_HINT)
+            raise ProviderError(
+                "Anthropic is not configured: no API key",
+                provider=self.name,
+                kind="auth",
+                hint=KEY_HINT,
+            )
         import anthropic  # slow (~1.1 s): only when the fallback is actually used
 
         base_url = self.base_url
@@ -257,7 +287,11 @@ class AnthropicProvider:
         max_tokens = request.max_tokens if request.max_tokens > 0 else self.max_tokens
         if max_tokens < 1:
             raise UsageError(f"max_tokens must be at least 1, not {max_tokens}")
-        kwargs: dict[str, Any] = {"model": self._model_for(request), "max_tokens": max_tokens, "messages": turns}
+        kwargs: dict[str, Any] = {
+            "model": self._model_for(request),
+            "max_tokens": max_tokens,
+            "messages": turns,
+        }
         if system is not None:
             kwargs["system"] = system
         stops = [s for s in request.stop if s.strip()]  # the API rejects whitespace-only stops
@@ -281,7 +315,10 @@ class AnthropicProvider:
         try:
             events = await client.messages.create(**kwargs, stream=True)
         except Exception as exc:
-            raise self._map_error_or_reraise(exc) from None
+            error = self._map_error(exc)
+            if error is None:
+                raise
+            raise error from exc
         try:
             async with events:
                 async for event in events:
@@ -306,11 +343,13 @@ class AnthropicProvider:
             error = self._map_error(exc, in_stream=True)
             if error is None:
                 raise
-            raise self._broken(error, shown) from None
+            raise self._broken(error, shown) from exc
         if not finished:
             raise self._broken(
                 ProviderError(
-                    "Anthropic stream ended before message_stop", provider=self.name, kind="stream_cut"
+                    "Anthropic stream ended before message_stop",
+                    provider=self.name,
+                    kind="stream_cut",
                 ),
                 shown,
             )
@@ -331,10 +370,6 @@ class AnthropicProvider:
             hint=error.hint,
         )
 
-    def _map_error_or_reraise(self, exc: Exception) -> Exception:
-        error = self._map_error(exc)
-        return error if error is not None else exc
-
     def _map_error(self, exc: Exception, *, in_stream: bool = False) -> ProviderError | None:
         """The ProviderError for an SDK/transport failure; None for anything else (a bug)."""
         import anthropic
@@ -344,11 +379,15 @@ class AnthropicProvider:
             return exc
         if isinstance(exc, anthropic.APITimeoutError):
             return ProviderError(
-                f"Anthropic API timed out after {self.timeout_s:g} s", provider=self.name, kind="timeout"
+                f"Anthropic API timed out after {self.timeout_s:g} s",
+                provider=self.name,
+                kind="timeout",
             )
         if isinstance(exc, anthropic.APIConnectionError):
             return ProviderError(
-                f"cannot connect to the Anthropic API at {self.endpoint}", provider=self.name, kind="connect"
+                f"cannot connect to the Anthropic API at {self.endpoint}",
+                provider=self.name,
+                kind="connect",
             )
         if isinstance(exc, anthropic.APIStatusError):
             return self._map_status(exc, in_stream=in_stream)
@@ -356,16 +395,21 @@ class AnthropicProvider:
             # JSON that does not parse: a proxy's error page, a garbled event.
             return ProviderError(
                 "Anthropic API answered with something that is not its JSON (check anthropic.base_url)",
-                provider=self.name, kind="malformed",
+                provider=self.name,
+                kind="malformed",
             )
         if isinstance(exc, httpx2.TimeoutException):
             return ProviderError(
-                f"Anthropic stream stalled for {self.timeout_s:g} s", provider=self.name, kind="timeout"
+                f"Anthropic stream stalled for {self.timeout_s:g} s",
+                provider=self.name,
+                kind="timeout",
             )
         if isinstance(exc, httpx2.TransportError):
             # Raised while reading a stream body: the SDK only wraps errors of the request itself.
             return ProviderError(
-                "Anthropic stream was cut off before it finished", provider=self.name, kind="stream_cut"
+                "Anthropic stream was cut off before it finished",
+                provider=self.name,
+                kind="stream_cut",
             )
         return None
 
@@ -376,23 +420,36 @@ class AnthropicProvider:
         if status < 400:
             # An `event: error` inside a 200 stream (e.g. overloaded_error mid-answer).
             return ProviderError(
-                f"Anthropic stream failed with an error event{suffix}", provider=self.name, kind="stream_cut", status=status
+                f"Anthropic stream failed with an error event{suffix}",
+                provider=self.name,
+                kind="stream_cut",
+                status=status,
             )
         if status in (401, 403):
             what = "rejected the API key" if status == 401 else "refused the request (permission)"
             return ProviderError(
-                f"Anthropic API {what} ({status})", provider=self.name, kind="auth", status=status, hint=KEY_HINT
+                f"Anthropic API {what} ({status})",
+                provider=self.name,
+                kind="auth",
+                status=status,
+                hint=KEY_HINT,
             )
         if status == 404:
             return ProviderError(
-                f"Anthropic API: not found ({status}){suffix}", provider=self.name, kind="not_found", status=status,
+                f"Anthropic API: not found ({status}){suffix}",
+                provider=self.name,
+                kind="not_found",
+                status=status,
                 hint="Check anthropic.model (e.g. claude-haiku-4-5).",
             )
         if status == 429:
             retry_after = exc.response.headers.get("retry-after")
             wait = f"; retry after {self._scrub(retry_after)} s" if retry_after else ""
             return ProviderError(
-                f"Anthropic API rate limit (429){wait}", provider=self.name, kind="rate_limit", status=status
+                f"Anthropic API rate limit (429){wait}",
+                provider=self.name,
+                kind="rate_limit",
+                status=status,
             )
         if status == 529:
             return ProviderError(
@@ -400,18 +457,32 @@ class AnthropicProvider:
             )
         if status >= 500:
             return ProviderError(
-                f"Anthropic API server error ({status}){suffix}", provider=self.name, kind="http", status=status
+                f"Anthropic API server error ({status}){suffix}",
+                provider=self.name,
+                kind="http",
+                status=status,
             )
         if status in (400, 413, 422):
             return ProviderError(
-                f"Anthropic API rejected the request ({status}){suffix}", provider=self.name, kind="bad_request", status=status
+                f"Anthropic API rejected the request ({status}){suffix}",
+                provider=self.name,
+                kind="bad_request",
+                status=status,
             )
         if status == 402:
             return ProviderError(
-                "Anthropic API: payment required (402)", provider=self.name, kind="http", status=status,
+                "Anthropic API: payment required (402)",
+                provider=self.name,
+                kind="http",
+                status=status,
                 hint="Check the billing of the Anthropic account behind ANTHROPIC_API_KEY.",
             )
-        return ProviderError(f"Anthropic API error ({status}){suffix}", provider=self.name, kind="http", status=status)
+        return ProviderError(
+            f"Anthropic API error ({status}){suffix}",
+            provider=self.name,
+            kind="http",
+            status=status,
+        )
 
     def _scrub(self, text: str) -> str:
         """Server text, shortened, with our key removed should a proxy ever echo it."""

@@ -25,9 +25,26 @@ DEFAULT_REPLY = "Hello from the fake Anthropic API."
 # Top-level fields the real API accepts on /v1/messages; anything else is a 400, as there.
 _KNOWN_FIELDS = frozenset(
     {
-        "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
-        "top_p", "top_k", "metadata", "tools", "tool_choice", "thinking", "service_tier",
-        "container", "output_config", "cache_control", "diagnostics", "inference_geo", "speed",
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "output_config",
+        "cache_control",
+        "diagnostics",
+        "inference_geo",
+        "speed",
     }
 )
 
@@ -70,8 +87,14 @@ def _content_text(content: Any, where: str) -> str:
     if isinstance(content, list) and content:
         parts = []
         for i, block in enumerate(content):
-            if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-                raise _BadRequest(f"{where}.{i}: only text content blocks are supported by this fake")
+            if (
+                not isinstance(block, dict)
+                or block.get("type") != "text"
+                or not isinstance(block.get("text"), str)
+            ):
+                raise _BadRequest(
+                    f"{where}.{i}: only text content blocks are supported by this fake"
+                )
             if not block["text"]:
                 raise _BadRequest(f"{where}.{i}: text content blocks must be non-empty")
             parts.append(block["text"])
@@ -103,7 +126,9 @@ def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
     if stops is not None and (
         not isinstance(stops, list) or not all(isinstance(s, str) and s.strip() for s in stops)
     ):
-        raise _BadRequest("stop_sequences: each stop sequence must be a string containing non-whitespace")
+        raise _BadRequest(
+            "stop_sequences: each stop sequence must be a string containing non-whitespace"
+        )
 
     system: str | None = None
     if "system" in body:
@@ -135,7 +160,9 @@ def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
         previous = role
         text = _content_text(message.get("content"), f"messages.{i}.content")
         if role == "assistant" and i == len(messages) - 1 and text != text.rstrip():
-            raise _BadRequest("messages: final assistant content cannot end with trailing whitespace")
+            raise _BadRequest(
+                "messages: final assistant content cannot end with trailing whitespace"
+            )
     if not model.startswith("claude"):
         raise _BadRequest(f"model: {model}", status=404)
     return system, messages
@@ -147,6 +174,7 @@ class FakeAnthropic:
     Knobs:
       reply_text           what the "model" answers
       status               force this HTTP status with Anthropic's error JSON (429, 500, 529, ...)
+      status_times         ...for this many requests only, then serve normally (None: until reset)
       retry_after          the `retry-after` header sent with a forced 429 (and 529)
       first_byte_delay_s   wait this long before sending anything (a slow first byte)
       stream_error_after   in a stream, send an `event: error` after this many text deltas
@@ -160,10 +188,13 @@ class FakeAnthropic:
     `bodies` (every parsed body), `last_body`, `last_headers`.
     """
 
-    def __init__(self, *, api_key: str = "sk-ant-fake-key", reply_text: str = DEFAULT_REPLY) -> None:
+    def __init__(
+        self, *, api_key: str = "sk-ant-fake-key", reply_text: str = DEFAULT_REPLY
+    ) -> None:
         self.api_key = api_key
         self.reply_text = reply_text
         self.status: int | None = None
+        self.status_times: int | None = None
         self.retry_after: str = "7"
         self.first_byte_delay_s: float = 0.0
         self.stream_error_after: int | None = None
@@ -192,8 +223,7 @@ class FakeAnthropic:
         """The base URL to give the SDK (it appends `/v1/messages`)."""
         if self._server is None:
             raise RuntimeError("FakeAnthropic is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FakeAnthropic:
         handler = _make_handler(self)
@@ -202,7 +232,10 @@ class FakeAnthropic:
         self._server = server
         self._thread = threading.Thread(
             # A short poll interval keeps shutdown() (and so every test's teardown) fast.
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-anthropic", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-anthropic",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -226,12 +259,22 @@ class FakeAnthropic:
 
     # -- the "model" ------------------------------------------------------------------------
 
+    def _take_forced_status(self) -> int | None:
+        with self._lock:
+            if self.status is None or self.status_times == 0:
+                return None
+            if self.status_times is not None:
+                self.status_times -= 1
+            return self.status
+
     def _next_id(self) -> str:
         with self._lock:
             self._ids += 1
             return f"msg_fake{self._ids:06d}"
 
-    def generate(self, body: dict[str, Any], system: str | None) -> tuple[list[str], str, str | None, int]:
+    def generate(
+        self, body: dict[str, Any], system: str | None
+    ) -> tuple[list[str], str, str | None, int]:
         """Deltas, stop_reason, stop_sequence and input tokens for a valid body."""
         prompt = [system or ""] + [_content_text(m["content"], "content") for m in body["messages"]]
         input_tokens = sum(len(_tokens(p)) for p in prompt)
@@ -264,7 +307,9 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
 
         # -- plumbing --------------------------------------------------------------------
 
-        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        def _send_json(
+            self, status: int, payload: Any, headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -275,9 +320,15 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        def _send_error(
+            self, status: int, message: str, headers: dict[str, str] | None = None
+        ) -> None:
             error_type = _ERROR_TYPES.get(status, "api_error")
-            payload = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_fake"}
+            payload = {
+                "type": "error",
+                "error": {"type": error_type, "message": message},
+                "request_id": "req_fake",
+            }
             self._send_json(status, payload, headers)
 
         def _chunk(self, data: bytes) -> None:
@@ -322,8 +373,8 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if not self.headers.get("anthropic-version"):
                 self._send_error(400, "anthropic-version: header is required")
                 return
-            if fake.status is not None:
-                status = fake.status
+            status = fake._take_forced_status()
+            if status is not None:
                 headers = {"retry-after": fake.retry_after} if status in (429, 529) else {}
                 self._send_error(status, _ERROR_MESSAGES.get(status, f"Error {status}"), headers)
                 return
@@ -367,7 +418,11 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         def _authorized(self) -> bool:
             # SDK 2.10.0 sends `Authorization: Bearer <key>`; the real API also takes `x-api-key`.
             auth = self.headers.get("Authorization") or ""
-            key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else self.headers.get("x-api-key")
+            key = (
+                auth[len("Bearer ") :]
+                if auth.startswith("Bearer ")
+                else self.headers.get("x-api-key")
+            )
             return key == fake.api_key
 
         def _stream(
@@ -402,14 +457,21 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             )
             self._event(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
             )
             self._event("ping", {"type": "ping"})
             for sent, delta in enumerate(deltas):
                 if fake.stream_error_after is not None and sent >= fake.stream_error_after:
                     self._event(
                         "error",
-                        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "Overloaded"},
+                        },
                     )
                     self._chunk(b"")  # the terminating zero-length chunk
                     return
@@ -418,10 +480,20 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                     return
                 self._event(
                     "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": delta}},
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": delta},
+                    },
                 )
             if fake.stream_error_after is not None and fake.stream_error_after >= len(deltas):
-                self._event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                self._event(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                )
                 self._chunk(b"")
                 return
             if fake.stream_cut_after is not None:

@@ -583,7 +583,7 @@ class FakeVast:
             return 400, _fail("invalid_args", str(exc)), {}
         order = body.get("order") or [["dph_total", "asc"]]
         for col, direction in reversed([tuple(o) for o in order]):
-            found.sort(key=lambda o, c=col: _sort_key(o.get(c)), reverse=(direction == "desc"))
+            found.sort(key=_by(str(col)), reverse=(direction == "desc"))
         limit = body.get("limit")
         if isinstance(limit, int):
             found = found[:limit]
@@ -629,7 +629,7 @@ class FakeVast:
             return 400, _fail("invalid_args", str(exc)), {}
         for spec in reversed(order_by or []):
             col = spec.get("col", "id")
-            rows.sort(key=lambda r, c=col: _sort_key(r.get(c)), reverse=(spec.get("dir") == "desc"))
+            rows.sort(key=_by(str(col)), reverse=(spec.get("dir") == "desc"))
         offset = 0
         if token not in (None, ""):
             m = re.fullmatch(r"page-(\d+)", str(token))
@@ -768,6 +768,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, int | float):
         return (0, float(value))
     return (0, str(value))
+
+
+def _by(col: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
+    def key(record: Mapping[str, Any]) -> tuple[int, Any]:
+        return _sort_key(record.get(col))
+
+    return key
 
 
 def _coerce(field_value: Any, query_value: Any) -> Any:

@@ -67,6 +67,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    client_port: int  # the same port on two requests means a kept-alive connection
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -381,7 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fake._record(RecordedRequest(method, path, query, dict(self.headers.items()), body))
+        fake._record(
+            RecordedRequest(method, path, query, dict(self.headers.items()), body, int(self.client_address[1]))
+        )
 
         delayed = fake.first_byte_delay > 0 and (fake.delay_paths is None or path in fake.delay_paths)
         if delayed and not fake._wait(fake.first_byte_delay):

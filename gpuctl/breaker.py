@@ -1,0 +1,56 @@
+"""The circuit breaker's rules, as pure functions over `BreakerRecord` (no I/O, no clock).
+
+closed → open after `threshold` consecutive failures → half-open after `cooldown_s`, when one
+probe is let through → closed on success, open again on failure. The records live in the state
+database so every gpuctl process sees the same breaker: a dead Modal costs one timeout, not
+one per `gpuctl chat`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from gpuctl.state import BreakerRecord
+
+
+def check(record: BreakerRecord, now: float) -> tuple[bool, str | None]:
+    """May a request go to this provider now? If not, the reason to show the user."""
+    if record.state == "open" and record.open_until is not None and now < record.open_until:
+        until = time.strftime("%H:%M:%S", time.localtime(record.open_until))
+        why = f"breaker open until {until} after {record.failures} failure{'s' if record.failures != 1 else ''}"
+        if record.last_error:
+            why += f" ({record.last_error})"
+        return False, why
+    return True, None
+
+
+def is_probe(record: BreakerRecord, now: float) -> bool:
+    """An open breaker whose cooldown has passed lets one probe through (half-open)."""
+    return record.state in ("open", "half_open") and (record.open_until is None or now >= record.open_until)
+
+
+def on_success(record: BreakerRecord) -> BreakerRecord:
+    if record.state == "closed" and record.failures == 0:
+        return record
+    return replace(record, state="closed", failures=0, opened_at=None, open_until=None, last_error=None)
+
+
+def on_failure(record: BreakerRecord, now: float, *, threshold: int, cooldown_s: float, error: str) -> BreakerRecord:
+    failures = record.failures + 1
+    if is_probe(record, now) or failures >= threshold:
+        return replace(record, state="open", failures=failures, opened_at=now,
+                       open_until=now + cooldown_s, last_error=error)
+    return replace(record, state="closed", failures=failures, last_error=error)
+
+
+def describe(record: BreakerRecord, now: float) -> str:
+    """A short word for `gpuctl status`: closed, open (until …), half-open."""
+    if record.state == "open":
+        if is_probe(record, now):
+            return "half-open (next request probes)"
+        allowed, why = check(record, now)
+        return "open" if allowed else f"open: {why}"
+    if record.failures:
+        return f"closed ({record.failures} recent failure{'s' if record.failures != 1 else ''})"
+    return "closed"

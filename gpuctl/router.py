@@ -1,0 +1,529 @@
+"""The backend manager (the seed's `backend_manager`): priority, health, breaker, fallback, and why.
+
+Only this module knows the priority order. For each request it walks `routing.priority`, skips
+providers that are not configured or whose breaker is open, gives a possibly-cold Modal a short
+health probe (a scaled-to-zero GPU is *waking up*, not *down*), and fails over on connection
+errors, timeouts, 5xx, 429 and malformed replies — but only before the first token: once text
+has been shown, a broken stream is reported plainly and never silently re-sent. Every decision
+carries its reason, and every completion appends a usage row to the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from gpuctl import breaker
+from gpuctl.config import Settings, load_settings
+from gpuctl.errors import (
+    AllProvidersFailedError,
+    NoProviderError,
+    ProviderError,
+    StreamBrokenError,
+    UsageError,
+)
+from gpuctl.events import log_event
+from gpuctl.providers.base import ChatRequest, ChatResponse, Health, StreamChunk, Usage
+from gpuctl.registry import BUILDERS, Slot, build_slots
+from gpuctl.state import State, UsageRecord, open_state
+
+logger = logging.getLogger("gpuctl.router")
+
+# Providers that scale to zero: silence from them may mean "waking up", not "down".
+SCALE_TO_ZERO = frozenset({"modal"})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the router did with one provider for one request."""
+
+    provider: str
+    outcome: str  # skipped | cold | failed | answered
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    name: str
+    configured: bool
+    status: str  # ready | cold | degraded | unhealthy | unconfigured
+    endpoint: str | None
+    latency_s: float | None
+    breaker: str
+    detail: str
+    models: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.name, "configured": self.configured, "status": self.status,
+            "endpoint": self.endpoint, "latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 1),
+            "breaker": self.breaker, "detail": self.detail, "models": list(self.models),
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    providers: tuple[ProviderStatus, ...]
+    current: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        chosen = next((p for p in self.providers if p.name == self.current), None)
+        return {
+            # the seed's shape first
+            "status": chosen.status if chosen else "unavailable",
+            "endpoint": chosen.endpoint if chosen else None,
+            "provider": self.current,
+            "reason": self.reason,
+            "providers": [p.as_dict() for p in self.providers],
+        }
+
+
+class BackendManager:
+    """Routes chat requests to the best available provider. Cheap to create; close when done.
+
+    `settings` are read on first use if not given. `slots` and `state` can be injected (tests,
+    benchmarks); `clock` is wall time for the breaker and ledger, `timer` measures latency.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        state: State | None = None,
+        slots: Sequence[Slot] | None = None,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+        record_usage: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._own_state = state is None
+        self._slots: list[Slot] | None = list(slots) if slots is not None else None
+        self.clock = clock
+        self.timer = timer
+        self.record_usage = record_usage
+        self._prices: Any = None
+
+    # -------------------------------------------------------------- wiring
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            from gpuctl.config import ensure_home
+
+            self._state = open_state(ensure_home(self.settings.home), clock=self.clock)
+        return self._state
+
+    def priority(self) -> list[str]:
+        order = list(self.settings["routing.priority"])
+        # A user's own endpoint that is configured but not listed goes before the paid API.
+        if self.settings.get("endpoint.url") and "endpoint" not in order:
+            at = order.index("anthropic") if "anthropic" in order else len(order)
+            order.insert(at, "endpoint")
+        return order
+
+    def slots(self) -> list[Slot]:
+        if self._slots is None:
+            self._slots = build_slots(self.settings, self.state, self.priority())
+        return self._slots
+
+    def _order(self, only: str | None) -> list[Slot]:
+        slots = self.slots()
+        if only is None:
+            return slots
+        for slot in slots:
+            if slot.name == only:
+                return [slot]
+        if only not in BUILDERS:
+            raise UsageError(f"unknown provider {only!r}", hint="providers: " + ", ".join(BUILDERS))
+        extra = BUILDERS[only](self.settings, self.state)
+        self._slots = [*slots, extra]
+        return [extra]
+
+    async def aclose(self) -> None:
+        for slot in self._slots or []:
+            if slot.provider is not None:
+                await slot.provider.aclose()
+        if self._own_state and self._state is not None:
+            self._state.close()
+            self._state = None
+
+    async def __aenter__(self) -> BackendManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -------------------------------------------------------------- seed API
+
+    def get_current_provider(self) -> str | None:
+        """The provider that would be tried first now (configured, breaker closed); no network."""
+        now = self.clock()
+        for slot in self.slots():
+            if slot.configured and breaker.check(self.state.get_breaker(slot.name), now)[0]:
+                return slot.name
+        return None
+
+    async def get_vllm_status(self, *, deep: bool = False) -> dict[str, Any]:
+        """The seed's `{"status", "endpoint", "provider"}` plus every provider's row."""
+        return (await self.status(deep=deep)).as_dict()
+
+    async def chat_completion(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        temperature: float | None = 0.7,
+        max_tokens: int = 2048,
+        stream: bool = False,
+        provider: str | None = None,
+        model: str | None = None,
+        stop: Iterable[str] = (),
+    ) -> Any:
+        """A complete answer (`ChatResponse`), or with `stream=True` a `RoutedStream` to iterate."""
+        request = ChatRequest.from_openai(messages, model=model, temperature=temperature, max_tokens=max_tokens, stop=stop)
+        if stream:
+            return RoutedStream(self, request, only=provider)
+        return await self.complete(request, only=provider)
+
+    def stream_chat(self, request: ChatRequest, *, only: str | None = None) -> RoutedStream:
+        return RoutedStream(self, request, only=only)
+
+    # -------------------------------------------------------------- routing core
+
+    def _gate(self, slot: Slot, now: float) -> str | None:
+        """Why this slot is skipped, or None if it may be tried."""
+        if not slot.configured:
+            return f"{slot.name}: not configured ({slot.why_not})"
+        allowed, why = breaker.check(self.state.get_breaker(slot.name), now)
+        return None if allowed else f"{slot.name}: {why}"
+
+    async def _cold_gate(self, slot: Slot, has_next: bool) -> Attempt | None:
+        """A scale-to-zero provider idle past its window gets a short /health probe first.
+
+        If it is waking up and another provider can answer, that one answers now; the probe
+        itself has already asked Modal to start a container, so the next request finds it warm.
+        """
+        if slot.name not in SCALE_TO_ZERO or not has_next or not self.settings["routing.fallback_on_cold"]:
+            return None
+        window = float(self.settings["modal.scaledown_window_minutes"]) * 60
+        last = self.state.last_usage_at(slot.name)
+        if last is not None and self.clock() - last < window:
+            return None  # answered recently: warm
+        assert slot.provider is not None
+        health = await slot.provider.health(timeout=self.settings["routing.cold_probe_timeout_s"])  # type: ignore[call-arg]
+        if health.status == "cold":
+            return Attempt(slot.name, "cold", f"{slot.name}: waking up (cold start, usually 10–30 s)")
+        if health.status == "unhealthy":
+            self._failure(slot.name, health.detail or "health check failed")
+            log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
+            return Attempt(slot.name, "failed", f"{slot.name}: {health.detail or 'unhealthy'}")
+        return None
+
+    def _failure(self, name: str, error: str) -> None:
+        s = self.settings
+        now = self.clock()
+        self.state.update_breaker(
+            name,
+            lambda rec: breaker.on_failure(rec, now, threshold=s["routing.failure_threshold"],
+                                           cooldown_s=s["routing.cooldown_s"], error=error),
+        )
+
+    def _success(self, name: str) -> None:
+        rec = self.state.get_breaker(name)
+        if rec.state != "closed" or rec.failures:
+            self.state.update_breaker(name, breaker.on_success)
+
+    def _has_next(self, order: list[Slot], index: int, now: float) -> bool:
+        return any(self._gate(s, now) is None for s in order[index + 1:])
+
+    def _on_error(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float) -> Attempt:
+        if exc.counts_against_breaker:
+            self._failure(slot.name, exc.message)
+        self._ledger(slot, request, None, self.timer() - started, error=exc.message)
+        return Attempt(slot.name, "failed", f"{slot.name}: {exc.message}")
+
+    async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
+        attempts: list[Attempt] = []
+        order = self._order(only)
+        now = self.clock()
+        for index, slot in enumerate(order):
+            why = self._gate(slot, now)
+            if why is not None:
+                attempts.append(Attempt(slot.name, "skipped", why))
+                continue
+            has_next = only is None and self._has_next(order, index, now)
+            cold = await self._cold_gate(slot, has_next)
+            if cold is not None:
+                attempts.append(cold)
+                continue
+            assert slot.provider is not None
+            started = self.timer()
+            try:
+                response = await slot.provider.chat(request)
+            except ProviderError as exc:
+                attempts.append(self._on_error(slot, exc, request, started))
+                if exc.failover and has_next:
+                    continue
+                raise self._give_up(attempts, exc) from None
+            self._success(slot.name)
+            reason = fallback_reason(attempts)
+            response = replace(response, provider=slot.name, fallback_reason=reason,
+                               latency_s=response.latency_s or self.timer() - started)
+            self._ledger(slot, request, response, response.latency_s, fallback=reason)
+            return response
+        raise self._give_up(attempts, None)
+
+    def _give_up(self, attempts: list[Attempt], last: ProviderError | None) -> Exception:
+        tried = [a for a in attempts if a.outcome != "skipped" or "not configured" not in a.reason]
+        if not any(a for a in attempts if "not configured" not in a.reason):
+            return NoProviderError(
+                "no provider is configured",
+                hint="set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, or ANTHROPIC_API_KEY",
+            )
+        if last is not None and len([a for a in tried if a.outcome == "failed"]) == 1 and not last.failover:
+            return last  # a request error (400) is the request's fault: show it as it is
+        reasons = [a.reason for a in tried]
+        hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
+        return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint)
+
+    # -------------------------------------------------------------- ledger
+
+    def _ledger(self, slot: Slot, request: ChatRequest, response: ChatResponse | None, latency: float,
+                *, error: str | None = None, fallback: str | None = None, usage: Usage | None = None,
+                model: str | None = None, ttft: float | None = None) -> None:
+        if not self.record_usage:
+            return
+        usage = usage or (response.usage if response else Usage())
+        model = model or (response.model if response else request.model)
+        cost = self.estimate_cost(slot.name, model, usage, latency) if error is None else None
+        self.state.record_usage(UsageRecord(
+            ts=self.clock(), provider=slot.name, model=model,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
+            cost=None if cost is None else str(cost), ok=error is None, error=error,
+            fallback_reason=fallback, endpoint=slot.endpoint, profile=self.settings.profile,
+        ))
+        if error is None:
+            total = self.state.bump_metric(slot.name, "total_requests")
+            if slot.name == "modal":
+                log_event("modal_chat_completion", model=model, tokens=usage.total_tokens, total_requests=int(total))
+
+    def estimate_cost(self, provider: str, model: str | None, usage: Usage, seconds: float) -> Decimal | None:
+        """Estimated $ for one request: tokens for Anthropic, GPU-seconds for Modal, else None
+        (a Vast.ai box bills by lifetime, which `gpuctl cost report` prices)."""
+        try:
+            from gpuctl import costs
+
+            if self._prices is None:
+                self._prices = costs.load_catalog(overrides=self.settings.extra.get("prices") or None)
+            return costs.request_cost(
+                self._prices, provider, model=model, gpu=self.settings["modal.gpu"],
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, seconds=seconds,
+            )
+        except Exception:  # pricing must never break an answer; the ledger just lacks a cost
+            logger.debug("cost estimate failed", exc_info=True)
+            return None
+
+    # -------------------------------------------------------------- status
+
+    async def status(self, *, deep: bool = False) -> StatusReport:
+        """Health of every provider in priority order, and which one would answer now, and why."""
+        slots = self.slots()
+        timeout = self.settings["routing.health_timeout_s"]
+
+        async def check(slot: Slot) -> Health | None:
+            if slot.provider is None:
+                return None
+            try:
+                return await asyncio.wait_for(slot.provider.health(deep=deep), timeout=timeout * (3 if deep else 1) + 1)
+            except TimeoutError:
+                return Health(slot.name, "cold", endpoint=slot.endpoint, detail="no answer in time (waking up?)")
+            except ProviderError as exc:
+                return Health(slot.name, "unhealthy", endpoint=slot.endpoint, detail=exc.message)
+
+        healths = await asyncio.gather(*(check(s) for s in slots))
+        now = self.clock()
+        rows: list[ProviderStatus] = []
+        current: str | None = None
+        reasons: list[str] = []
+        for slot, health in zip(slots, healths, strict=True):
+            if health is None:
+                rows.append(ProviderStatus(slot.name, False, "unconfigured", None, None, "-", slot.why_not or ""))
+                continue
+            self.state.set_metric(slot.name, "last_health", {"status": health.status, "latency_s": health.latency_s, "at": now})
+            if health.status in ("ready",):
+                self._success(slot.name)
+            elif health.status in ("unhealthy", "degraded"):
+                self._failure(slot.name, health.detail or health.status)
+                log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
+            rec = self.state.get_breaker(slot.name)
+            rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
+                                       health.latency_s, breaker.describe(rec, now), health.detail, health.models))
+            allowed, why = breaker.check(rec, now)
+            if current is None:
+                if allowed and health.ok:
+                    current = slot.name
+                    reasons.append(f"{slot.name}: {health.status}" + (" (waking up)" if health.status == "cold" else ""))
+                else:
+                    reasons.append(f"{slot.name}: {why or health.detail or health.status}")
+        if current is None:
+            if not any(r.configured for r in rows):
+                raise NoProviderError(
+                    "no provider is configured",
+                    hint="set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, or ANTHROPIC_API_KEY",
+                )
+            reason = "no provider can answer now: " + "; ".join(reasons)
+        elif len(reasons) == 1:
+            reason = f"{current} is the first configured provider and is {rows[[r.name for r in rows].index(current)].status}"
+        else:
+            reason = f"{current} answers because " + "; ".join(reasons[:-1])
+        return StatusReport(tuple(rows), current, reason)
+
+
+def fallback_reason(attempts: Sequence[Attempt]) -> str | None:
+    """'fell back from modal: <why>' material: failures, open breakers and cold starts only."""
+    reasons = [a.reason for a in attempts if a.outcome in ("failed", "cold")
+               or (a.outcome == "skipped" and "not configured" not in a.reason)]
+    return "; ".join(reasons) or None
+
+
+@dataclass
+class RoutedStream:
+    """An answer as it streams, from whichever provider could start it.
+
+    Iterate it for `StreamChunk`s. After iteration: `provider`, `fallback_reason`, `text`,
+    `usage`, `finish_reason`, `ttft_s`, `latency_s`. A failure after text was yielded raises
+    `StreamBrokenError` (with the partial text) and is never re-sent elsewhere.
+    """
+
+    manager: BackendManager
+    request: ChatRequest
+    only: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    fallback_reason: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    ttft_s: float | None = None
+    latency_s: float | None = None
+    complete: bool = False
+    _started: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[StreamChunk]:
+        m = self.manager
+        order = m._order(self.only)
+        now = m.clock()
+        for index, slot in enumerate(order):
+            why = m._gate(slot, now)
+            if why is not None:
+                self.attempts.append(Attempt(slot.name, "skipped", why))
+                continue
+            has_next = self.only is None and m._has_next(order, index, now)
+            cold = await m._cold_gate(slot, has_next)
+            if cold is not None:
+                self.attempts.append(cold)
+                continue
+            assert slot.provider is not None
+            started = self._started = m.timer()
+            chunks = slot.provider.stream(self.request)
+            buffered: list[StreamChunk] = []
+            try:
+                # Pull until the first text (or the end): failures up to here can still fail over.
+                async for chunk in chunks:
+                    buffered.append(chunk)
+                    if chunk.text or chunk.finish_reason is not None:
+                        break
+            except ProviderError as exc:
+                await _close(chunks)
+                self.attempts.append(m._on_error(slot, exc, self.request, started))
+                if exc.failover and has_next:
+                    continue
+                raise m._give_up(self.attempts, exc) from None
+            self.provider = slot.name
+            self.fallback_reason = fallback_reason(self.attempts)
+            self.ttft_s = m.timer() - started
+            try:
+                for chunk in buffered:
+                    self._take(chunk)
+                    yield chunk
+                async for chunk in chunks:
+                    self._take(chunk)
+                    yield chunk
+            except ProviderError as exc:
+                self.latency_s = m.timer() - started
+                if exc.counts_against_breaker:
+                    m._failure(slot.name, exc.message)
+                m._ledger(slot, self.request, None, self.latency_s, error=exc.message, usage=self.usage,
+                          model=self.model, ttft=self.ttft_s)
+                shown = len(self.text)
+                raise StreamBrokenError(
+                    f"{slot.name}: the answer broke off after {shown} characters ({exc.message}); it was not re-sent",
+                    provider=slot.name, partial_text=self.text,
+                    hint="retry the question (in chat: /retry)",
+                ) from None
+            finally:
+                await _close(chunks)
+                if not self.complete and self.latency_s is None:
+                    # The consumer stopped early (Ctrl-C): keep an honest ledger row.
+                    self.latency_s = m.timer() - started
+                    m._ledger(slot, self.request, None, self.latency_s, error="stopped by user",
+                              usage=self.usage, model=self.model, ttft=self.ttft_s)
+            return
+        raise m._give_up(self.attempts, None)
+
+    def _take(self, chunk: StreamChunk) -> None:
+        if chunk.text:
+            self.parts.append(chunk.text)
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+            self._finish()
+
+    def _finish(self) -> None:
+        m = self.manager
+        slot = next(s for s in m.slots() if s.name == self.provider)
+        self.latency_s = m.timer() - self._started
+        self.complete = True
+        m._success(slot.name)
+        response = ChatResponse(self.text, slot.name, self.model or self.request.model or "", self.usage or Usage(),
+                                self.finish_reason, 0.0, self.ttft_s, self.fallback_reason)
+        m._ledger(slot, self.request, response, self.latency_s, fallback=self.fallback_reason,
+                  usage=self.usage, model=self.model, ttft=self.ttft_s)
+
+    def response(self) -> ChatResponse:
+        """The finished answer as a `ChatResponse` (after iteration)."""
+        return ChatResponse(self.text, self.provider or "", self.model or "", self.usage or Usage(),
+                            self.finish_reason, self.latency_s or 0.0, self.ttft_s, self.fallback_reason)
+
+
+async def _close(agen: Any) -> None:
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream must not hide the real error
+            logger.debug("closing stream failed", exc_info=True)

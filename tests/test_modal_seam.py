@@ -1,0 +1,374 @@
+"""The seam around the modal SDK (gpuctl/providers/modal.py), with Modal replaced by mocks.
+
+Modal speaks gRPC, so there is no practical fake server: the `modal deploy` subprocess and the
+SDK module are mocked, and real `modal.exception` classes are raised through them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gpuctl.errors import ConfigError, CredentialsError, GpuctlError, ProviderError, UsageError
+from gpuctl.providers import modal as modal_provider
+from gpuctl.providers.modal import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+
+URL = "https://acme--multi-agent-vllm-inference-serve.modal.run"
+
+
+@pytest.fixture
+def app_file(tmp_path: Path) -> Path:
+    path = tmp_path / "vllm_app.py"
+    path.write_text("# stand-in: `modal deploy` is mocked\n")
+    return path
+
+
+@pytest.fixture
+def mexc() -> Any:
+    from modal import exception
+
+    return exception
+
+
+def _fake_modal(mexc: Any, **parts: Any) -> SimpleNamespace:
+    return SimpleNamespace(exception=mexc, **parts)
+
+
+def _function_with_url(url: str | None, calls: list[tuple[str, str]] | None = None) -> SimpleNamespace:
+    def from_name(app: str, fn: str) -> SimpleNamespace:
+        if calls is not None:
+            calls.append((app, fn))
+        return SimpleNamespace(get_web_url=lambda: url)
+
+    return SimpleNamespace(from_name=from_name)
+
+
+# -- validate_spec ---------------------------------------------------------------------------
+
+
+def test_default_spec_is_valid() -> None:
+    validate_spec(ModalDeploySpec())
+
+
+@pytest.mark.parametrize("gpu", ["L4", "h100", "A100-80GB", "H100:2", "rtx-pro-6000", "B200:8", "A10G"])
+def test_modal_gpu_names_are_accepted(gpu: str) -> None:
+    validate_spec(ModalDeploySpec(gpu=gpu))
+
+
+def test_parse_gpu_gives_the_canonical_name_and_count() -> None:
+    assert parse_gpu("h100:2") == ("H100", 2)
+    assert parse_gpu("l40s") == ("L40S", 1)
+
+
+def test_unknown_gpu_suggests_the_nearest_names() -> None:
+    with pytest.raises(UsageError) as caught:
+        validate_spec(ModalDeploySpec(gpu="H10"))
+    assert "did you mean H100" in caught.value.message
+    assert caught.value.hint is not None and "L4" in caught.value.hint
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("gpu", ["H100:0", "H100:9", "H100:two"])
+def test_bad_gpu_counts_are_refused(gpu: str) -> None:
+    with pytest.raises(UsageError, match="count"):
+        validate_spec(ModalDeploySpec(gpu=gpu))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"scaledown_window_s": 1}, "2 s to 60 min"),
+        ({"scaledown_window_s": 3601}, "2 s to 60 min"),
+        ({"model": "Qwen2.5-7B-Instruct"}, "org/name"),
+        ({"model": "Qwen/Qwen 2.5"}, "org/name"),
+        ({"min_containers": -1}, "0 or more"),
+        ({"max_containers": 0}, "1 or more"),
+        ({"min_containers": 2, "max_containers": 1}, "exceeds"),
+        ({"max_inputs": 0}, "1 or more"),
+        ({"max_model_len": 100}, "256"),
+        ({"app_name": "my app"}, "valid Modal name"),
+        ({"secret_name": ""}, "valid Modal name"),
+    ],
+)
+def test_invalid_specs_are_refused_before_anything_is_sent(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        validate_spec(ModalDeploySpec(**changes))
+
+
+@pytest.mark.parametrize("window", [2, 3600])
+def test_window_bounds_are_inclusive(window: int) -> None:
+    validate_spec(ModalDeploySpec(scaledown_window_s=window))
+
+
+# -- deploy ----------------------------------------------------------------------------------
+
+
+def test_deploy_runs_modal_deploy_with_the_spec_and_returns_the_url(
+    mocker: Any, mexc: Any, app_file: Path
+) -> None:
+    run = mocker.patch(
+        "gpuctl.providers.modal.subprocess.run",
+        return_value=subprocess.CompletedProcess([], 0, stdout="✓ App deployed!", stderr=""),
+    )
+    lookups: list[tuple[str, str]] = []
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=_function_with_url(URL, lookups)))
+    spec = ModalDeploySpec(gpu="L40S", max_containers=3, app_name="team-llm")
+
+    assert ModalSDK(timeout_s=42).deploy(spec, app_file) == URL
+
+    args, kwargs = run.call_args
+    assert args[0] == [sys.executable, "-m", "modal", "deploy", str(app_file), "--name", "team-llm"]
+    assert kwargs["timeout"] == 42
+    assert kwargs["stdin"] is subprocess.DEVNULL
+    env = kwargs["env"]
+    assert env["GPUCTL_MODAL_GPU"] == "L40S"
+    assert env["GPUCTL_MODAL_MAX_CONTAINERS"] == "3"
+    assert env["GPUCTL_MODAL_APP_NAME"] == "team-llm"
+    assert "VLLM_API_KEY" not in env  # the key lives only in the Modal secret
+    assert lookups == [("team-llm", "serve")]
+
+
+def test_deploy_validates_before_running_anything(mocker: Any, app_file: Path) -> None:
+    run = mocker.patch("gpuctl.providers.modal.subprocess.run")
+    with pytest.raises(UsageError):
+        ModalSDK().deploy(ModalDeploySpec(gpu="Z9"), app_file)
+    run.assert_not_called()
+
+
+def test_deploy_timeout_is_one_line(mocker: Any, app_file: Path) -> None:
+    mocker.patch(
+        "gpuctl.providers.modal.subprocess.run",
+        side_effect=subprocess.TimeoutExpired(cmd=["modal"], timeout=5),
+    )
+    with pytest.raises(ProviderError) as caught:
+        ModalSDK(timeout_s=5).deploy(ModalDeploySpec(), app_file)
+    err = caught.value
+    assert err.kind == "timeout"
+    assert "within 5 s" in err.message and "\n" not in err.message
+    assert err.exit_code == 1
+
+
+def test_deploy_without_a_token_is_a_credentials_error(mocker: Any, app_file: Path) -> None:
+    # The modal CLI's real words when no token is configured.
+    stderr = (
+        "Error: Token missing. Could not authenticate client. If you have token credentials, see "
+        "modal.com/docs/sdk/py/latest/config for setup help. If you are a new user, register an "
+        "account at modal.com, then run `modal token new`.\n"
+    )
+    mocker.patch("gpuctl.providers.modal.subprocess.run", return_value=subprocess.CompletedProcess([], 1, "", stderr))
+    with pytest.raises(CredentialsError) as caught:
+        ModalSDK().deploy(ModalDeploySpec(), app_file)
+    assert caught.value.exit_code == 3
+    assert caught.value.hint is not None and "modal token new" in caught.value.hint
+    assert "MODAL_TOKEN_ID" in caught.value.hint
+
+
+def test_deploy_unreachable_modal_is_a_connect_error(mocker: Any, app_file: Path) -> None:
+    mocker.patch(
+        "gpuctl.providers.modal.subprocess.run",
+        return_value=subprocess.CompletedProcess([], 1, "", "Error: Could not connect to the Modal server.\n"),
+    )
+    with pytest.raises(ProviderError) as caught:
+        ModalSDK().deploy(ModalDeploySpec(), app_file)
+    assert caught.value.kind == "connect"
+
+
+def test_deploy_failure_shows_the_last_line_with_secrets_redacted(
+    mocker: Any, monkeypatch: pytest.MonkeyPatch, app_file: Path
+) -> None:
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "plainsecretvalue")
+    stderr = (
+        "Building image im-123\n"
+        "╭─ Error ──────────────────────────────╮\n"
+        "│ Image build failed for as-abcdefghijklmnopqrst plainsecretvalue │\n"
+        "╰──────────────────────────────────────╯\n"
+    )
+    mocker.patch("gpuctl.providers.modal.subprocess.run", return_value=subprocess.CompletedProcess([], 2, "", stderr))
+    with pytest.raises(ProviderError) as caught:
+        ModalSDK().deploy(ModalDeploySpec(), app_file)
+    message = caught.value.message
+    assert "exit 2" in message and "Image build failed" in message
+    assert "plainsecretvalue" not in message and "as-abcdefghijklmnopqrst" not in message
+    assert "\n" not in message and "│" not in message
+
+
+def test_deploy_missing_app_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        ModalSDK().deploy(ModalDeploySpec(), tmp_path / "nope.py")
+
+
+# -- SDK calls: URL lookup, secret, stop -----------------------------------------------------
+
+
+def test_sdk_auth_error_becomes_credentials_error(mocker: Any, mexc: Any) -> None:
+    def from_name(app: str, fn: str) -> Any:
+        raise mexc.AuthError("Token missing. Could not authenticate client.")
+
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
+    with pytest.raises(CredentialsError) as caught:
+        ModalSDK().web_url("multi-agent-vllm-inference")
+    assert "Token missing" in caught.value.message
+    assert caught.value.exit_code == 3
+
+
+def test_sdk_not_found_is_a_not_found_provider_error(mocker: Any, mexc: Any) -> None:
+    def from_name(app: str, fn: str) -> Any:
+        raise mexc.NotFoundError("App 'gone' not found in environment 'main'")
+
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
+    with pytest.raises(ProviderError) as caught:
+        ModalSDK().web_url("gone")
+    assert caught.value.kind == "not_found"
+
+
+def test_app_without_web_url_is_an_error(mocker: Any, mexc: Any) -> None:
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=_function_with_url(None)))
+    with pytest.raises(ProviderError, match="no web URL"):
+        ModalSDK().web_url("x")
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # let the abandoned worker thread finish
+
+
+def test_a_hung_sdk_call_times_out(mocker: Any, mexc: Any, release: threading.Event) -> None:
+    def from_name(app: str, fn: str) -> Any:
+        release.wait(10)  # stands for Modal's ~56 s wait on an unreachable server
+        return SimpleNamespace(get_web_url=lambda: URL)
+
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
+    with pytest.raises(ProviderError) as caught:
+        ModalSDK(lookup_timeout_s=0.05).web_url("slow")
+    assert caught.value.kind == "timeout"
+    assert "\n" not in caught.value.message
+
+
+def test_a_bug_in_an_sdk_call_keeps_its_type(mocker: Any, mexc: Any) -> None:
+    def from_name(app: str, fn: str) -> Any:
+        raise KeyError("bug")
+
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
+    with pytest.raises(KeyError):
+        ModalSDK().web_url("x")
+
+
+class _Secrets:
+    """Stands in for modal.Secret: records what would be sent."""
+
+    def __init__(self, mexc: Any, *, exists: bool) -> None:
+        self.mexc, self.exists = mexc, exists
+        self.created: list[tuple[str, dict[str, str]]] = []
+        self.updated: list[tuple[str, dict[str, str]]] = []
+        self.objects = SimpleNamespace(create=self._create)
+
+    def _create(self, name: str, env: dict[str, str]) -> None:
+        if self.exists:
+            raise self.mexc.AlreadyExistsError(f"Secret {name!r} already exists")
+        self.created.append((name, env))
+
+    def from_name(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(update=lambda env: self.updated.append((name, env)))
+
+
+def test_ensure_secret_creates_it(mocker: Any, mexc: Any) -> None:
+    secrets = _Secrets(mexc, exists=False)
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Secret=secrets))
+    run = mocker.patch("gpuctl.providers.modal.subprocess.run")
+    ModalSDK().ensure_secret("gpuctl-vllm-api-key", "key-123")
+    assert secrets.created == [("gpuctl-vllm-api-key", {"VLLM_API_KEY": "key-123"})]
+    run.assert_not_called()  # never on a command line
+
+
+def test_ensure_secret_overwrites_the_key_of_an_existing_secret(mocker: Any, mexc: Any) -> None:
+    secrets = _Secrets(mexc, exists=True)
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Secret=secrets))
+    ModalSDK().ensure_secret("gpuctl-vllm-api-key", "key-456")
+    assert secrets.updated == [("gpuctl-vllm-api-key", {"VLLM_API_KEY": "key-456"})]
+
+
+def test_ensure_secret_errors_never_echo_the_key(mocker: Any, mexc: Any) -> None:
+    def create(name: str, env: dict[str, str]) -> None:
+        raise mexc.InvalidError(f"bad value {env['VLLM_API_KEY']}")
+
+    fake = _fake_modal(mexc, Secret=SimpleNamespace(objects=SimpleNamespace(create=create)))
+    mocker.patch.object(modal_provider, "_import_modal", return_value=fake)
+    with pytest.raises(GpuctlError) as caught:
+        ModalSDK().ensure_secret("s", "very-private-key")
+    assert "very-private-key" not in caught.value.message
+
+
+def test_ensure_secret_refuses_an_empty_key() -> None:
+    with pytest.raises(UsageError):
+        ModalSDK().ensure_secret("s", "")
+
+
+def test_stop_stops_the_app(mocker: Any, mexc: Any) -> None:
+    stopped: list[str] = []
+    app_cls = SimpleNamespace(lookup=lambda name: SimpleNamespace(stop=lambda: stopped.append(name)))
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, App=app_cls))
+    assert ModalSDK().stop("team-llm") is True
+    assert stopped == ["team-llm"]
+
+
+def test_stop_of_a_missing_app_returns_false(mocker: Any, mexc: Any) -> None:
+    def lookup(name: str) -> Any:
+        raise mexc.NotFoundError(f"App {name!r} not found")
+
+    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, App=SimpleNamespace(lookup=lookup)))
+    assert ModalSDK().stop("gone") is False
+
+
+# -- check_credentials -----------------------------------------------------------------------
+
+
+def test_credentials_from_the_env_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-1234567890")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-1234567890")
+    ModalSDK().check_credentials()
+
+
+def test_half_an_env_pair_names_the_missing_half(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-1234567890")
+    with pytest.raises(CredentialsError, match="MODAL_TOKEN_SECRET"):
+        ModalSDK().check_credentials()
+
+
+def test_no_credentials_at_all_gives_the_fix() -> None:
+    # conftest: HOME is an empty temp dir and no MODAL_* variables are set.
+    with pytest.raises(CredentialsError) as caught:
+        ModalSDK().check_credentials()
+    assert caught.value.exit_code == 3
+    assert caught.value.hint == "Run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET."
+
+
+def test_credentials_from_the_active_profile_in_modal_toml() -> None:
+    config = Path.home() / ".modal.toml"
+    config.write_text('[old]\ntoken_id = ""\n\n[acme]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\nactive = true\n')
+    ModalSDK().check_credentials()
+
+
+def test_modal_toml_without_a_token_for_the_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "modal.toml"
+    config.write_text('[acme]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n')
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
+    monkeypatch.setenv("MODAL_PROFILE", "other")
+    with pytest.raises(CredentialsError, match="'other'"):
+        ModalSDK().check_credentials()
+
+
+def test_malformed_modal_toml_is_a_config_error() -> None:
+    (Path.home() / ".modal.toml").write_text("token_id = [\n")
+    with pytest.raises(ConfigError) as caught:
+        ModalSDK().check_credentials()
+    assert not isinstance(caught.value, CredentialsError)
+    assert caught.value.hint is not None and "modal token new" in caught.value.hint

@@ -1,0 +1,251 @@
+"""The backend manager: priority, fallback matrix, breaker across processes, cold starts, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpuctl.errors import AllProvidersFailedError, NoProviderError, StreamBrokenError
+from gpuctl.router import BackendManager
+from gpuctl.state import open_state
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.vllm_server import FakeVLLM
+from tests.helpers import closed_port_url, settings_for
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+KEY = "sk-ant-fake-key"
+
+
+@pytest.fixture
+def vllm() -> Iterator[FakeVLLM]:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="Hi from vLLM") as fake:
+        yield fake
+
+
+@pytest.fixture
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(api_key=KEY, reply_text="Hi from Claude") as fake:
+        yield fake
+
+
+def manager(home: Path, *, modal_url: str | None, claude: FakeAnthropic | None = None,
+            clock: list[float] | None = None, **extra: str) -> BackendManager:
+    env = {"GPUCTL_PRIORITY": "modal,vastai,anthropic", **extra}
+    if modal_url:
+        env["MODAL_WEB_URL"] = modal_url
+    if claude is not None:
+        env["ANTHROPIC_API_KEY"] = KEY
+        env["ANTHROPIC_BASE_URL"] = claude.url
+    settings = settings_for(home, **env)
+    now = clock if clock is not None else [1_000_000.0]
+    return BackendManager(settings, clock=lambda: now[0])
+
+
+def ask(m: BackendManager, **kw):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await m.chat_completion(MESSAGES, max_tokens=64, **kw)
+        finally:
+            await m.aclose()
+    return asyncio.run(go())
+
+
+def ledger(home: Path):  # type: ignore[no-untyped-def]
+    with open_state(home) as st:
+        return st.usage_since()
+
+
+def test_modal_answers_when_healthy(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    # a recent success means "warm": no cold probe before the request
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+    response = ask(m)
+    assert response.provider == "modal" and response.text == "Hi from vLLM"
+    assert response.usage.completion_tokens > 0 and response.fallback_reason is None
+    assert claude.requests == 0
+    row = ledger(gpuctl_home)[-1]
+    assert row.provider == "modal" and row.ok and row.completion_tokens == response.usage.completion_tokens
+
+
+@pytest.mark.parametrize("fault", ["refused", "503", "500", "html502", "malformed", "timeout"])
+def test_fallback_matrix(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic, fault: str) -> None:
+    url = vllm.url
+    if fault == "refused":
+        url = closed_port_url()
+    elif fault == "503":
+        vllm.fail(503, paths=["/v1/chat/completions"])
+    elif fault == "500":
+        vllm.fail(500, body={"error": {"message": "engine dead", "type": "InternalServerError", "code": 500}},
+                  paths=["/v1/chat/completions"])
+    elif fault == "html502":
+        vllm.fail_html(502, paths=["/v1/chat/completions"])
+    elif fault == "malformed":
+        vllm.malformed_json = True
+    elif fault == "timeout":
+        vllm.slow(2.0, paths=["/v1/chat/completions"])
+    m = manager(gpuctl_home, modal_url=url, claude=claude, **({"ROUTING": "x"} if False else {}))
+    if fault == "timeout":
+        m = BackendManager(settings_for(gpuctl_home, MODAL_WEB_URL=url, ANTHROPIC_API_KEY=KEY,
+                                        ANTHROPIC_BASE_URL=claude.url, GPUCTL_PRIORITY="modal,anthropic"))
+        object.__setattr__(m, "_settings", _with(m.settings, **{"routing.first_byte_timeout_s": 0.3,
+                                                               "routing.fallback_on_cold": False}))
+    else:
+        m._settings = _with(m.settings, **{"routing.fallback_on_cold": False})
+    response = ask(m)
+    assert response.provider == "anthropic" and response.text == "Hi from Claude"
+    assert response.fallback_reason and response.fallback_reason.startswith("modal:")
+    rows = ledger(gpuctl_home)
+    assert [(r.provider, r.ok) for r in rows] == [("modal", False), ("anthropic", True)]
+    assert rows[-1].fallback_reason == response.fallback_reason
+    assert rows[-1].cost is not None  # tokens priced from the catalog
+
+
+def _with(settings, **values):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from gpuctl.config import Resolved
+
+    new = dict(settings.values)
+    for key, value in values.items():
+        new[key] = Resolved(value, "test")
+    return replace(settings, values=new)
+
+
+def test_breaker_opens_skips_probes_and_closes(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    now = [1_000_000.0]
+    vllm.fail(500, paths=["/v1/chat/completions"])
+
+    def run() -> str:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+        m._settings = _with(m.settings, **{"routing.failure_threshold": 2, "routing.cooldown_s": 60.0,
+                                           "routing.fallback_on_cold": False})
+        return ask(m).provider
+
+    assert run() == "anthropic" and run() == "anthropic"
+    hits = vllm.hits("/v1/chat/completions")
+    assert hits == 2
+    # breaker open: the dead backend is not touched at all
+    assert run() == "anthropic"
+    assert vllm.hits("/v1/chat/completions") == hits
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").state == "open"
+    # after the cooldown one probe goes through; it succeeds and closes the breaker
+    vllm.reset_faults()
+    now[0] += 61
+    assert run() == "modal"
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").state == "closed"
+
+
+def test_breaker_is_shared_across_processes(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    dead = closed_port_url()
+    code = (
+        "import asyncio, os\n"
+        "from gpuctl.router import BackendManager\n"
+        "async def main():\n"
+        "    m = BackendManager()\n"
+        "    r = await m.chat_completion([{'role': 'user', 'content': 'hi'}], max_tokens=8)\n"
+        "    print(r.provider, m.get_current_provider())\n"
+        "    await m.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**{k: v for k, v in __import__("os").environ.items()}, "MODAL_WEB_URL": dead, "ANTHROPIC_API_KEY": KEY,
+           "ANTHROPIC_BASE_URL": claude.url, "GPUCTL_HOME": str(gpuctl_home), "GPUCTL_EVENT_LOG": "0"}
+    outputs = []
+    for _ in range(4):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout.split())
+    assert all(o[0] == "anthropic" for o in outputs)
+    # default threshold 3: the first two processes still see modal as current, then it is skipped
+    assert [o[1] for o in outputs] == ["modal", "modal", "anthropic", "anthropic"]
+    with open_state(gpuctl_home) as st:
+        rec = st.get_breaker("modal")
+    assert rec.state == "open" and rec.failures == 3  # the fourth process did not touch modal
+
+
+def test_cold_modal_falls_back_without_counting_a_failure(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    vllm.slow(2.0, paths=["/health"])
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+    m._settings = _with(m.settings, **{"routing.cold_probe_timeout_s": 0.2})
+    response = ask(m)
+    assert response.provider == "anthropic"
+    assert "waking up" in (response.fallback_reason or "")
+    assert vllm.hits("/v1/chat/completions") == 0
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").failures == 0
+
+
+def test_stream_from_primary_and_fallback(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    async def go(url: str) -> tuple[str, str, str | None, int]:
+        m = manager(gpuctl_home, modal_url=url, claude=claude)
+        m._settings = _with(m.settings, **{"routing.fallback_on_cold": False})
+        stream = await m.chat_completion(MESSAGES, stream=True, max_tokens=64)
+        text = "".join([c.text async for c in stream])
+        await m.aclose()
+        return text, stream.provider, stream.fallback_reason, stream.usage.completion_tokens
+
+    text, provider, reason, tokens = asyncio.run(go(vllm.url))
+    assert (text, provider, reason) == ("Hi from vLLM", "modal", None) and tokens > 0
+    text, provider, reason, tokens = asyncio.run(go(closed_port_url()))
+    assert (text, provider) == ("Hi from Claude", "anthropic") and reason.startswith("modal:") and tokens > 0
+
+
+def test_stream_cut_after_tokens_is_reported_not_resent(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="one two three four five six seven eight") as vllm:
+        vllm.cut_after = 4
+
+        async def go() -> str:
+            m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+            m._settings = _with(m.settings, **{"routing.fallback_on_cold": False})
+            stream = await m.chat_completion(MESSAGES, stream=True)
+            seen = []
+            try:
+                async for chunk in stream:
+                    seen.append(chunk.text)
+            finally:
+                await m.aclose()
+            return "".join(seen)
+
+        with pytest.raises(StreamBrokenError) as info:
+            asyncio.run(go())
+    assert info.value.partial_text and "broke off" in info.value.message
+    assert claude.requests == 0 and claude.stream_requests == 0
+
+
+def test_no_provider_configured(gpuctl_home: Path) -> None:
+    m = BackendManager(settings_for(gpuctl_home))
+    with pytest.raises(NoProviderError) as info:
+        ask(m)
+    assert info.value.exit_code == 3 and "ANTHROPIC_API_KEY" in (info.value.hint or "")
+
+
+def test_all_failed_lists_every_reason(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    claude.status = 529
+    m = manager(gpuctl_home, modal_url=closed_port_url(), claude=claude)
+    m._settings = _with(m.settings, **{"routing.fallback_on_cold": False})
+    with pytest.raises(AllProvidersFailedError) as info:
+        ask(m)
+    assert info.value.reasons[0].startswith("modal:") and info.value.reasons[-1].startswith("anthropic:")
+
+
+def test_status_done_when(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    m = manager(gpuctl_home, modal_url=closed_port_url(), claude=claude)
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await m.get_vllm_status()
+        finally:
+            await m.aclose()
+
+    status = asyncio.run(go())
+    assert status["provider"] == "anthropic" and status["status"] == "ready"
+    rows = {p["provider"]: p for p in status["providers"]}
+    assert rows["modal"]["status"] == "unhealthy" and rows["anthropic"]["status"] == "ready"
+    assert rows["vastai"]["configured"] is False
+    assert KEY not in json.dumps(status)

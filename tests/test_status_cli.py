@@ -1,0 +1,68 @@
+"""`gpuctl status` through the real app against loopback fakes (issue 4's done-when)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from gpuctl.ops.status import watch_status
+from tests.conftest import assert_exit
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.vllm_server import FakeVLLM
+from tests.helpers import closed_port_url, settings_for
+
+KEY = "sk-ant-fake-key"
+
+
+@pytest.fixture
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(api_key=KEY) as fake:
+        yield fake
+
+
+def test_status_modal_down_anthropic_answers(cli, claude: FakeAnthropic) -> None:
+    env = {"MODAL_WEB_URL": closed_port_url(), "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.url}
+    result = cli("status", "--json", env=env)
+    assert_exit(result, 0)
+    doc = json.loads(result.stdout)
+    data = doc["data"]
+    assert data["provider"] == "anthropic" and data["status"] == "ready"
+    rows = {p["provider"]: p for p in data["providers"]}
+    assert rows["modal"]["status"] == "unhealthy"
+    assert "modal" in data["reason"]
+    assert KEY not in result.stdout and KEY not in result.stderr
+
+
+def test_status_modal_ready_shows_endpoint_and_model(cli) -> None:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct") as vllm:
+        url = vllm.url
+        result = cli("status", "--json", "--deep", env={"MODAL_WEB_URL": url})
+    assert_exit(result, 0)
+    data = json.loads(result.stdout)["data"]
+    assert data["provider"] == "modal" and data["status"] == "ready"
+    assert data["endpoint"] == url + "/v1"
+    modal = data["providers"][0]
+    assert "Qwen/Qwen2.5-7B-Instruct" in modal["models"]
+
+
+def test_status_human_table(cli, claude: FakeAnthropic) -> None:
+    env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.url}
+    result = cli("status", env=env)
+    assert_exit(result, 0)
+    assert "anthropic" in result.stdout and "Answering now" in result.stdout
+
+
+def test_status_no_provider_exit_3(cli) -> None:
+    result = cli("status")
+    assert_exit(result, 3)
+    assert "no provider is configured" in result.stderr and "ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_watch_refreshes_on_the_interval(gpuctl_home, claude: FakeAnthropic) -> None:
+    settings = settings_for(gpuctl_home, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=claude.url)
+    seen, slept = [], []
+    watch_status(settings, deep=False, render=seen.append, sleep=slept.append, rounds=3)
+    assert len(seen) == 3 and slept == [60.0, 60.0]
+    assert all(r["provider"] == "anthropic" for r in seen)
