@@ -212,6 +212,15 @@ def coerce(key: Key, value: Any, origin: str) -> Any:
     """Check and convert one value for `key`; `origin` names where it came from for the error."""
     if value is None:
         return None
+    try:
+        return _coerce(key, value, origin)
+    except ConfigError as exc:
+        if origin == "command line":  # a bad flag is a usage error (exit 2), not a broken config
+            raise UsageError(exc.message.removeprefix("command line: "), hint=exc.hint) from None
+        raise
+
+
+def _coerce(key: Key, value: Any, origin: str) -> Any:
     typ = key.type
     try:
         if typ is bool:

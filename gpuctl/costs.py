@@ -665,23 +665,31 @@ def _parse_throughput(data: Mapping[str, Any], origin: str, prices: Catalog) -> 
     return throughput, startup
 
 
+def apply_overrides(catalog: Catalog, overrides: Mapping[str, Any], *, label: str) -> Catalog:
+    """A new catalog whose rows are replaced by `overrides` (shaped like prices.toml).
+
+    Each row replaces the catalog's row of the same GPU/model (any spelling) or adds one. An
+    override row may give only some amounts: Modal $/h ↔ $/s are derived from each other, a
+    Vast `typical` alone is the whole range; what it leaves out keeps the catalog's value. Its
+    `source` defaults to `label`, its `seen` to undated (your own price is never reported
+    stale). A bad row → `ConfigError` starting with `label` and naming the key.
+    """
+    return _parse_prices(overrides, label, base=catalog, override_source=label)
+
+
 def load_catalog(
     path: Path | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
     overrides_label: str = "price overrides",
+    prices_file: Path | None = None,
     throughput_path: Path | None = None,
 ) -> Catalog:
-    """Read the price catalog (default: configs/prices.toml) and the throughput assumptions
-    (default: throughput.toml next to it), then apply `overrides`.
-
-    `overrides` is shaped like prices.toml (a profile's [prices] table, or `load_price_file`
-    of a --prices FILE); each row replaces the catalog's row of the same GPU/model (any
-    spelling). An override row may give only some amounts: Modal $/h ↔ $/s are derived from
-    each other, a Vast `typical` alone is the whole range; what it leaves out keeps the
-    catalog's value. Its `source` defaults to `overrides_label`, its `seen` to undated (your
-    own price is never reported stale). Any bad file or row → `ConfigError` naming the file
-    (or label) and the key.
+    """Read the price catalog (default: configs/prices.toml next to the gpuctl package) and
+    the throughput assumptions (default: throughput.toml beside it), then apply `overrides`
+    (a profile's [prices] table; source `overrides_label`) and then `prices_file` (--prices
+    FILE, which wins over the profile). See `apply_overrides`. Any bad file or row →
+    `ConfigError` naming the file (or label) and the key.
     """
     path = path or default_configs_dir() / "prices.toml"
     throughput_path = throughput_path or path.parent / "throughput.toml"
@@ -690,7 +698,9 @@ def load_catalog(
     catalog = Catalog(modal=catalog.modal, vastai=catalog.vastai, anthropic=catalog.anthropic,
                       throughput=tp, startup=st, path=path, throughput_path=throughput_path)
     if overrides:
-        catalog = _parse_prices(overrides, overrides_label, base=catalog, override_source=overrides_label)
+        catalog = apply_overrides(catalog, overrides, label=overrides_label)
+    if prices_file is not None:
+        catalog = apply_overrides(catalog, load_price_file(prices_file), label=str(prices_file))
     return catalog
 
 
@@ -897,7 +907,7 @@ class Traffic:
             inp = total - out
         else:
             inp = DEFAULT_INPUT_TOKENS if input_tokens is None else _int(input_tokens, "input tokens")
-            out = DEFAULT_OUTPUT_TOKENS if output_tokens is None else _int(output_tokens, "output tokens")
+            out = DEFAULT_OUTPUT_TOKENS if output_tokens is None else _int(output_tokens, "output tokens", minimum=1)
         b = (Decimal(DEFAULT_BURSTS_PER_DAY) if bursts_per_day is None
              else _num(bursts_per_day, "bursts per day", positive=True))
         c = None if concurrency is None else _int(concurrency, "concurrency", minimum=1)
@@ -907,8 +917,11 @@ class Traffic:
     def __post_init__(self) -> None:
         if self.requests_per_day < 0:
             raise UsageError(f"requests per day must not be negative (got {_plain(self.requests_per_day)})")
-        if self.input_tokens < 0 or self.output_tokens < 0:
-            raise UsageError("tokens per request must not be negative")
+        if self.input_tokens < 0:
+            raise UsageError(f"input tokens must not be negative (got {self.input_tokens})")
+        if self.output_tokens < 1:
+            # Generation time is output tokens / speed: a request must generate something.
+            raise UsageError(f"output tokens must be at least 1 (got {self.output_tokens})")
         if self.bursts_per_day <= 0:
             raise UsageError(f"bursts per day must be more than 0 (got {_plain(self.bursts_per_day)})")
         if self.days <= 0:
@@ -1410,8 +1423,6 @@ def compare(
                          bursts_per_day=bursts_per_day, concurrency=concurrency, days=days)
     s = _setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
                keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour)
-    if base.output_tokens == 0:
-        raise UsageError("output tokens per request must be more than 0 to compare by GPU-hours")
     t = _seconds_per_request(base, _tp(s.modal_tp))
     conc = _concurrency(base, _tp(s.modal_tp))
     rows: list[ComparisonRow] = []
@@ -1588,7 +1599,7 @@ __all__ = [
     "DAYS_PER_MONTH", "DEFAULT_BURSTS_PER_DAY", "DEFAULT_KEEP_ALIVE_S", "DEFAULT_MODEL", "DEFAULT_SCALEDOWN_WINDOW_S",
     "SEED_LEVELS", "STALE_AFTER_DAYS", "BreakEven", "BurstDay", "Catalog", "Comparison", "ComparisonRow",
     "Estimate", "ModalPrice", "PriceRow", "StartupTime", "Throughput", "TokenPrice", "Traffic", "TrafficLevel",
-    "UpPeriod", "UsageEvent", "VastPrice", "anthropic_traffic_cost", "break_even", "burst_day", "compare",
+    "UpPeriod", "UsageEvent", "VastPrice", "anthropic_traffic_cost", "apply_overrides", "break_even", "burst_day", "compare",
     "default_configs_dir", "estimate_gpu_time", "estimate_traffic", "events_from_ledger", "gpu_time_cost",
     "instance_cost", "load_catalog", "load_price_file", "modal_cost", "modal_traffic_cost", "money_str",
     "monthly_gpu_cost", "replay_usage", "requests_for_generation_hours", "resolve_gpu", "resolve_model",

@@ -328,10 +328,15 @@ class BackendManager:
 
             if self._prices is None:
                 self._prices = costs.load_catalog(overrides=self.settings.extra.get("prices") or None)
-            return costs.request_cost(
-                self._prices, provider, model=model, gpu=self.settings["modal.gpu"],
-                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, seconds=seconds,
-            )
+            if provider == "anthropic" and model:
+                price = self._prices.token_price(model)
+                return costs.token_cost(price, usage.prompt_tokens, usage.completion_tokens)
+            if provider == "modal":
+                # Modal bills container time; a request's share is its own duration (a lower
+                # bound: cold start and the scaledown tail are priced by `gpuctl cost report`).
+                per_second = self._prices.modal_price(self.settings["modal.gpu"]).dollars_per_second
+                return costs.modal_cost(per_second, Decimal(str(round(seconds, 3))))
+            return None
         except Exception:  # pricing must never break an answer; the ledger just lacks a cost
             logger.debug("cost estimate failed", exc_info=True)
             return None

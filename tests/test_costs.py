@@ -229,6 +229,8 @@ def test_math_functions_validate_too() -> None:
         Traffic.build(requests_per_day=-1)
     with pytest.raises(UsageError, match="bursts per day must be more than 0"):
         Traffic.build(requests_per_day=1, bursts_per_day=0)
+    with pytest.raises(UsageError, match="output tokens must be at least 1"):
+        Traffic.build(requests_per_day=1, input_tokens=10, output_tokens=0)
 
 
 def test_unknown_vast_gpu_is_allowed_only_with_a_live_price(catalog: Catalog) -> None:
@@ -401,6 +403,33 @@ def test_break_even_never_when_the_api_is_cheaper_per_request() -> None:
                     concurrency=1, seconds_per_request=D(10), overhead_s=D(320))
     assert be.requests_per_day is None and be.tokens_per_day is None
     assert "API stays cheaper" in be.note and be.capacity_requests_per_day == 8640
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "c", "o"),
+    [
+        ("0.02", 8, 4, 320),  # crossing while bursts fill up
+        ("0.03", 3, 2, 3360),  # crossing on the shared-stream slope
+        ("0.006", 30, 4, 3360),  # bursts overlap: up all day (the 24 h cap), then flat
+        ("0.0001", 8, 1, 320),  # never
+        ("1", 8, 4, 320),  # from the first request
+    ],
+)
+def test_break_even_matches_brute_force(a: str, b: int, c: int, o: int) -> None:
+    # A slow GPU (100 s a request) so that every requests/day up to capacity can be tried.
+    rate, t = D("0.000222"), D(100)
+    be = break_even(provider="modal", gpu="L4", versus="m", api_cost_per_request=D(a), gpu_cost_per_second=rate,
+                    tokens_per_request=1, bursts_per_day=D(b), concurrency=c, seconds_per_request=t,
+                    overhead_s=D(o))
+    cap = int(be.capacity_requests_per_day)
+    cheaper = [gpu <= api for api, gpu in (api_vs_gpu(r, rate=rate, a=D(a), b=b, c=c, t=t, o=D(o))
+                                           for r in range(1, cap + 1))]
+    expected = None
+    for r in range(cap, 0, -1):  # the smallest R from which the GPU stays cheaper
+        if not cheaper[r - 1]:
+            break
+        expected = r
+    assert be.requests_per_day == expected
 
 
 def test_estimate_traffic_side_by_side(catalog: Catalog) -> None:

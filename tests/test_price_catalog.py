@@ -241,16 +241,21 @@ def test_bad_override_names_the_origin_and_key(overrides: dict[str, object], mes
     assert exc.value.exit_code == EXIT_CONFIG and "\n" not in str(exc.value)
 
 
-def test_prices_file_override(tmp_path: Path) -> None:
+def test_prices_file_override_wins_over_the_profile(tmp_path: Path) -> None:
     f = tmp_path / "mine.toml"
     f.write_text('[vastai."RTX 3090"]\ntypical = 0.14\nseen = 2026-11-20\nsource = "live offer 123"\n')
-    cat = load_catalog(overrides=load_price_file(f), overrides_label=str(f))
+    cat = load_catalog(overrides={"vastai": {"RTX 3090": {"typical": 0.2}}, "modal": {"L4": {"dollars_per_hour": 1}}},
+                       prices_file=f)
     assert cat.vastai["RTX 3090"].typical == D("0.14") and cat.vastai["RTX 3090"].seen == date(2026, 11, 20)
+    assert cat.vastai["RTX 3090"].source == "live offer 123"
+    assert cat.modal["L4"].dollars_per_hour == 1  # the profile's row that the file left alone
+    assert load_price_file(f) == {"vastai": {"RTX 3090": {"typical": D("0.14"), "seen": date(2026, 11, 20),
+                                                          "source": "live offer 123"}}}
     bad = tmp_path / "bad.toml"
     bad.write_text("[vastai\n")
     with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         load_price_file(bad)
-    with pytest.raises(ConfigError, match="missing.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: file not found"):
         load_price_file(tmp_path / "missing.toml")
 
 

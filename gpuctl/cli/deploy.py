@@ -6,7 +6,6 @@ import typer
 
 from gpuctl.cli.context import app_context
 from gpuctl.cli.group import new_app
-from gpuctl.errors import NotAvailableError
 
 app = new_app(help="Deploy a vLLM endpoint.\n\nExample: [bold]gpuctl deploy modal --dry-run[/bold]")
 
@@ -15,7 +14,7 @@ app = new_app(help="Deploy a vLLM endpoint.\n\nExample: [bold]gpuctl deploy moda
 def modal(
     ctx: typer.Context,
     model: str = typer.Option(None, "--model", help="Hugging Face model id (default: modal.model)."),
-    gpu: str = typer.Option(None, "--gpu", help="Modal GPU, e.g. L4, A100-80GB, H100 (default: modal.gpu)."),
+    gpu: str = typer.Option(None, "--gpu", help="Modal GPU, e.g. L4, A100-80GB, H100, H100:2 (default: modal.gpu)."),
     scaledown_window: float = typer.Option(None, "--scaledown-window", help="Minutes a container stays up after the last request (2 s–60 min)."),
     min_containers: int = typer.Option(None, "--min-containers", help="0 scales to zero; 1 keeps a GPU warm (billed)."),
     max_containers: int = typer.Option(None, "--max-containers", help="How far traffic may scale out."),
@@ -27,5 +26,40 @@ def modal(
 
     Example: gpuctl deploy modal --gpu L4 --dry-run
     """
-    app_context(ctx)
-    raise NotAvailableError("`gpuctl deploy modal` is not available yet (issue 3)")
+    from gpuctl.ops.modal_deploy import deploy_modal, plan_modal_deploy
+
+    actx = app_context(ctx)
+    out = actx.out
+    settings = actx.settings({
+        "modal.model": model, "modal.gpu": gpu, "modal.scaledown_window_minutes": scaledown_window,
+        "modal.min_containers": min_containers, "modal.max_containers": max_containers, "modal.app_name": app_name,
+    })
+    plan = plan_modal_deploy(settings)
+    if dry_run:
+        out.result({"dry_run": True, "plan": plan.as_dict()})
+        if not out.json_mode:
+            _show_plan(out, plan)
+            out.note("Dry run: nothing was deployed.")
+        return
+    if not out.json_mode:
+        _show_plan(out, plan)
+    with out.spinner("Deploying to Modal…") as spin:
+        result = deploy_modal(settings, plan, wait=not no_wait, progress=spin.update)
+    out.result({"dry_run": False, "plan": plan.as_dict(), "deployment": result.as_dict()})
+    if not out.json_mode:
+        out.print(f"Endpoint: {result.endpoint}", highlight=False)
+        out.info(f"Saved modal.web_url in profile {result.profile}. " + (
+            f"Ready after {result.waited_s:.0f}s." if result.ready else result.detail))
+
+
+def _show_plan(out, plan) -> None:  # type: ignore[no-untyped-def]
+    d = plan.as_dict()
+    price = f"${plan.dollars_per_hour:.2f}/h per container while it runs" if plan.dollars_per_hour is not None else "price unknown"
+    rows = [["app", d["app_name"]], ["model", d["model"]], ["GPU", d["gpu"]], ["image", d["image"]],
+            ["price", f"{price} ({d['price_note']})"],
+            ["scale", f"{d['min_containers']}–{d['max_containers']} containers × {d['max_inputs_per_container']} concurrent requests"],
+            ["scaledown window", f"{d['scaledown_window_s']} s (billed after the last request)"],
+            ["context", f"{d['max_model_len']} tokens"]]
+    if plan.warm_cost_per_month:
+        rows.append(["always warm", f"${plan.warm_cost_per_month:.2f}/month for {d['min_containers']} warm container(s)"])
+    out.print(out.table(["plan", ""], rows))

@@ -16,9 +16,31 @@ def destroy(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be destroyed."),
 ) -> None:
-    """Destroy what gpuctl created.
+    """Destroy what gpuctl created: the Modal app, or Vast.ai instances.
 
     Example: gpuctl destroy --all --yes
     """
-    app_context(ctx)
-    raise NotAvailableError("`gpuctl destroy` is not available yet (issues 3 and 6)")
+    from gpuctl.cli.prompts import confirm
+
+    actx = app_context(ctx)
+    out = actx.out
+    settings = actx.settings()
+    if target == "modal":
+        app_name = settings["modal.app_name"]
+        if dry_run:
+            out.result({"dry_run": True, "would_stop": app_name})
+            if not out.json_mode:
+                out.info(f"Would stop Modal app {app_name} and clear modal.web_url. Dry run: nothing changed.")
+            return
+        confirm(out, f"Stop Modal app {app_name!r}? Its endpoint stops answering.", yes=yes)
+        from gpuctl.ops.modal_deploy import destroy_modal
+
+        with out.spinner(f"Stopping Modal app {app_name}…"):
+            data = destroy_modal(settings)
+        out.result(data)
+        if not out.json_mode:
+            out.info(f"Stopped {app_name}." if data["stopped"] else f"{app_name} was not deployed; nothing to stop.")
+            if data["note"]:
+                out.warn(data["note"])
+        return
+    raise NotAvailableError("`gpuctl destroy vastai` is not available yet (issue 6)")

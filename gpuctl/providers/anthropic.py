@@ -284,7 +284,8 @@ class AnthropicProvider:
 
     def _create_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         system, turns = to_anthropic_messages(request.messages)
-        max_tokens = request.max_tokens if request.max_tokens > 0 else self.max_tokens
+        # anthropic.max_tokens caps what the paid fallback may generate per answer.
+        max_tokens = min(request.max_tokens, self.max_tokens) if request.max_tokens > 0 else self.max_tokens
         if max_tokens < 1:
             raise UsageError(f"max_tokens must be at least 1, not {max_tokens}")
         kwargs: dict[str, Any] = {

@@ -1,0 +1,181 @@
+"""Deploying and stopping the bundled Modal vLLM app: plan, deploy, save the URL, wait for it.
+
+The plan is built and validated from settings before anything is sent; `--dry-run` stops
+there. The vLLM API key is generated once and stored in the profile (0600) *before* the deploy,
+so a crash after deploying never leaves an endpoint whose key nobody has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gpuctl.config import Settings, set_profile_value, unset_profile_value, writable_profile
+from gpuctl.errors import GpuctlError, ProviderError
+from gpuctl.events import log_event
+from gpuctl.providers.modal import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+
+HOURS_PER_MONTH = Decimal(730)  # 365 × 24 / 12
+READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
+POLL_S = 5.0
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    spec: ModalDeploySpec
+    image: str
+    dollars_per_hour: Decimal | None  # per container, all its GPUs
+    price_note: str
+    profile: str | None
+
+    @property
+    def warm_cost_per_month(self) -> Decimal | None:
+        """What `min_containers` always-warm GPUs cost per month, whatever the traffic."""
+        if self.dollars_per_hour is None:
+            return None
+        return self.dollars_per_hour * self.spec.min_containers * HOURS_PER_MONTH
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "app_name": s.app_name, "model": s.model, "gpu": s.gpu, "image": self.image,
+            "scaledown_window_s": s.scaledown_window_s, "min_containers": s.min_containers,
+            "max_containers": s.max_containers, "max_inputs_per_container": s.max_inputs,
+            "max_model_len": s.max_model_len, "enforce_eager": s.enforce_eager,
+            "dollars_per_hour": None if self.dollars_per_hour is None else str(self.dollars_per_hour),
+            "price_note": self.price_note,
+            "warm_cost_per_month": None if self.warm_cost_per_month is None else str(self.warm_cost_per_month),
+            "profile": self.profile,
+        }
+
+
+def plan_modal_deploy(settings: Settings) -> DeployPlan:
+    """The exact deployment the settings describe, validated, with its price. No network."""
+    from gpuctl.deploy_assets import vllm_pin
+
+    window_s = int(math.ceil(float(settings["modal.scaledown_window_minutes"]) * 60))
+    spec = ModalDeploySpec(
+        app_name=settings["modal.app_name"], model=settings["modal.model"], gpu=settings["modal.gpu"],
+        scaledown_window_s=window_s, min_containers=settings["modal.min_containers"],
+        max_containers=settings["modal.max_containers"], max_inputs=settings["modal.max_concurrent_inputs"],
+        max_model_len=settings["modal.max_model_len"],
+    )
+    validate_spec(spec)
+    name, count = parse_gpu(spec.gpu)
+    spec = ModalDeploySpec(**{**spec.__dict__, "gpu": name if count == 1 else f"{name}:{count}"})
+    price, note = _price(settings, name, count)
+    return DeployPlan(spec, vllm_pin().ref, price, note, settings.profile)
+
+
+def _price(settings: Settings, gpu: str, count: int) -> tuple[Decimal | None, str]:
+    from gpuctl import costs
+
+    try:
+        catalog = costs.load_catalog(overrides=settings.extra.get("prices") or None)
+        row = catalog.modal_price(gpu)
+    except GpuctlError as exc:
+        return None, f"no price: {exc.message}"
+    seen = row.seen.isoformat() if row.seen else "undated"
+    return row.dollars_per_hour * count, f"{row.dollars_per_second}/s per GPU, seen {seen} ({row.source})"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    url: str
+    endpoint: str
+    profile: str
+    ready: bool
+    waited_s: float
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def deploy_modal(
+    settings: Settings,
+    plan: DeployPlan,
+    *,
+    wait: bool = True,
+    sdk: ModalSDK | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> DeployResult:
+    """Deploy the plan, save `modal.web_url` (and the API key) in the profile, optionally wait."""
+    sdk = sdk or ModalSDK()
+    sdk.check_credentials()
+    profile = writable_profile(settings)
+    api_key = settings.get("modal.api_key")
+    if not api_key:
+        api_key = secrets.token_urlsafe(32)
+        set_profile_value(settings.home, profile, "modal.api_key", api_key)
+    progress("Storing the endpoint's API key in a Modal secret…")
+    sdk.ensure_secret(plan.spec.secret_name, api_key)
+    progress(f"Deploying {plan.spec.app_name} ({plan.spec.gpu}, {plan.image})…")
+    url = sdk.deploy(plan.spec, _app_file())
+    set_profile_value(settings.home, profile, "modal.web_url", url)
+    log_event("modal_deployed", app_name=plan.spec.app_name, gpu=plan.spec.gpu, modal_web_url=url)
+    from gpuctl.providers.openai_compat import VLLMEndpoint
+
+    endpoint = VLLMEndpoint(url, provider="modal").endpoint
+    if not wait:
+        return DeployResult(url, endpoint, profile, False, 0.0, "not waited for (--no-wait)")
+    ready, waited, detail = wait_until_ready(url, api_key, plan.spec.model, progress=progress, sleep=sleep,
+                                             clock=clock, timeout_s=ready_timeout_s)
+    return DeployResult(url, endpoint, profile, ready, waited, detail)
+
+
+def _app_file():  # type: ignore[no-untyped-def]
+    from gpuctl.deploy_assets import modal_app_file
+
+    return modal_app_file()
+
+
+def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Callable[[str], None],
+                     sleep: Callable[[float], None], clock: Callable[[], float], timeout_s: float,
+                     poll_s: float = POLL_S) -> tuple[bool, float, str]:
+    """Poll until the endpoint can generate (a 1-token completion), or the time is up."""
+    from gpuctl.providers.openai_compat import VLLMEndpoint
+
+    started = clock()
+    detail = ""
+    while True:
+        async def probe():  # type: ignore[no-untyped-def]
+            async with VLLMEndpoint(url, provider="modal", api_key=api_key, model=model) as client:
+                return await client.health(deep=True, timeout=30.0)
+
+        health = asyncio.run(probe())
+        waited = clock() - started
+        if health.status == "ready":
+            return True, waited, "ready: the model answered a 1-token completion"
+        detail = health.detail or health.status
+        if health.status == "unhealthy" and "401" in detail:
+            raise ProviderError(f"modal: the endpoint refused gpuctl's API key ({detail})", provider="modal",
+                                kind="auth", hint="redeploy with `gpuctl deploy modal` to refresh the Modal secret")
+        if waited >= timeout_s:
+            return False, waited, f"not ready after {waited:.0f}s: {detail}"
+        progress(f"cold start: starting a GPU container and loading weights… ({detail})")
+        sleep(poll_s)
+
+
+def destroy_modal(settings: Settings, *, sdk: ModalSDK | None = None) -> dict[str, Any]:
+    """Stop the app (nothing keeps billing) and clear `modal.web_url` from the profile."""
+    sdk = sdk or ModalSDK()
+    sdk.check_credentials()
+    app_name = settings["modal.app_name"]
+    stopped = sdk.stop(app_name)
+    cleared = False
+    if settings.profile is not None:
+        cleared = unset_profile_value(settings.home, settings.profile, "modal.web_url")
+    log_event("modal_stopped", app_name=app_name, was_running=stopped)
+    return {"app_name": app_name, "stopped": stopped, "web_url_cleared": cleared,
+            "note": None if settings.source("modal.web_url").startswith(("profile", "default"))
+            else f"modal.web_url still comes from {settings.source('modal.web_url')}; unset it there"}

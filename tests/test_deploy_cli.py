@@ -1,0 +1,102 @@
+"""`gpuctl deploy modal` / `destroy modal` through the real app, with the modal SDK behind a seam."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuctl.config import load_settings
+from gpuctl.errors import CredentialsError, ProviderError
+from gpuctl.providers.modal import ModalSDK
+from tests.conftest import assert_exit
+from tests.fakes.vllm_server import FakeVLLM
+
+
+def test_dry_run_prints_the_plan_with_price(cli, mocker) -> None:
+    deploy = mocker.patch.object(ModalSDK, "deploy")
+    check = mocker.patch.object(ModalSDK, "check_credentials")
+    result = cli("deploy", "modal", "--dry-run", "--gpu", "H100")
+    assert_exit(result, 0)
+    assert "$3.95/h" in result.stdout and "H100" in result.stdout and "vllm/vllm-openai" in result.stdout
+    deploy.assert_not_called()
+    check.assert_not_called()
+    doc = json.loads(cli("deploy", "modal", "--dry-run", "--gpu", "H100", "--json").stdout)
+    assert doc["data"]["plan"]["dollars_per_hour"] == "3.95" and doc["data"]["dry_run"] is True
+
+
+def test_dry_run_shows_warm_cost(cli) -> None:
+    doc = json.loads(cli("--json", "deploy", "modal", "--dry-run", "--min-containers", "1", "--max-containers", "2").stdout)
+    assert doc["data"]["plan"]["warm_cost_per_month"] == "584.00"  # L4 $0.80/h × 730 h
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--gpu", "L5"], "did you mean L4"),
+    (["--scaledown-window", "90"], "at most 60"),
+    (["--scaledown-window", "0.01"], "at least"),
+    (["--model", "not-a-model-id"], "org/name"),
+    (["--min-containers", "3", "--max-containers", "1"], "exceeds"),
+])
+def test_bad_settings_rejected_before_anything_is_sent(cli, mocker, args: list[str], needle: str) -> None:
+    deploy = mocker.patch.object(ModalSDK, "deploy")
+    result = cli("deploy", "modal", *args)
+    assert_exit(result, 2)
+    assert needle in result.stderr
+    deploy.assert_not_called()
+
+
+def test_deploy_saves_url_and_key_and_waits_for_ready(cli, mocker, gpuctl_home: Path) -> None:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct") as vllm:
+        mocker.patch.object(ModalSDK, "check_credentials")
+        secret = mocker.patch.object(ModalSDK, "ensure_secret")
+        deploy = mocker.patch.object(ModalSDK, "deploy", return_value=vllm.url)
+        result = cli("--json", "deploy", "modal", "--gpu", "A100-80GB")
+        assert_exit(result, 0)
+        url = vllm.url
+        assert vllm.hits("/v1/chat/completions") >= 1  # readiness = it generated a token
+    spec, app_file = deploy.call_args.args
+    assert spec.gpu == "A100-80GB" and spec.model == "Qwen/Qwen2.5-7B-Instruct" and spec.scaledown_window_s == 300
+    assert app_file.name == "vllm_app.py"
+    settings = load_settings(home=gpuctl_home, env={})
+    assert settings["modal.web_url"] == url and settings.source("modal.web_url") == "profile default"
+    key = settings["modal.api_key"]
+    assert key and secret.call_args.args[1] == key
+    doc = json.loads(result.stdout)
+    assert doc["data"]["deployment"]["ready"] is True
+    assert key not in result.stdout and key not in result.stderr
+
+
+def test_missing_credentials_exit_3(cli) -> None:
+    result = cli("deploy", "modal", "--no-wait")
+    assert_exit(result, 3)
+    assert "modal token new" in result.stderr
+
+
+def test_sdk_failure_is_one_line(cli, mocker) -> None:
+    mocker.patch.object(ModalSDK, "check_credentials")
+    mocker.patch.object(ModalSDK, "ensure_secret")
+    mocker.patch.object(ModalSDK, "deploy", side_effect=ProviderError("modal deploy timed out after 600s", provider="modal", kind="timeout"))
+    result = cli("deploy", "modal", "--no-wait")
+    assert_exit(result, 1)
+    assert "timed out" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_destroy_modal_confirms_stops_and_clears(cli, mocker, gpuctl_home: Path) -> None:
+    mocker.patch.object(ModalSDK, "check_credentials")
+    mocker.patch.object(ModalSDK, "ensure_secret")
+    mocker.patch.object(ModalSDK, "deploy", return_value="https://org--multi-agent-vllm-inference-serve.modal.run")
+    assert_exit(cli("deploy", "modal", "--no-wait"), 0)
+    stop = mocker.patch.object(ModalSDK, "stop", return_value=True)
+    assert_exit(cli("destroy", "modal"), 2)  # no TTY, no --yes
+    stop.assert_not_called()
+    assert_exit(cli("destroy", "modal", "--dry-run"), 0)
+    stop.assert_not_called()
+    result = cli("--json", "destroy", "modal", "--yes")
+    assert_exit(result, 0)
+    stop.assert_called_once_with("multi-agent-vllm-inference")
+    assert load_settings(home=gpuctl_home, env={}).get("modal.web_url") is None
+
+
+def test_credentials_error_type() -> None:
+    assert CredentialsError("x").exit_code == 3
