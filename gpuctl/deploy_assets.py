@@ -21,7 +21,6 @@ from gpuctl.errors import ConfigError
 
 # The repository root in a checkout or editable install. A module constant so tests can
 # point it elsewhere.
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([.+-]?[A-Za-z0-9.]+)?$")
 
@@ -42,12 +41,13 @@ class VllmPin:
 
 def deploy_dir() -> Path:
     """The deploy/ directory, or ConfigError when this install does not ship it."""
-    path = _REPO_ROOT / "deploy"
+    from gpuctl.paths import asset_dir
+
+    path = asset_dir("deploy")
     if not (path / "versions.toml").is_file():
         raise ConfigError(
             f"gpuctl's deploy files are missing (looked in {path})",
-            hint="Run gpuctl from a checkout or an editable install (`pip install -e .`), "
-            "which keeps deploy/ next to the gpuctl package.",
+            hint="Reinstall gpuctl (`make install`, or `pip install .`): deploy/ ships with it.",
         )
     return path
 

@@ -309,7 +309,8 @@ class BackendManager:
         model = model or (response.model if response else request.model)
         cost = self.estimate_cost(slot.name, model, usage, latency) if error is None else None
         self.state.record_usage(UsageRecord(
-            ts=self.clock(), provider=slot.name, model=model,
+            # ts is when the request started: replays of real traffic (cost --from-usage) need it
+            ts=self.clock() - latency, provider=slot.name, model=model,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,

@@ -457,6 +457,12 @@ class State:
         with self._tx() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
 
+    def delete_messages(self, conversation_id: int, message_ids: Sequence[int]) -> None:
+        """Remove some messages of one conversation (chat's /retry replaces the last exchange)."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM messages WHERE conversation_id = ? AND id = ?",
+                           [(conversation_id, mid) for mid in message_ids])
+
     # -------------------------------------------------------------- metrics
 
     def set_metric(self, provider: str, name: str, value: Any) -> None:

@@ -278,10 +278,14 @@ def test_vast_settings_share_the_pin_and_the_limits(load_app: Callable[..., Modu
 
 
 def test_missing_deploy_dir_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(deploy_assets, "_REPO_ROOT", tmp_path)
+    import gpuctl.paths
+
+    monkeypatch.setattr(gpuctl.paths, "_PACKAGE_PARENT", tmp_path)
+    monkeypatch.setattr(gpuctl.paths.sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(gpuctl.paths.sys, "base_prefix", str(tmp_path))
     with pytest.raises(ConfigError) as caught:
         deploy_assets.vllm_pin()
-    assert caught.value.hint is not None and "editable" in caught.value.hint
+    assert caught.value.hint is not None and "install" in caught.value.hint
     assert caught.value.exit_code == 3
 
 
@@ -290,7 +294,9 @@ def test_a_literal_tag_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     (tmp_path / "deploy" / "versions.toml").write_text(
         '[vllm]\nversion = "0.32.0"\nimage = "vllm/vllm-openai"\ntag = "v0.31.0"\n'
     )
-    monkeypatch.setattr(deploy_assets, "_REPO_ROOT", tmp_path)
+    import gpuctl.paths
+
+    monkeypatch.setattr(gpuctl.paths, "_PACKAGE_PARENT", tmp_path)
     with pytest.raises(ConfigError, match="template"):
         deploy_assets.vllm_pin()
 
