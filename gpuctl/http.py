@@ -17,7 +17,6 @@ import email.utils
 import functools
 import ipaddress
 import logging
-import re
 import ssl
 import time
 import urllib.request
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
+
+from gpuctl.redact import redact
 
 log = logging.getLogger("gpuctl.http")
 
@@ -61,38 +62,7 @@ class Timeouts:
         return httpx.Timeout(connect=self.connect, read=self.first_byte, write=self.write, pool=self.pool)
 
 
-# --- redaction ---------------------------------------------------------------------------
-
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Authorization header values ("Bearer token" in prose is left alone).
-    (re.compile(r"(?i)\b(Bearer)\s+(?!(?:token|key)s?\b)[^\s\"',;]+"), r"\1 ***"),
-    (re.compile(r"(?i)\b(Basic)\s+[A-Za-z0-9+/=]{8,}"), r"\1 ***"),
-    # name=value / "name": "value" where the name ends in key/token/secret/password (or is
-    # authorization): headers
-    # (x-api-key), query strings, JSON, env dumps (MODAL_TOKEN_SECRET=..., HF_TOKEN=...).
-    (
-        re.compile(
-            r"(?i)([\w.\-]*(?:api[_-]?key|\bkey|token|secret|password|passwd|authorization)[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\*\*\*|Bearer\b|Basic\b)[^\s\"'&,;}]+"
-        ),
-        r"\1***",
-    ),
-    (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-***"),
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "sk-***"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "hf_***"),
-    (re.compile(r"\b(ak|as)-[A-Za-z0-9]{12,}"), r"\1-***"),  # Modal token id / secret
-    # Vast.ai keys are 64 hex digits; image digests ("sha256:<hex>") are kept.
-    (re.compile(r"(?<![:\w])[0-9a-fA-F]{64}(?!\w)"), "***"),
-    # Credentials inside a URL: scheme://user:pass@host
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
-)
-
-
-def redact(text: str) -> str:
-    """Mask bearer tokens, API keys and URL credentials anywhere in `text`."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+# --- redaction: gpuctl.redact owns the patterns -----------------------------------------
 
 
 class _RedactingFilter(logging.Filter):

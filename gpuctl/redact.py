@@ -10,28 +10,40 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Key-looking tokens: Anthropic, Hugging Face, Modal, OpenAI-style, and any Bearer credential.
-_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{4,}"),
-    re.compile(r"\bsk-ant-[A-Za-z0-9_-]{6,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
-    re.compile(r"\bhf_[A-Za-z0-9]{10,}"),
-    re.compile(r"\b(?:ak|as|wk|ws)-[A-Za-z0-9]{16,}"),
-    re.compile(r"(?i)((?:api[_-]?key|token|secret|password)=)[^&\s\"']+"),
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization header values ("Bearer token" in prose is left alone).
+    (re.compile(r"(?i)\b(Bearer)\s+(?!(?:token|key)s?\b)[^\s\"',;]+"), r"\1 ***"),
+    (re.compile(r"(?i)\b(Basic)\s+[A-Za-z0-9+/=]{8,}"), r"\1 ***"),
+    # name=value / "name": "value" where the name ends in key/token/secret/password (or is
+    # authorization): headers
+    # (x-api-key), query strings, JSON, env dumps (MODAL_TOKEN_SECRET=..., HF_TOKEN=...).
+    (
+        re.compile(
+            r"(?i)([\w.\-]*(?:api[_-]?key|[_-]key|token|secret|password|passwd|authorization)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?!\*\*\*|Bearer\b|Basic\b)[^\s\"'&,;}]+"
+        ),
+        r"\1***",
+    ),
+    (re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-***"),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "sk-***"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "hf_***"),
+    (re.compile(r"\b(ak|as)-[A-Za-z0-9]{12,}"), r"\1-***"),  # Modal token id / secret
+    # Vast.ai keys are 64 hex digits; image digests ("sha256:<hex>") are kept.
+    (re.compile(r"(?<![:\w])[0-9a-fA-F]{64}(?!\w)"), "***"),
+    # Credentials inside a URL: scheme://user:pass@host
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
 )
+
+
 
 SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
 
 
 def redact(text: str) -> str:
-    """Return `text` with anything that looks like a credential replaced by `***`."""
-    out = text
-    for pattern in _PATTERNS:
-        if pattern.groups:
-            out = pattern.sub(lambda m: m.group(1) + "***", out)
-        else:
-            out = pattern.sub("***", out)
-    return out
+    """Mask bearer tokens, API keys and URL credentials anywhere in `text`."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def is_secret_name(name: str) -> bool:

@@ -248,10 +248,11 @@ class BackendManager:
     def _has_next(self, order: list[Slot], index: int, now: float) -> bool:
         return any(self._gate(s, now) is None for s in order[index + 1:])
 
-    def _on_error(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float) -> Attempt:
+    def _on_error(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float,
+                  started_at: float) -> Attempt:
         if exc.counts_against_breaker:
             self._failure(slot.name, exc.message)
-        self._ledger(slot, request, None, self.timer() - started, error=exc.message)
+        self._ledger(slot, request, None, self.timer() - started, started_at, error=exc.message)
         return Attempt(slot.name, "failed", f"{slot.name}: {exc.message}")
 
     async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
@@ -269,11 +270,11 @@ class BackendManager:
                 attempts.append(cold)
                 continue
             assert slot.provider is not None
-            started = self.timer()
+            started, started_at = self.timer(), self.clock()
             try:
                 response = await slot.provider.chat(request)
             except ProviderError as exc:
-                attempts.append(self._on_error(slot, exc, request, started))
+                attempts.append(self._on_error(slot, exc, request, started, started_at))
                 if exc.failover and has_next:
                     continue
                 raise self._give_up(attempts, exc) from None
@@ -281,7 +282,7 @@ class BackendManager:
             reason = fallback_reason(attempts)
             response = replace(response, provider=slot.name, fallback_reason=reason,
                                latency_s=response.latency_s or self.timer() - started)
-            self._ledger(slot, request, response, response.latency_s, fallback=reason)
+            self._ledger(slot, request, response, response.latency_s, started_at, fallback=reason)
             return response
         raise self._give_up(attempts, None)
 
@@ -301,6 +302,7 @@ class BackendManager:
     # -------------------------------------------------------------- ledger
 
     def _ledger(self, slot: Slot, request: ChatRequest, response: ChatResponse | None, latency: float,
+                started_at: float,
                 *, error: str | None = None, fallback: str | None = None, usage: Usage | None = None,
                 model: str | None = None, ttft: float | None = None) -> None:
         if not self.record_usage:
@@ -310,7 +312,7 @@ class BackendManager:
         cost = self.estimate_cost(slot.name, model, usage, latency) if error is None else None
         self.state.record_usage(UsageRecord(
             # ts is when the request started: replays of real traffic (cost --from-usage) need it
-            ts=self.clock() - latency, provider=slot.name, model=model,
+            ts=started_at, provider=slot.name, model=model,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,
@@ -428,6 +430,7 @@ class RoutedStream:
     latency_s: float | None = None
     complete: bool = False
     _started: float = 0.0
+    _started_at: float = 0.0
 
     @property
     def text(self) -> str:
@@ -452,6 +455,7 @@ class RoutedStream:
                 continue
             assert slot.provider is not None
             started = self._started = m.timer()
+            self._started_at = m.clock()
             chunks = slot.provider.stream(self.request)
             buffered: list[StreamChunk] = []
             try:
@@ -462,7 +466,7 @@ class RoutedStream:
                         break
             except ProviderError as exc:
                 await _close(chunks)
-                self.attempts.append(m._on_error(slot, exc, self.request, started))
+                self.attempts.append(m._on_error(slot, exc, self.request, started, self._started_at))
                 if exc.failover and has_next:
                     continue
                 raise m._give_up(self.attempts, exc) from None
@@ -480,7 +484,7 @@ class RoutedStream:
                 self.latency_s = m.timer() - started
                 if exc.counts_against_breaker:
                     m._failure(slot.name, exc.message)
-                m._ledger(slot, self.request, None, self.latency_s, error=exc.message, usage=self.usage,
+                m._ledger(slot, self.request, None, self.latency_s, self._started_at, error=exc.message, usage=self.usage,
                           model=self.model, ttft=self.ttft_s)
                 shown = len(self.text)
                 raise StreamBrokenError(
@@ -493,7 +497,7 @@ class RoutedStream:
                 if not self.complete and self.latency_s is None:
                     # The consumer stopped early (Ctrl-C): keep an honest ledger row.
                     self.latency_s = m.timer() - started
-                    m._ledger(slot, self.request, None, self.latency_s, error="stopped by user",
+                    m._ledger(slot, self.request, None, self.latency_s, self._started_at, error="stopped by user",
                               usage=self.usage, model=self.model, ttft=self.ttft_s)
             return
         raise m._give_up(self.attempts, None)
@@ -517,7 +521,7 @@ class RoutedStream:
         m._success(slot.name)
         response = ChatResponse(self.text, slot.name, self.model or self.request.model or "", self.usage or Usage(),
                                 self.finish_reason, 0.0, self.ttft_s, self.fallback_reason)
-        m._ledger(slot, self.request, response, self.latency_s, fallback=self.fallback_reason,
+        m._ledger(slot, self.request, response, self.latency_s, self._started_at, fallback=self.fallback_reason,
                   usage=self.usage, model=self.model, ttft=self.ttft_s)
 
     def response(self) -> ChatResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,26 @@ def gpuctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     (tmp_path / "user-home").mkdir()
     for var in _SCRUB:
         monkeypatch.delenv(var, raising=False)
+    for var in list(os.environ):
+        if var.startswith(("GPUCTL_MODAL_", "GPUCTL_VLLM_")) or var == "MODAL_IS_REMOTE":
+            monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     yield home
+
+
+@pytest.fixture(autouse=True)
+def _restore_gpuctl_logging() -> Iterator[None]:
+    """`cli/main.py` configures the `gpuctl` logger per run; undo it so caplog works after."""
+    logger = logging.getLogger("gpuctl")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in list(logger.handlers):
+        if handler not in saved[0]:
+            logger.removeHandler(handler)
+            handler.close()
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture
@@ -58,4 +76,4 @@ def assert_exit(result, code: int) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-os.environ.setdefault("GPUCTL_EVENT_LOG", "1")
+from tests.fakes.vllm_server import fake_vllm  # noqa: E402,F401  (registers the fixture)

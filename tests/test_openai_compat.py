@@ -184,7 +184,7 @@ def test_stream_cut_after_text_is_a_stream_broken_error_with_the_partial_text(fa
     err = info.value
     assert err.kind == "stream_cut" and err.failover
     assert err.partial_text == "The quick brown"
-    assert "\n" not in err.message
+    assert "\n" not in err.message and err.hint is not None and "incomplete" in err.hint
 
 
 def test_stream_cut_before_any_text_is_a_plain_stream_cut(fake: FakeVLLM) -> None:
@@ -448,3 +448,11 @@ def test_no_secret_in_any_error(keyed: FakeVLLM) -> None:
         err = fails(keyed.url, use, api_key="sk-wrong-key-000000000000")
         messages.append(json.dumps([err.message, err.hint]))
     assert not any("sk-wrong-key" in m for m in messages)
+
+
+def test_is_a_provider() -> None:
+    from gpuctl.providers.base import Provider
+
+    endpoint = VLLMEndpoint("http://127.0.0.1:8000", provider="vastai")
+    assert isinstance(endpoint, Provider)
+    assert endpoint.name == endpoint.provider == "vastai" and endpoint.is_configured()

@@ -125,8 +125,9 @@ class ChatSession:
     resumed: bool = False
     spend: dict[str, Spend] = field(default_factory=dict)
     interrupted: Answer | None = None  # the partial answer of the last stopped question
-    _pending: str | None = None  # a question that got no answer yet (what /retry re-asks)
-    _stream: RoutedStream | None = None
+    # A question that got no answer yet (what /retry re-asks), and the stream in flight.
+    _pending: str | None = field(default=None, init=False, repr=False)
+    _stream: RoutedStream | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(

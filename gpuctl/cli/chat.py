@@ -1,4 +1,7 @@
-"""`gpuctl chat`: interactive, one-shot and piped chat over the routed providers."""
+"""`gpuctl chat`: interactive, one-shot and piped chat over the routed providers.
+
+Parses flags and hands over to `gpuctl.chat.repl.run_chat`, which streams to the UI given here.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,51 @@ from pathlib import Path
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import NotAvailableError
+from gpuctl.errors import GpuctlError
 
 
 def chat(
     ctx: typer.Context,
     prompt: str = typer.Argument(None, help="Ask once and exit (default: interactive)."),
     file: Path = typer.Option(None, "--file", "-f", help="Read the prompt from a file."),
-    system: str = typer.Option(None, "--system", help="System prompt."),
-    provider: str = typer.Option(None, "--provider", help="Force a provider (modal, vastai, anthropic, endpoint)."),
-    temperature: float = typer.Option(None, "--temperature", help="Sampling temperature."),
-    max_tokens: int = typer.Option(None, "--max-tokens", help="Maximum tokens in the answer."),
+    system: str = typer.Option(None, "--system", help="System prompt (default: the conversation's, else chat.system_prompt)."),
+    provider: str = typer.Option(None, "--provider", help="Force a provider (modal, vastai, anthropic, endpoint) or auto."),
+    temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default: chat.temperature)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Maximum tokens in the answer (default: chat.max_tokens)."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer."),
     continue_: bool = typer.Option(False, "--continue", "-c", help="Resume the last conversation."),
     conversation: int = typer.Option(None, "--conversation", help="Resume conversation ID."),
 ) -> None:
-    """Chat with the best available provider.
+    """Chat with the best available provider: a REPL, or one answer and exit.
 
     Example: gpuctl chat "What is vLLM?"
+
+    \b
+    Input:
+      gpuctl chat                       interactive (history, /help for the slash commands)
+      gpuctl chat "question"            ask once; piped stdin, if any, is put before it
+      gpuctl chat -f prompt.txt         ask once, the prompt from a file
+      echo "question" | gpuctl chat     piped stdin is ONE prompt, unless a line is a slash
+                                        command (/cost, /exit, ...): then each line is REPL input
+    In the REPL: Esc-Enter (or text between \"\"\" lines) for multi-line input; Ctrl-C stops an
+    answer (the partial answer is kept, marked partial); Ctrl-C at an empty prompt or Ctrl-D exits.
+    Answers go to stdout (plain text when it is not a terminal); the stats line (provider, tokens,
+    speed, time to first token, estimated cost, fallback) goes to stderr. --json prints NDJSON:
+    {"type": "chunk"} per chunk, then {"type": "summary"} (or {"type": "error"}).
     """
-    app_context(ctx)
-    raise NotAvailableError("`gpuctl chat` is not available yet (issue 5)")
+    from gpuctl.chat.render import make_ui
+    from gpuctl.chat.repl import ChatOptions, run_chat
+
+    actx = app_context(ctx)
+    out = actx.out
+    ui = make_ui(out.stdout, out.stderr, out.print_json if out.json_mode else None)
+    try:
+        settings = actx.settings({"chat.temperature": temperature, "chat.max_tokens": max_tokens})
+    except GpuctlError as exc:
+        ui.error(exc, final=True)  # --json: even this ends with a {"type": "error"} line
+        raise
+    options = ChatOptions(
+        prompt=prompt, file=file, system=system, provider=provider, stream=not no_stream,
+        continue_last=continue_, conversation=conversation,
+    )
+    run_chat(options, settings, ui)

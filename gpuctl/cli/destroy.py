@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import NotAvailableError
+from gpuctl.cli.output import Output
+from gpuctl.errors import UsageError
+
+if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer signature
+    from gpuctl.config import Settings
 
 
 def destroy(
@@ -43,4 +49,55 @@ def destroy(
             if data["note"]:
                 out.warn(data["note"])
         return
-    raise NotAvailableError("`gpuctl destroy vastai` is not available yet (issue 6)")
+    _destroy_vastai(out, settings, target, instance_id, all_=all_, yes=yes, dry_run=dry_run)
+
+
+def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: str | None, *, all_: bool,
+                    yes: bool, dry_run: bool) -> None:
+    from gpuctl.cli.prompts import confirm
+    from gpuctl.config import ensure_home
+    from gpuctl.state import open_state
+    from gpuctl.vast.instances import open_client
+    from gpuctl.vast.lifecycle import LEGACY_NOTE
+
+    if target.isdigit():  # `gpuctl destroy 12345` names a Vast.ai instance
+        if instance_id is not None:
+            raise UsageError(f"unexpected extra argument {instance_id!r}", hint="`gpuctl destroy [vastai] [ID | --all]`")
+        instance_id = target
+    elif target.lower() not in ("vastai", "vast"):
+        raise UsageError(f"unknown target {target!r}", hint="modal, vastai, or a Vast.ai instance id")
+    if instance_id is not None and not instance_id.isdigit():
+        raise UsageError(f"a Vast.ai instance id is a number, got {instance_id!r}")
+    if (instance_id is None) == (not all_):
+        raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
+                         hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
+    out.note(LEGACY_NOTE)
+    from gpuctl.vast.destroy import execute_destroy, plan_destroy
+
+    with open_client(settings) as client, open_state(ensure_home(settings.home)) as state:
+        plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_)
+        if not out.json_mode:
+            _show_targets(out, plan)
+        if dry_run or not plan.targets:
+            out.result({"dry_run": dry_run, **plan.as_dict()})
+            if not out.json_mode:
+                out.info("Dry run: nothing was destroyed." if dry_run else "Nothing to destroy.")
+            return
+        ids = ", ".join(str(t.instance_id or f"ledger row {t.row.id if t.row else '?'}") for t in plan.targets)
+        confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?", yes=yes)
+        with out.spinner("Destroying…"):
+            report = execute_destroy(client, state, plan, home=settings.home)
+    out.result(report.as_dict())
+    if not out.json_mode:
+        for o in report.outcomes:
+            cost = f" (cost ${o.cost:.4f})" if o.cost is not None else ""
+            out.info(f"{o.target.instance_id or 'ledger row'}: {o.result.replace('_', ' ')}{cost}")
+
+
+def _show_targets(out: Output, plan: Any) -> None:
+    if plan.list_error:
+        out.warn(f"the instance list could not be read ({plan.list_error}); destroying what the ledger knows")
+    rows = [[t.instance_id or "-", t.gpu or "?", t.dph or "?", t.as_dict()["status"] or "?", t.label or ""]
+            for t in plan.targets]
+    if rows:
+        out.print(out.table(["instance", "GPU", "$/h", "status", "label"], rows))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -46,14 +45,16 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 class GpuctlGroup(TyperGroup):
-    """Catches gpuctl's known errors once, for the console script and CliRunner alike."""
+    """Catches gpuctl's known errors once, for the console script and CliRunner alike.
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    Contexts are typed `Any`: typer vendors its own click, whose Context is private API."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = hoist_global_options(list(args))
         return super().parse_args(ctx, args)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, cmd, rest = super().resolve_command(ctx, args)
         root = ctx.find_root()
         path = root.meta.setdefault("gpuctl.command", [])
@@ -61,7 +62,7 @@ class GpuctlGroup(TyperGroup):
             path.append(name)
         return name, cmd, rest
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except GpuctlError as exc:
@@ -78,7 +79,7 @@ class GpuctlGroup(TyperGroup):
             ctx.exit(EXIT_INTERRUPTED)
 
 
-def _output(ctx: click.Context) -> Output:
+def _output(ctx: Any) -> Output:
     root = ctx.find_root()
     obj = root.obj
     if isinstance(obj, AppContext):
@@ -88,7 +89,7 @@ def _output(ctx: click.Context) -> Output:
     return out
 
 
-def report_error(ctx: click.Context, exc: GpuctlError) -> int:
+def report_error(ctx: Any, exc: GpuctlError) -> int:
     """One `Error: ...` line plus the hint on stderr (and the envelope with --json)."""
     out = _output(ctx)
     code = exc.exit_code

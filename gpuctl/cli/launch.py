@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import NotAvailableError
+from gpuctl.errors import UsageError
 
 
 def launch(
     ctx: typer.Context,
     provider: str = typer.Argument("vastai", help="Only vastai launches instances (Modal scales itself)."),
-    gpu: str = typer.Option(None, "--gpu", help="Only this GPU (e.g. 'RTX 3090')."),
+    gpu: str = typer.Option(None, "--gpu", help="Only this GPU tier (e.g. 'RTX 3090')."),
     max_dph: float = typer.Option(None, "--max-dph", help="Highest $/h to accept."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show candidates and the choice; spend nothing."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once created; do not wait for vLLM."),
@@ -22,5 +24,68 @@ def launch(
 
     Example: gpuctl launch --dry-run
     """
-    app_context(ctx)
-    raise NotAvailableError("`gpuctl launch` is not available yet (issue 6)")
+    from decimal import Decimal
+
+    from gpuctl.cli.prompts import confirm
+    from gpuctl.vast.budget import money
+    from gpuctl.vast.instances import open_client
+    from gpuctl.vast.lifecycle import LEGACY_NOTE, check_plan, plan_launch
+    from gpuctl.vast.lifecycle import launch as start
+
+    actx = app_context(ctx)
+    out = actx.out
+    if provider.lower() not in ("vastai", "vast"):
+        hint = "Modal scales by itself: `gpuctl deploy modal`" if provider.lower() == "modal" else "e.g. `gpuctl launch vastai`"
+        raise UsageError(f"only Vast.ai instances are launched, not {provider!r}", hint=hint)
+    out.note(LEGACY_NOTE)
+    settings = actx.settings()
+    with open_client(settings) as client, actx.state() as state:
+        with out.spinner("Searching Vast.ai offers…") as spin:
+            plan = plan_launch(settings, client, state, gpu=gpu, max_dph=max_dph, progress=spin.update)
+        if not out.json_mode:
+            _show_plan(out, plan)
+        if dry_run:
+            out.result({"dry_run": True, "plan": plan.as_dict()})
+            if not out.json_mode:
+                out.note("Dry run: nothing was created.")
+            return
+        check_plan(plan)
+        if plan.live:
+            out.warn(f"{len(plan.live)} gpuctl Vast.ai instance(s) are already live; this launch adds another.")
+        assert plan.choice is not None and plan.budget is not None
+        offer = plan.choice.offer
+        confirm(out, f"Rent a {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
+                     f"(${money(plan.budget.projection)} per {plan.budget.keep_alive_minutes:g}-minute keep-alive).", yes=yes)
+        with out.spinner(f"Launching a {offer.gpu_name} on Vast.ai…") as spin:
+            result = start(settings, plan, client=client, state=state, wait=not no_wait, keep=keep, progress=spin.update)
+    out.result({"dry_run": False, "plan": plan.as_dict(), "instance": result.as_dict()})
+    if out.json_mode:
+        return
+    if result.ready:
+        out.print(f"Endpoint: {result.openai_base}", highlight=False)
+        out.info(f"Instance {result.instance_id}: {result.gpu} at ${money(Decimal(result.dph))}/h, ready after "
+                 f"{result.waited_s:.0f}s; `gpuctl chat` now uses it.")
+    else:
+        out.info(f"Instance {result.instance_id} created ({result.gpu} at ${money(Decimal(result.dph))}/h); not waiting for vLLM. "
+                 "The next `gpuctl cleanup` marks it ready once vLLM answers.")
+    out.note(f"It bills until destroyed: `gpuctl destroy {result.instance_id} --yes`. `gpuctl cleanup` (cron) "
+             f"destroys it after {settings['vastai.keep_alive_minutes']:g} idle minutes.")
+
+
+def _show_plan(out: Any, plan: Any) -> None:
+    from gpuctl.vast.budget import money
+
+    empty = [name for name, n in plan.search.checked if n == 0]
+    if empty:
+        out.info("No acceptable offers: " + ", ".join(empty) + ".")
+    if not plan.search.candidates:
+        return
+    rows = [["*" if i == 0 else "", c.tier.name, c.offer.gpu_name, money(c.offer.dph_total), f"{c.offer.reliability:.3f}",
+             c.offer.geolocation or "?", c.offer.id] for i, c in enumerate(plan.search.candidates[:10])]
+    out.print(out.table(["", "tier", "GPU", "$/h", "reliability", "location", "offer"], rows))
+    choice = plan.choice.offer
+    out.info(f"Choice: offer {choice.id}, {choice.gpu_name} at ${money(choice.dph_total)}/h in "
+             f"{choice.geolocation or 'an unknown location'} (machine {choice.machine_id}).")
+    if plan.budget is not None:
+        verdict = "within budget" if plan.budget.ok else "OVER BUDGET"
+        out.info(f"Budget: {plan.budget.summary()}: {verdict}.")

@@ -68,13 +68,14 @@ def show(
     out = actx.out
     if resolved:
         settings = load_settings(profile=name or actx.profile_flag)
-        rows = settings.rows()
-        data = {"profile": settings.profile, "file": settings.profile_file, "settings": {r["key"]: {"value": r["value"], "source": r["source"]} for r in rows}}
+        resolved_rows = settings.rows()
+        data = {"profile": settings.profile, "file": settings.profile_file,
+                "settings": {r["key"]: {"value": r["value"], "source": r["source"]} for r in resolved_rows}}
         if out.json_mode:
             out.result(data)
             return
         out.info(f"Profile: {settings.profile or '(none: environment and defaults)'}")
-        out.print(out.table(["key", "value", "source"], [[r["key"], r["value"], r["source"]] for r in rows]))
+        out.print(out.table(["key", "value", "source"], [[r["key"], r["value"], r["source"]] for r in resolved_rows]))
         return
     home, target = _target(ctx, name)
     path = profile_path(home, target)

@@ -123,7 +123,7 @@ class VLLMEndpoint:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = normalise_base_url(base_url)
-        self.provider = provider
+        self.name = provider  # the Provider protocol's name: "modal", "vastai", "endpoint"
         self.model = model
         self._api_key = api_key or None
         self._timeouts = timeouts
@@ -131,6 +131,14 @@ class VLLMEndpoint:
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+
+    @property
+    def provider(self) -> str:
+        return self.name
+
+    def is_configured(self) -> bool:
+        """Constructed means configured: the URL was validated in __init__."""
+        return True
 
     def __repr__(self) -> str:
         return f"VLLMEndpoint({self.endpoint!r}, provider={self.provider!r}, model={self.model!r})"
@@ -261,7 +269,14 @@ class VLLMEndpoint:
                 status=status,
                 hint="check max_tokens against the model's context length and the message format",
             )
-        return self._error(f"{self.provider}: HTTP {status} {reason} from {where} ({what}): {detail}", kind="http", status=status)
+        return self._error(
+            f"{self.provider}: HTTP {status} {reason} from {where} ({what}): {detail}",
+            kind="http",
+            status=status,
+            hint="a proxy in front of the server answered: the server behind it may be down or restarting"
+            if detail.startswith("got an HTML page")
+            else "the server failed: check its logs",
+        )
 
     async def _model_not_found(self, server_message: str) -> ProviderError:
         served: list[str] = []
@@ -524,6 +539,9 @@ def _raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
     """Once text has been shown, a failure must not look like a clean (fail-over-able) error."""
     if shown and not isinstance(exc, StreamBrokenError):
         raise StreamBrokenError(
-            exc.message, provider=exc.provider, partial_text="".join(shown), hint=exc.hint
+            exc.message,
+            provider=exc.provider,
+            partial_text="".join(shown),
+            hint="the text shown so far is incomplete; the request was not re-sent",
         ) from None
     raise exc

@@ -1,0 +1,426 @@
+"""How chat answers reach the screen (or a pipe, or a JSON reader), chunk by chunk.
+
+Owns: `StreamRenderer` (an answer as it streams: plain text, or Markdown rendered block by
+block), `WaitIndicator` (the spinner before the first token), the stats line, and the two chat
+UIs: `HumanUI` (answer on stdout, people's notes on stderr) and `JsonUI` (NDJSON on stdout).
+
+Rendering stays linear in the answer's length, the known trap being live Markdown that
+re-renders the whole text on every token. Plain mode writes each chunk once. Markdown mode
+renders each *completed* block (paragraph, heading, fenced code) exactly once; the block still
+being written shows as raw text in a small transient region holding only its last screenful,
+refreshed at most every `refresh_s` seconds — so a refresh costs a screenful, not the answer.
+
+Must not: read input, touch the database or the network, or import `gpuctl.cli`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.status import Status
+
+    from gpuctl.chat.session import Answer, Spend
+
+# A fence opens a code block: up to three spaces, then ``` or ~~~ (CommonMark).
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+MODAL_COLD = "Modal is starting a GPU container, usually 10–30 s…"
+# A warm Modal answers in well under a second; only then is "starting a container" the truth.
+COLD_AFTER_S = 1.0
+
+
+class StreamRenderer:
+    """Write an answer as it streams: `feed(text)` per chunk, then `finish()` once.
+
+    `target` is a rich Console or a text file. With `markdown=True` and a terminal console,
+    completed blocks are rendered as Markdown; otherwise text is written as it comes, with no
+    colour or control codes.
+    """
+
+    def __init__(self, target: Console | TextIO, markdown: bool = False, *,
+                 clock: Callable[[], float] = time.monotonic, refresh_s: float = 0.08) -> None:
+        self.console = target if isinstance(target, Console) else None
+        self.markdown = bool(markdown and self.console is not None and self.console.is_terminal)
+        self._file: TextIO = self.console.file if self.console is not None else target  # type: ignore[assignment]
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.chars = 0
+        self.blocks = 0  # Markdown blocks rendered (each exactly once)
+        self._last = ""  # the last character written in plain mode
+        self._lines: list[str] = []  # completed lines of the block being written
+        self._partial: list[str] = []  # pieces of the line being written
+        self._fence: str | None = None
+        self._live: Live | None = None
+        self._refreshed = -math.inf
+        self._finished = False
+
+    # -------------------------------------------------------------- plain
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        self.chars += len(text)
+        if not self.markdown:
+            self._file.write(text)
+            self._file.flush()
+            self._last = text[-1]
+            return
+        start = 0
+        while True:
+            nl = text.find("\n", start)
+            if nl < 0:
+                if start < len(text):
+                    self._partial.append(text[start:])
+                break
+            self._partial.append(text[start:nl])
+            line = "".join(self._partial)
+            self._partial.clear()
+            self._line(line)
+            start = nl + 1
+        now = self.clock()
+        if now - self._refreshed >= self.refresh_s:
+            self._refreshed = now
+            self._show_tail(refresh=True)
+
+    def finish(self) -> None:
+        """Flush what is left (an interrupted answer too) and end with a newline."""
+        if self._finished:
+            return
+        self._finished = True
+        if not self.markdown:
+            if self.chars and self._last != "\n":
+                self._file.write("\n")
+                self._file.flush()
+            return
+        if self._partial:
+            line = "".join(self._partial)
+            self._partial.clear()
+            self._line(line)
+        self._flush_block()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # -------------------------------------------------------------- markdown by block
+
+    def _line(self, line: str) -> None:
+        stripped = line.strip()
+        if self._fence is not None:
+            self._lines.append(line)
+            if stripped and set(stripped) == {self._fence[0]} and len(stripped) >= len(self._fence):
+                self._fence = None
+                self._flush_block()
+            return
+        match = _FENCE.match(line)
+        if match:
+            self._flush_block()
+            self._fence = match.group(1)
+            self._lines.append(line)
+        elif not stripped:
+            self._flush_block()
+        elif stripped.startswith("#"):  # a heading is a block of its own: show it at once
+            self._flush_block()
+            self._lines.append(line)
+            self._flush_block()
+        else:
+            self._lines.append(line)
+
+    def _flush_block(self) -> None:
+        if not self._lines:
+            return
+        from rich.markdown import Markdown
+
+        assert self.console is not None
+        block = "\n".join(self._lines)
+        self._lines.clear()
+        # Drop the raw copy from the live region first (a refresh is what hands Live the new
+        # renderable; printing alone would redraw the stale one under the rendered block).
+        self._show_tail(refresh=True)
+        if self.blocks:
+            self.console.print()
+        self.console.print(Markdown(block), soft_wrap=False)
+        self.blocks += 1
+
+    def _show_tail(self, *, refresh: bool) -> None:
+        from rich.text import Text
+
+        assert self.console is not None
+        if self._live is None:
+            if not self._lines and not self._partial:
+                return
+            from rich.live import Live
+
+            self._live = Live(console=self.console, auto_refresh=False, transient=True,
+                              redirect_stdout=False, redirect_stderr=False, vertical_overflow="crop")
+            self._live.start()
+        # Wrap explicitly: a soft-wrapping console would leave the terminal to wrap, and Live
+        # could then not erase the rows it did not know it had drawn.
+        self._live.update(Text(self._tail(), style="dim", no_wrap=False, overflow="fold"), refresh=refresh)
+
+    def _tail(self) -> str:
+        """The last screenful of the block being written, computed from its end only."""
+        assert self.console is not None
+        width = max(20, self.console.width)
+        rows = max(1, min(self.console.height - 1, 20))
+        budget = width * rows
+        pieces: list[str] = []
+        size = 0
+        for piece in reversed(self._partial):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= budget:
+                break
+        partial = "".join(reversed(pieces))[-budget:]
+        used = max(1, math.ceil(len(partial) / width))
+        lines: list[str] = []
+        for line in reversed(self._lines):
+            need = max(1, math.ceil(len(line) / width))
+            if used + need > rows:
+                break
+            lines.append(line)
+            used += need
+        lines.reverse()
+        lines.append(partial)
+        return "\n".join(lines)
+
+
+class WaitIndicator:
+    """The spinner on stderr before the first token: elapsed time and what is happening."""
+
+    def __init__(self, console: Console, trying: Callable[[], str | None], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console
+        self.trying = trying
+        self.clock = clock
+        self.started = clock()
+        self._status: Status | None = None
+
+    def message(self) -> str:
+        elapsed = self.clock() - self.started
+        provider = self.trying()
+        if provider == "modal" and elapsed >= COLD_AFTER_S:
+            what = MODAL_COLD
+        else:
+            what = f"waiting for {provider or 'a provider'}…"
+        return f"{escape(what)} [dim]({elapsed:.0f}s)[/dim]"
+
+    def start(self) -> None:
+        if self.console.is_terminal and self._status is None:
+            self._status = self.console.status(self.message())
+            self._status.start()
+
+    def tick(self) -> None:
+        if self._status is not None:
+            self._status.update(self.message())
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+# -------------------------------------------------------------- formatting
+
+
+def money(value: Decimal | None) -> str:
+    """An estimate for people: cents when it is that much, else two significant digits."""
+    if value is None:
+        return "cost n/a"
+    if value == 0:
+        return "$0.00"
+    if value >= Decimal("0.01"):
+        return f"~${value:.2f}"
+    if value < Decimal("0.000001"):
+        return "<$0.000001"
+    digits = -value.adjusted() + 1  # two significant digits
+    return f"~${value:.{digits}f}"
+
+
+def fallback_lines(reason: str | None) -> list[str]:
+    """'modal: waking up; vastai: breaker open' → one 'fell back from X: why' per provider."""
+    if not reason:
+        return []
+    lines = []
+    for part in reason.split("; "):
+        name, sep, why = part.partition(": ")
+        lines.append(f"fell back from {name}: {why}" if sep else f"fell back: {part}")
+    return lines
+
+
+def stats_line(answer: Answer) -> str:
+    parts = [answer.provider or "?"]
+    if answer.model:
+        parts.append(answer.model)
+    if answer.usage is not None and answer.usage.total_tokens:
+        parts.append(f"{answer.usage.prompt_tokens} in / {answer.usage.completion_tokens} out tokens")
+    speed = answer.tokens_per_s
+    if speed is not None:
+        parts.append(f"{speed:.1f} tok/s")
+    if answer.ttft_s is not None:
+        parts.append(f"TTFT {answer.ttft_s:.2f} s")
+    parts.append(money(answer.cost))
+    if answer.partial:
+        parts.append("partial answer kept")
+    return " · ".join(parts)
+
+
+def cost_line(spend: dict[str, Spend], total: Spend) -> str:
+    """/cost: this session's estimated spend, in total and per provider."""
+    if not total.answers:
+        return "Session spend: $0.00 (no answers yet)"
+    shown = "$0.00" if total.cost == 0 and not total.unpriced else money(total.cost) if total.cost else "cost n/a"
+    per = []
+    for name, part in sorted(spend.items()):
+        what = f"{part.answers} answer{'s' if part.answers != 1 else ''}, " \
+               f"{part.prompt_tokens} in / {part.completion_tokens} out tokens, "
+        what += money(part.cost) if not part.unpriced else (
+            "cost n/a" if not part.cost else f"{money(part.cost)} + {part.unpriced} unpriced")
+        per.append(f"{name}: {what}")
+    return f"Session spend: {shown} estimated for {total.answers} answer{'s' if total.answers != 1 else ''} " \
+           f"({'; '.join(per)})"
+
+
+# -------------------------------------------------------------- the two UIs
+
+
+class HumanUI:
+    """Answers on stdout (Markdown by block in a terminal), everything else on stderr."""
+
+    json_mode = False
+
+    def __init__(self, stdout: Console, stderr: Console, *, markdown: bool = True) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.markdown = markdown
+        self._renderer: StreamRenderer | None = None
+        self._waiting: WaitIndicator | None = None
+
+    @property
+    def interactive(self) -> bool:
+        return self.stdout.is_terminal
+
+    # an answer's life: begin → text* → done | stopped | failed (close() always)
+    def begin(self, trying: Callable[[], str | None]) -> None:
+        self._waiting = WaitIndicator(self.stderr, trying)
+        self._waiting.start()
+        self._renderer = StreamRenderer(self.stdout, markdown=self.markdown)
+
+    def tick(self) -> None:
+        if self._waiting is not None:
+            self._waiting.tick()
+
+    def text(self, text: str) -> None:
+        if self._waiting is not None:
+            self._waiting.stop()
+            self._waiting = None
+        if self._renderer is not None:
+            self._renderer.feed(text)
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.stop()
+            self._waiting = None
+        if self._renderer is not None:
+            self._renderer.finish()
+            self._renderer = None
+
+    def done(self, answer: Answer) -> None:
+        self.close()
+        self._note(stats_line(answer))
+        for line in fallback_lines(answer.fallback_reason):
+            self._note(line)
+
+    def stopped(self, answer: Answer | None, *, final: bool) -> None:
+        self.close()
+        if answer is not None:
+            self._note(stats_line(answer))
+        if not final:
+            self._note("(stopped" + ("; the partial answer is kept" if answer else "") + ")")
+
+    def error(self, exc: GpuctlError, *, final: bool) -> None:
+        """In the REPL, show the error and go on; a final error is shown by cli/main once."""
+        self.close()
+        if not final:
+            self.stderr.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
+            if exc.hint:
+                self._note(f"Hint: {exc.hint}")
+
+    def interrupted(self) -> None:
+        self.close()
+
+    # slash commands and session notes
+    def show(self, text: str, data: dict[str, Any] | None = None) -> None:
+        """A result the user asked for (/cost, /help): data on stdout."""
+        self.stdout.print(escape(text), highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        self._note(text)
+
+    def _note(self, text: str) -> None:
+        self.stderr.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)
+
+
+class JsonUI:
+    """One JSON object per line on stdout: chunks, then a summary (or an error) per answer."""
+
+    json_mode = True
+    interactive = False
+
+    def __init__(self, emit: Callable[[Any], None]) -> None:
+        self.emit = emit
+
+    def begin(self, trying: Callable[[], str | None]) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def text(self, text: str) -> None:
+        self.emit({"type": "chunk", "text": text})
+
+    def close(self) -> None:
+        pass
+
+    def done(self, answer: Answer) -> None:
+        self.emit(answer.summary())
+
+    def stopped(self, answer: Answer | None, *, final: bool) -> None:
+        if answer is not None:
+            self.emit(answer.summary())
+        if final:
+            self.interrupted()
+        else:
+            self.emit({"type": "stopped", "partial_kept": answer is not None})
+
+    def error(self, exc: GpuctlError, *, final: bool) -> None:
+        self.emit({"type": "error", "error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
+                   "exit_code": exc.exit_code if final else None})
+
+    def interrupted(self) -> None:
+        self.emit({"type": "error", "error": "Interrupted", "message": "interrupted", "hint": None,
+                   "exit_code": EXIT_INTERRUPTED})
+
+    def show(self, text: str, data: dict[str, Any] | None = None) -> None:
+        self.emit({"type": "info", "message": text, **(data or {})})
+
+    def note(self, text: str) -> None:
+        self.emit({"type": "note", "message": text})
+
+
+ChatUI = HumanUI | JsonUI
+
+
+def make_ui(stdout: Console, stderr: Console, emit_json: Callable[[Any], None] | None = None) -> ChatUI:
+    """The UI for this run: NDJSON when `emit_json` is given (--json), else for people."""
+    return JsonUI(emit_json) if emit_json is not None else HumanUI(stdout, stderr)

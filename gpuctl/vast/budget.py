@@ -1,0 +1,145 @@
+"""Vast.ai money, pure Decimal: what instances cost, what has been spent, what a launch would
+cost over the keep-alive, and what is left.
+
+Vast bills every second an instance exists (storage even while stopped), whatever the
+traffic: an instance's cost is its $/h × its lifetime. Budgets: the session budget bounds one
+launch's projection ($/h × keep-alive); the total budget bounds everything spent so far plus
+that projection. Must not: read the clock, the ledger or settings itself (callers pass them in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from gpuctl.errors import BudgetError
+from gpuctl.state import InstanceRow
+
+SECONDS_PER_HOUR = Decimal(3600)
+_CENT = Decimal("0.01")
+
+
+def dec(value: object) -> Decimal | None:
+    """Exact Decimal from a ledger string or a setting (floats via str: 0.1 stays 0.1)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return d if d.is_finite() else None
+
+
+def lifetime_cost(dph: Decimal, started_at: float, ended_at: float) -> Decimal:
+    """$/h × hours alive; never negative (a clock step backwards costs nothing)."""
+    seconds = max(Decimal(0), dec(ended_at) - dec(started_at))  # type: ignore[operator]
+    return dph * seconds / SECONDS_PER_HOUR
+
+
+def row_cost(row: InstanceRow, now: float) -> Decimal:
+    """What one ledger row has cost: the recorded cost once destroyed, else $/h × time alive so
+    far (an intent whose create may have gone through counts too: better to over-count)."""
+    recorded = dec(row.cost)
+    if recorded is not None:
+        return recorded
+    dph = dec(row.dph)
+    if dph is None:
+        return Decimal(0)
+    end = row.destroyed_at if row.destroyed_at is not None else now
+    return lifetime_cost(dph, row.created_at, end)
+
+
+def spent(rows: Iterable[InstanceRow], now: float) -> Decimal:
+    """Everything gpuctl's Vast.ai instances have cost, the live ones up to `now`."""
+    return sum((row_cost(r, now) for r in rows), Decimal(0))
+
+
+def projection(dph: Decimal, keep_alive_minutes: float) -> Decimal:
+    """One session: $/h × the keep-alive (seed: $0.14/h × 45 min = $0.105)."""
+    minutes = dec(keep_alive_minutes) or Decimal(0)
+    return dph * minutes / Decimal(60)
+
+
+def money(d: Decimal | None) -> str:
+    """For people: at least cents, a third place when it matters ('2.00', '0.105'), and the
+    first digits of sub-cent amounts ('0.0012')."""
+    if d is None:
+        return "?"
+    if d != 0 and abs(d) < _CENT:
+        return format(d.quantize(Decimal("0.000001")).normalize(), "f")
+    mills = d.quantize(Decimal("0.001"))
+    cents = mills.quantize(_CENT)
+    return format(cents if cents == mills else mills, "f")
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """The verdict on one launch at `dph`."""
+
+    dph: Decimal
+    keep_alive_minutes: float
+    projection: Decimal
+    session_limit: Decimal
+    total_limit: Decimal
+    spent: Decimal
+
+    @property
+    def left(self) -> Decimal:
+        return max(Decimal(0), self.total_limit - self.spent)
+
+    @property
+    def session_ok(self) -> bool:
+        return self.projection <= self.session_limit
+
+    @property
+    def total_ok(self) -> bool:
+        return self.spent + self.projection <= self.total_limit
+
+    @property
+    def ok(self) -> bool:
+        return self.session_ok and self.total_ok
+
+    @property
+    def max_affordable_dph(self) -> Decimal | None:
+        """The highest $/h both budgets allow for one keep-alive (None: keep-alive is 0)."""
+        hours = (dec(self.keep_alive_minutes) or Decimal(0)) / Decimal(60)
+        if hours <= 0:
+            return None
+        return min(self.session_limit, self.left) / hours
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dph": str(self.dph), "keep_alive_minutes": self.keep_alive_minutes,
+                "projection": str(self.projection), "session_limit": str(self.session_limit),
+                "total_limit": str(self.total_limit), "spent": str(self.spent), "left": str(self.left),
+                "session_ok": self.session_ok, "total_ok": self.total_ok, "ok": self.ok}
+
+    def summary(self) -> str:
+        return (f"${money(self.dph)}/h × {self.keep_alive_minutes:g} min keep-alive = ${money(self.projection)} "
+                f"(session budget ${money(self.session_limit)}; ${money(self.left)} left of "
+                f"${money(self.total_limit)}, ${money(self.spent)} spent)")
+
+    def error(self, what: str) -> BudgetError:
+        """Why this launch is refused, with what is left; nothing has been spent."""
+        if not self.session_ok:
+            message = (f"{what} at ${money(self.dph)}/h would cost ${money(self.projection)} over the "
+                       f"{self.keep_alive_minutes:g}-minute keep-alive, more than the session budget "
+                       f"of ${money(self.session_limit)}")
+        else:
+            message = (f"{what} at ${money(self.dph)}/h would cost ${money(self.projection)} over the "
+                       f"{self.keep_alive_minutes:g}-minute keep-alive, but only ${money(self.left)} is left "
+                       f"of the ${money(self.total_limit)} Vast.ai budget (${money(self.spent)} spent)")
+        cap = self.max_affordable_dph
+        hint = "raise vastai.budget_limit / vastai.session_budget_limit (VASTAI_BUDGET_LIMIT, VASTAI_SESSION_BUDGET_LIMIT)"
+        if cap is not None and cap > 0:
+            hint = f"pass --max-dph {money(cap.quantize(Decimal('0.001')))} or less, or " + hint
+        return BudgetError(message + "; nothing was created.", hint=hint)
+
+
+def check(dph: Decimal, *, spent_so_far: Decimal, session_limit: object, total_limit: object,
+          keep_alive_minutes: float) -> BudgetCheck:
+    return BudgetCheck(dph=dph, keep_alive_minutes=float(keep_alive_minutes),
+                       projection=projection(dph, keep_alive_minutes),
+                       session_limit=dec(session_limit) or Decimal(0), total_limit=dec(total_limit) or Decimal(0),
+                       spent=spent_so_far)

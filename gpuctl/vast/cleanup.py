@@ -1,0 +1,318 @@
+"""`gpuctl cleanup`, for cron: nothing gpuctl created keeps billing after a crash, an idle
+period, or a budget overrun.
+
+The remote list is the truth and the ledger the cross-check. Every instance whose label
+starts with `gpuctl:` is judged, in this order:
+
+- over budget: total spend (live instances up to now) reached `vastai.budget_limit`, or this
+  instance alone has cost `vastai.session_budget_limit` → destroy;
+- a launch is still watching it (its launch lock is held) → keep;
+- exited (a stopped instance still bills storage) → destroy;
+- its launch was abandoned (the launching process died before vLLM was ready) → destroy;
+- stuck loading past 10 minutes → destroy;
+- unattended (--no-wait / --keep): promoted to ready once vLLM answers, destroyed if it is
+  not ready within 30 minutes;
+- ready but idle past the keep-alive (last use from the usage ledger, else when it became
+  ready) → destroy;
+- orphaned (unknown to the ledger) and older than the grace period → destroy (younger ones
+  may be a launch that has not written its row yet).
+
+Ledger rows the list does not show are confirmed one by one (`show`) before being marked gone.
+An empty or malformed list while the ledger shows live instances is an API error: nothing is
+destroyed and nothing marked (an empty answer read as "none" made a major tool leak paid
+instances in 2026). A second concurrent run returns at once (fcntl lock on
+GPUCTL_HOME/cleanup.lock). Each action is one `vastai_cleanup_action` event. Must not print.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from gpuctl.config import Settings, ensure_home
+from gpuctl.errors import CredentialsError, ProviderError
+from gpuctl.events import log_event
+from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
+from gpuctl.state import InstanceRow, State, open_state
+from gpuctl.vast import budget
+from gpuctl.vast.budget import dec, money
+from gpuctl.vast.instances import (
+    PROVIDER,
+    destroy_remote,
+    is_gpuctl_label,
+    launch_in_progress,
+    mark_destroyed,
+    open_client,
+    record_untracked,
+    try_lock,
+)
+from gpuctl.vast.lifecycle import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
+
+ORPHAN_GRACE_S = 15 * 60
+READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
+_LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed"})
+ANOTHER_RUNNING = "another cleanup is running"
+
+
+@dataclass(frozen=True)
+class Action:
+    """What cleanup decided for one instance (or ledger row), and what came of it."""
+
+    instance_id: int | None
+    ledger_row: int | None
+    label: str | None
+    gpu: str | None
+    remote_status: str | None
+    action: str  # destroy | keep | mark_gone | mark_never_created | promote
+    reason: str
+    result: str = ""  # destroyed | already_gone | would_destroy | kept | marked | would_mark | promoted | would_promote | failed
+    cost: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    dry_run: bool
+    actions: tuple[Action, ...] = field(default=())
+    skipped: bool = False
+    message: str = ""
+    spent: str | None = None
+    budget_limit: str | None = None
+
+    @property
+    def failed(self) -> list[Action]:
+        return [a for a in self.actions if a.result == "failed"]
+
+    def as_dict(self) -> dict[str, Any]:
+        count = {r: sum(a.result == r for a in self.actions)
+                 for r in ("destroyed", "already_gone", "would_destroy", "kept", "marked", "promoted", "failed")}
+        return {"skipped": self.skipped, "message": self.message, "dry_run": self.dry_run,
+                "actions": [a.as_dict() for a in self.actions], "counts": count,
+                "spent": self.spent, "budget_limit": self.budget_limit}
+
+
+def run_cleanup(
+    settings: Settings,
+    *,
+    client: VastAIClient | None = None,
+    state: State | None = None,
+    dry_run: bool = False,
+    max_idle_minutes: float | None = None,
+    clock: Callable[[], float] = time.time,
+    probe: Probe | None = None,
+    orphan_grace_s: float = ORPHAN_GRACE_S,
+    loading_timeout_s: float = LOADING_TIMEOUT_S,
+    ready_deadline_s: float = READY_DEADLINE_S,
+) -> CleanupReport:
+    """One cleanup pass under the cleanup lock; raises ProviderError when the API cannot be read."""
+    home = ensure_home(settings.home)
+    with try_lock(home / "cleanup.lock") as held:
+        if not held:
+            log_event("vastai_cleanup_skipped", reason=ANOTHER_RUNNING)
+            return CleanupReport(dry_run, skipped=True, message=ANOTHER_RUNNING)
+        own_state = state is None
+        st = state if state is not None else open_state(home, clock=clock)
+        own_client = False
+        try:
+            if client is None:
+                if not settings.get("vastai.api_key"):
+                    live = st.live_instances(PROVIDER)
+                    if live:
+                        raise CredentialsError(
+                            f"the ledger shows {len(live)} live Vast.ai instance(s) but no Vast.ai API key is set "
+                            "to check or destroy them", hint=AUTH_HINT)
+                    return CleanupReport(dry_run, message="Vast.ai is not configured; nothing to clean up")
+                client, own_client = open_client(settings), True
+            idle = settings["vastai.keep_alive_minutes"] if max_idle_minutes is None else max_idle_minutes
+            run = _Cleanup(settings, client, st, dry_run=dry_run, max_idle_s=float(idle) * 60, now=clock(),
+                           probe=probe or probe_vllm, orphan_grace_s=orphan_grace_s,
+                           loading_timeout_s=loading_timeout_s, ready_deadline_s=ready_deadline_s)
+            return run.run()
+        finally:
+            if own_client and client is not None:
+                client.close()
+            if own_state:
+                st.close()
+
+
+class _Cleanup:
+    def __init__(self, settings: Settings, client: VastAIClient, state: State, *, dry_run: bool, max_idle_s: float,
+                 now: float, probe: Probe, orphan_grace_s: float, loading_timeout_s: float,
+                 ready_deadline_s: float) -> None:
+        self.settings, self.client, self.state, self.dry_run = settings, client, state, dry_run
+        self.max_idle_s, self.now, self.probe = max_idle_s, now, probe
+        self.orphan_grace_s, self.loading_timeout_s, self.ready_deadline_s = orphan_grace_s, loading_timeout_s, ready_deadline_s
+        self.home = settings.home
+        self.total_limit = dec(settings["vastai.budget_limit"]) or Decimal(0)
+        self.session_limit = dec(settings["vastai.session_budget_limit"]) or Decimal(0)
+        self.spent = Decimal(0)
+        self.answering: dict[int, str] = {}  # instance id → endpoint where vLLM answered
+
+    def run(self) -> CleanupReport:
+        remote = self.client.list_instances()  # a ProviderError here: exit 1, nothing done
+        rows = self.state.instances(PROVIDER)
+        live = [r for r in rows if r.live]
+        known_live = [r for r in live if r.remote_id]
+        if not remote and known_live:
+            ids = ", ".join(r.remote_id or "" for r in known_live[:5])
+            raise ProviderError(
+                f"Vast.ai returned an empty instance list while the ledger shows {len(known_live)} live instance(s) "
+                f"({ids}); treating it as an API error: nothing was destroyed or marked.",
+                provider=PROVIDER, kind="malformed",
+                hint="check the instances at https://console.vast.ai, then run `gpuctl cleanup` again")
+        by_remote = {r.remote_id: r for r in rows if r.remote_id}  # rows are in id order: newest wins
+        unmatched_intents = {r.label: r for r in live if r.remote_id is None}
+        self.spent = budget.spent(rows, self.now)
+        actions: list[Action] = []
+        seen: set[int] = set()
+        for inst in remote:
+            row = by_remote.get(str(inst.id))
+            if row is None and inst.label in unmatched_intents:
+                row = unmatched_intents.pop(inst.label or "")
+                if not self.dry_run:  # the crash came between the create and recording its id
+                    self.state.update_instance(row.id, remote_id=str(inst.id))
+            if row is None and not is_gpuctl_label(inst.label):
+                continue  # not gpuctl's: never touched
+            if row is not None:
+                seen.add(row.id)
+            actions.append(self.execute(self.decide(inst, row), inst, row))
+        for row in live:
+            if row.id in seen:
+                continue
+            actions.append(self.unlisted(row))
+        spent = budget.spent(self.state.instances(PROVIDER), self.now)
+        return CleanupReport(self.dry_run, tuple(actions), spent=money(spent), budget_limit=money(self.total_limit))
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def decide(self, inst: Instance, row: InstanceRow | None) -> tuple[str, str]:
+        started = inst.start_date if inst.start_date is not None else (row.created_at if row else self.now)
+        age = max(0.0, self.now - started)
+        msg = f" ({inst.status_msg})" if inst.status_msg else ""
+        if row is None:
+            if age >= self.orphan_grace_s:
+                return "destroy", f"orphaned: labelled by gpuctl, unknown to the ledger, {_minutes(age)} old"
+            return "keep", f"unknown to the ledger but only {_minutes(age)} old (grace {_minutes(self.orphan_grace_s)})"
+        if not row.live:
+            return "destroy", "still on the account although the ledger marked it destroyed"
+        if self.spent >= self.total_limit:
+            return "destroy", f"over budget: ${money(self.spent)} spent of the ${money(self.total_limit)} Vast.ai budget"
+        cost = budget.row_cost(row, self.now)
+        if cost >= self.session_limit:
+            return "destroy", f"session budget spent: it has cost ${money(cost)} (limit ${money(self.session_limit)})"
+        if launch_in_progress(self.home, row.label):
+            return "keep", "a launch is still watching it"
+        if inst.actual_status == "exited" or inst.intended_status == "stopped":
+            return "destroy", f"exited{msg}"
+        if row.status in _LAUNCHING:
+            return "destroy", f"launch abandoned: the launching process ended before vLLM was ready (status {row.status})"
+        if inst.actual_status in (None, "created", "loading") and age > self.loading_timeout_s:
+            return "destroy", f"stuck {inst.actual_status or 'starting'} for {_minutes(age)}{msg}"
+        if row.status == "unattended":
+            return self.decide_unattended(inst, row, age)
+        if row.status == "ready":
+            last = max(t for t in (self.last_use(row), row.ready_at, row.created_at) if t is not None)
+            idle = max(0.0, self.now - last)
+            if idle > self.max_idle_s:
+                return "destroy", f"idle for {_minutes(idle)} (keep-alive {_minutes(self.max_idle_s)})"
+            return "keep", f"in use: last request {_minutes(idle)} ago (keep-alive {_minutes(self.max_idle_s)})"
+        return "keep", f"ledger status {row.status}"
+
+    def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:
+        if inst.actual_status == "running":
+            from gpuctl.deploy_assets import vast_container_settings
+
+            endpoint = inst.endpoint(int(vast_container_settings()["vllm"]["port"]))
+            if endpoint:
+                health = self.probe(endpoint, self.settings.get("vastai.vllm_api_key"), self.settings["vastai.model"])
+                if health.status == "ready":
+                    self.answering[inst.id] = endpoint
+                    return "promote", f"vLLM answers at {endpoint}"
+        if age > self.ready_deadline_s:
+            return "destroy", f"never became ready: {_minutes(age)} since it was created"
+        return "keep", f"booting unattended ({row.status_msg or 'no launcher watching'}), {_minutes(age)} old"
+
+    def last_use(self, row: InstanceRow) -> float | None:
+        if not row.endpoint:
+            return None
+        # The router records the OpenAI base (".../v1"); accept the bare endpoint too.
+        times = [self.state.last_usage_at(PROVIDER, endpoint=e) for e in (row.endpoint, row.endpoint.rstrip("/") + "/v1")]
+        return max((t for t in times if t is not None), default=None)
+
+    def unlisted(self, row: InstanceRow) -> Action:
+        """A live ledger row the list did not show: confirm before believing it is gone."""
+        if row.remote_id is None:
+            if launch_in_progress(self.home, row.label):
+                return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
+                                          "kept"))
+            return self.mark(row, None, "mark_never_created", "no instance carries its label: the create never happened")
+        try:
+            inst = self.client.get_instance(int(row.remote_id))
+        except (ProviderError, ValueError) as exc:
+            error = exc.message if isinstance(exc, ProviderError) else str(exc)
+            return self.record(Action(_int(row.remote_id), row.id, row.label, row.gpu, None, "keep",
+                                      "missing from the list and its status could not be read", "failed", error=error))
+        if inst is None:
+            return self.mark(row, None, "mark_gone", "no longer on the account")
+        return self.execute(self.decide(inst, row), inst, row)
+
+    # -- doing -----------------------------------------------------------------------------
+
+    def execute(self, decision: tuple[str, str], inst: Instance, row: InstanceRow | None) -> Action:
+        action, reason = decision
+        base = Action(inst.id, row.id if row else None, inst.label, inst.gpu_name, inst.actual_status, action, reason)
+        if action == "keep":
+            return self.record(_with(base, result="kept"))
+        if action == "promote":
+            assert row is not None
+            if self.dry_run:
+                return self.record(_with(base, result="would_promote"))
+            self.state.update_instance(row.id, status="ready", endpoint=self.answering[inst.id], ready_at=self.now,
+                                       status_msg="vLLM answered (promoted by cleanup)")
+            return self.record(_with(base, result="promoted"))
+        if self.dry_run:
+            return self.record(_with(base, result="would_destroy"))
+        try:
+            destroyed_now = destroy_remote(self.client, inst.id)
+        except ProviderError as exc:
+            return self.record(_with(base, result="failed", error=exc.message))
+        note = f"cleanup: {reason}"
+        cost: Decimal | None = None
+        if row is not None:
+            cost = mark_destroyed(self.state, row, self.now, dph=inst.dph_total, note=note)
+        elif is_gpuctl_label(inst.label):
+            cost = record_untracked(self.state, inst, self.now, note=note)
+        return self.record(_with(base, result="destroyed" if destroyed_now else "already_gone",
+                                 cost=None if cost is None else str(cost)))
+
+    def mark(self, row: InstanceRow, inst: Instance | None, action: str, reason: str) -> Action:
+        base = Action(_int(row.remote_id), row.id, row.label, row.gpu, None, action, reason)
+        if self.dry_run:
+            return self.record(_with(base, result="would_mark"))
+        cost = mark_destroyed(self.state, row, self.now, note=f"cleanup: {reason}",
+                              never_created=action == "mark_never_created")
+        return self.record(_with(base, result="marked", cost=None if cost is None else str(cost)))
+
+    def record(self, action: Action) -> Action:
+        log_event("vastai_cleanup_action", instance_id=action.instance_id, ledger_row=action.ledger_row,
+                  action=action.action, result=action.result, reason=action.reason, cost=action.cost,
+                  error=action.error, dry_run=self.dry_run)
+        return action
+
+
+def _with(action: Action, **changes: Any) -> Action:
+    return Action(**{**action.__dict__, **changes})
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"

@@ -1,0 +1,168 @@
+"""`gpuctl destroy [vastai] [ID | --all]`: plan which instances to destroy, then destroy them
+and mark their ledger rows with what they cost.
+
+`--all` is every instance labelled by gpuctl in the remote list *plus* every live ledger row:
+neither source alone is trusted (the list can come back empty, the ledger can miss a crash).
+An instance that is already gone is fine: its row is marked destroyed. Must not print or exit;
+the command confirms between `plan_destroy` and `execute_destroy`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from gpuctl.errors import PartialError, ProviderError, UsageError
+from gpuctl.events import log_event
+from gpuctl.providers.vastai import Instance, VastAIClient
+from gpuctl.state import InstanceRow, State
+from gpuctl.vast.instances import (
+    PROVIDER,
+    destroy_remote,
+    is_gpuctl_label,
+    launch_in_progress,
+    mark_destroyed,
+    record_untracked,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    instance_id: int | None  # None: a ledger intent whose create never reported an id
+    row: InstanceRow | None
+    remote: Instance | None
+    label: str | None
+    gpu: str | None
+    dph: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "ledger_row": self.row.id if self.row else None,
+                "label": self.label, "gpu": self.gpu, "dph": self.dph,
+                "status": self.remote.actual_status if self.remote else (self.row.status if self.row else None)}
+
+
+@dataclass(frozen=True)
+class DestroyPlan:
+    targets: tuple[Target, ...]
+    list_error: str | None = None  # --all could not read the remote list (ledger rows still go)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"targets": [t.as_dict() for t in self.targets], "list_error": self.list_error}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: Target
+    result: str  # destroyed | already_gone | marked | failed
+    cost: Decimal | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.target.as_dict(), "result": self.result,
+                "cost": None if self.cost is None else str(self.cost), "error": self.error}
+
+
+@dataclass(frozen=True)
+class DestroyReport:
+    outcomes: tuple[Outcome, ...] = field(default=())
+    list_error: str | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "failed"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": False, "results": [o.as_dict() for o in self.outcomes],
+                "destroyed": sum(o.result in ("destroyed", "already_gone", "marked") for o in self.outcomes),
+                "failed": len(self.failed), "list_error": self.list_error}
+
+
+def _target(instance_id: int | None, row: InstanceRow | None, remote: Instance | None) -> Target:
+    gpu = (remote.gpu_name if remote else None) or (row.gpu if row else None)
+    dph = (row.dph if row else None) or (str(remote.dph_total) if remote and remote.dph_total is not None else None)
+    label = (remote.label if remote else None) or (row.label if row else None)
+    return Target(instance_id, row, remote, label, gpu, dph)
+
+
+def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None = None, all_: bool = False) -> DestroyPlan:
+    if (instance_id is None) == (not all_):
+        raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
+                         hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
+    if instance_id is not None:
+        row = state.instance_by_remote(PROVIDER, str(instance_id))
+        remote = client.get_instance(instance_id)
+        if remote is None and (row is None or not row.live):
+            raise UsageError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
+                             hint="list what gpuctl runs with `gpuctl status`")
+        return DestroyPlan((_target(instance_id, row, remote),))
+    targets: dict[str, Target] = {}
+    list_error = None
+    try:
+        remote_all = client.list_instances()
+    except ProviderError as exc:
+        remote_all, list_error = [], exc.message
+    by_id = {i.id: i for i in remote_all}
+    for inst in remote_all:
+        if is_gpuctl_label(inst.label):
+            row = state.instance_by_remote(PROVIDER, str(inst.id))
+            if row is None:  # a create whose id never reached the ledger: match by its label
+                row = next((r for r in state.live_instances(PROVIDER) if r.label == inst.label and r.remote_id is None), None)
+            targets[str(inst.id)] = _target(inst.id, row, inst)
+    for row in state.live_instances(PROVIDER):
+        if row.remote_id and row.remote_id not in targets and row.remote_id.isdigit():
+            rid = int(row.remote_id)
+            targets[row.remote_id] = _target(rid, row, by_id.get(rid))
+        elif not row.remote_id and list_error is None and not any(t.row and t.row.id == row.id for t in targets.values()):
+            targets[f"row:{row.id}"] = _target(None, row, None)
+    return DestroyPlan(tuple(targets.values()), list_error)
+
+
+def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, home: Path | None = None,
+                    clock: Callable[[], float] = time.time) -> DestroyReport:
+    """Destroy every target; a failure does not stop the others. PartialError if any failed."""
+    outcomes = []
+    for target in plan.targets:
+        outcomes.append(_destroy_one(client, state, target, home=home, clock=clock))
+    report = DestroyReport(tuple(outcomes), plan.list_error)
+    if report.failed or plan.list_error:
+        done = len(report.outcomes) - len(report.failed)
+        parts = [f"destroyed {done} of {len(report.outcomes)}"]
+        if plan.list_error:
+            parts.append(f"the instance list could not be read ({plan.list_error}), so instances missing from the "
+                         "ledger may remain")
+        raise PartialError("; ".join(parts), data=report.as_dict(),
+                           hint="run `gpuctl destroy --all --yes` again, or `gpuctl cleanup`")
+    return report
+
+
+def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Path | None,
+                 clock: Callable[[], float]) -> Outcome:
+    if target.instance_id is None:
+        assert target.row is not None
+        if home is not None and launch_in_progress(home, target.row.label):
+            return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
+        mark_destroyed(state, target.row, clock(), note="no instance id was ever recorded", never_created=True)
+        log_event("vastai_instance_destroyed", instance_id=None, ledger_row=target.row.id, result="marked")
+        return Outcome(target, "marked", Decimal(0))
+    try:
+        destroyed_now = destroy_remote(client, target.instance_id)
+    except ProviderError as exc:
+        log_event("vastai_destroy_failed", instance_id=target.instance_id, error=exc.message)
+        return Outcome(target, "failed", error=exc.message)
+    cost = None
+    remote_dph = target.remote.dph_total if target.remote else None
+    note = "destroyed by `gpuctl destroy`" if destroyed_now else "already gone"
+    row = target.row
+    # A row marked destroyed whose instance still billed is marked again: the cost grew.
+    if row is not None and (row.live or destroyed_now):
+        cost = mark_destroyed(state, row, clock(), dph=remote_dph, note=note)
+    elif row is None and destroyed_now and target.remote is not None and is_gpuctl_label(target.label):
+        cost = record_untracked(state, target.remote, clock(), note=note)
+    result = "destroyed" if destroyed_now else "already_gone"
+    log_event("vastai_instance_destroyed", instance_id=target.instance_id, result=result,
+              cost=None if cost is None else str(cost), label=target.label)
+    return Outcome(target, result, cost)

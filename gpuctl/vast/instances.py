@@ -1,0 +1,180 @@
+"""What launch, destroy and cleanup share: gpuctl's instance label, the per-launch and cleanup
+locks, the client built from settings, and "destroy it and mark the ledger row with its cost".
+
+The label is `gpuctl:<profile or 'env'>:<nonce>`. The `gpuctl:` prefix is how cleanup finds
+what gpuctl created without the ledger; the nonce is unique per launch, written to the ledger's
+intent row *before* the create call, so an instance whose id never reached the ledger (a crash
+right after the create) is still matched to its row by label.
+
+A launch holds an flock on `GPUCTL_HOME/locks/launch-<nonce>.lock` until it returns; the
+kernel drops it when the process dies (even SIGKILL), so cleanup can tell a launch that is
+still watching its instance from one whose process is gone.
+
+Must not: decide what to destroy (cleanup and destroy do), print, or exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+from gpuctl.config import Settings
+from gpuctl.errors import CredentialsError, ProviderError
+from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
+from gpuctl.state import InstanceRow, State
+from gpuctl.vast.budget import dec, lifetime_cost
+
+PROVIDER = "vastai"
+LABEL_PREFIX = "gpuctl:"
+_NONCE_RE = re.compile(r"^[0-9a-f]{8,32}$")
+_COST_PLACES = Decimal("0.000001")
+
+
+def make_label(profile: str | None, nonce: str | None = None) -> str:
+    return f"{LABEL_PREFIX}{profile or 'env'}:{nonce or secrets.token_hex(6)}"
+
+
+def is_gpuctl_label(label: str | None) -> bool:
+    return bool(label) and str(label).startswith(LABEL_PREFIX)
+
+
+def label_nonce(label: str | None) -> str | None:
+    parts = (label or "").split(":")
+    if len(parts) >= 3 and parts[0] + ":" == LABEL_PREFIX and _NONCE_RE.match(parts[-1]):
+        return parts[-1]
+    return None
+
+
+# -- locks ---------------------------------------------------------------------------------
+
+
+def _launch_lock_path(home: Path, label: str) -> Path | None:
+    nonce = label_nonce(label)
+    return home / "locks" / f"launch-{nonce}.lock" if nonce else None
+
+
+@contextlib.contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on `path` (created 0600) if free: yields True, else False at once."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                yield False
+                return
+            raise
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def launch_lock(home: Path, label: str) -> Iterator[None]:
+    """Held by the launching process for the whole launch; removed when it returns."""
+    path = _launch_lock_path(home, label)
+    if path is None:
+        raise ValueError(f"label {label!r} has no launch nonce")
+    with try_lock(path) as held:
+        if not held:  # a nonce is random: this only happens if a label was reused
+            raise RuntimeError(f"launch lock {path} is already held")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def launch_in_progress(home: Path, label: str | None) -> bool:
+    """True while the process that launched this label is alive and still watching it."""
+    path = _launch_lock_path(home, label or "")
+    if path is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+# -- client and destroy --------------------------------------------------------------------
+
+
+def open_client(settings: Settings) -> VastAIClient:
+    key = settings.get("vastai.api_key")
+    if not key:
+        raise CredentialsError("No Vast.ai API key.", hint=AUTH_HINT)
+    return VastAIClient(key, api_url=settings["vastai.api_url"])
+
+
+def destroy_remote(client: VastAIClient, instance_id: int) -> bool:
+    """Destroy; True if it was destroyed now, False if Vast says it was already gone.
+
+    A 404 is only "gone" once a show confirms it: an API that answers 404 by mistake must not
+    make gpuctl forget an instance that still bills."""
+    try:
+        client.destroy_instance(instance_id)
+        return True
+    except ProviderError as exc:
+        if exc.kind == "not_found" and client.get_instance(instance_id) is None:
+            return False
+        raise
+
+
+def instance_cost(row: InstanceRow, end: float, *, dph: Decimal | None = None) -> Decimal | None:
+    rate = dec(row.dph) if row.dph is not None else dph
+    if rate is None:
+        return None
+    return lifetime_cost(rate, row.created_at, end).quantize(_COST_PLACES)
+
+
+def mark_destroyed(state: State, row: InstanceRow, now: float, *, dph: Decimal | None = None,
+                   note: str | None = None, never_created: bool = False) -> Decimal | None:
+    """Mark the row destroyed at `now` with its cost ($/h × lifetime; 0 for an intent whose
+    create never happened); returns the cost."""
+    cost = Decimal(0) if never_created else instance_cost(row, now, dph=dph)
+    changes: dict[str, object] = {"status": "destroyed", "destroyed_at": now,
+                                  "cost": None if cost is None else str(cost)}
+    if row.dph is None and dph is not None:
+        changes["dph"] = str(dph)
+    if note:
+        changes["status_msg"] = note[:500]
+    state.update_instance(row.id, **changes)  # one transaction: destroyed, when, and what it cost
+    return cost
+
+
+def record_untracked(state: State, inst: Instance, now: float, *, note: str) -> Decimal | None:
+    """Put a gpuctl-labelled instance the ledger never knew (a crash before its intent row
+    settled, another machine's ledger) into the ledger as destroyed, so its cost counts."""
+    row_id = state.add_instance_intent(
+        provider=PROVIDER, label=inst.label or f"unlabelled:{inst.id}", gpu=inst.gpu_name,
+        dph=None if inst.dph_total is None else str(inst.dph_total),
+        machine_id=None if inst.machine_id is None else str(inst.machine_id),
+    )
+    state.update_instance(row_id, remote_id=str(inst.id), status="created",
+                          created_at=inst.start_date if inst.start_date is not None else now)
+    row = state.get_instance(row_id)
+    assert row is not None
+    return mark_destroyed(state, row, now, note=note)
