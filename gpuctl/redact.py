@@ -20,7 +20,7 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"(?i)([\w.\-]*(?:api[_-]?key|[_-]key|token|secret|password|passwd|authorization)[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\*\*\*|Bearer\b|Basic\b)[^\s\"'&,;}]+"
+            r"(?!\*\*\*|Bearer\b|Basic\b|null\b|[^\s\"']*…)[^\s\"'&,;{}\[\]]+"
         ),
         r"\1***",
     ),

@@ -85,7 +85,7 @@ def test_piped_slash_lines_are_a_repl(cli, vllm: FakeVLLM) -> None:  # type: ign
     assert_exit(result, 0)
     out = result.stdout.splitlines()
     assert out[0] == ANSWER
-    assert out[1].startswith("Session spend: ~$") and "modal: 1 answer" in out[1]
+    assert out[1].startswith("Session spend: ") and "estimated for 1 answer" in out[1] and "modal: 1 answer" in out[1]
     assert len(chat_bodies(vllm)) == 1  # "/cost" and "/exit" were commands, not questions
 
 
