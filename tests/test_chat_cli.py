@@ -344,3 +344,8 @@ def test_cost_sums_answers_per_provider(cli, vllm: FakeVLLM) -> None:  # type: i
     from decimal import Decimal
 
     assert Decimal(cost["cost"]) == sum(Decimal(s["cost"]) for s in summaries)
+
+
+def test_double_slash_sends_a_question_starting_with_slash(cli, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
+    assert_exit(cli("chat", input="//etc/hosts: what is it?\n/exit\n"), 0)
+    assert chat_bodies(vllm)[-1]["messages"][-1]["content"] == "/etc/hosts: what is it?"

@@ -3,6 +3,7 @@ Ctrl-D) and with real pipes (the issue's done-when case)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -82,11 +83,10 @@ class Pty:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 return os.waitstatus_to_exitcode(status)
-            select.select([self.fd], [], [], 0.05)
-            try:
-                self.seen += os.read(self.fd, 65536)
-            except OSError:
-                pass
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if ready:  # keep draining, or a child writing to a full terminal never exits
+                with contextlib.suppress(OSError):
+                    self.seen += os.read(self.fd, 65536)
         raise AssertionError(f"gpuctl chat did not exit; tail: {self.seen[-1500:]!r}")
 
     def close(self) -> None:
@@ -199,3 +199,20 @@ def test_done_when_json_tail_is_the_summary(vllm: FakeVLLM, tmp_path: Path) -> N
     last = json.loads(proc.stdout.decode().splitlines()[-1])
     assert last["type"] == "summary" and last["provider"] == "modal"
     assert last["usage"]["completion_tokens"] == len(LONG.split())
+
+
+def test_multiline_input_and_command_completion(spawn, vllm: FakeVLLM, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    vllm.answer = "ok."
+    child = spawn(["chat"], chat_env(vllm))
+    child.expect(b"Ctrl-D to exit")
+    child.expect(b">")
+    child.send(b"line one\x1b\rline two\r")  # Esc-Enter adds a line, Enter sends
+    child.expect(b"tok/s")
+    child.send(b'"""\rA\r\rB\r"""\r')  # Enter inside a """ block adds a line
+    child.expect(b"tok/s")
+    child.send(b"/co\t\r")  # Tab completes /cost, Enter runs it
+    child.expect(b"Session spend")
+    child.send(b"/exit\r")
+    assert child.wait() == 0
+    questions = [r.json()["messages"][-1]["content"] for r in vllm.requests if r.path == "/v1/chat/completions"]
+    assert questions == ["line one\nline two", "A\n\nB"]

@@ -180,11 +180,11 @@ def test_json_ui_summary_shape() -> None:
     events: list[dict[str, object]] = []
     ui = JsonUI(events.append)
     ui.text("Hi")
-    ui.done(Answer("Hi", "modal", "m", Usage(3, 1), Decimal("0.00001"), conversation_id=7, ttft_s=0.1, latency_s=0.2))
+    ui.done(Answer("Hi", "modal", "m", Usage(3, 1), Decimal("1E-7"), conversation_id=7, ttft_s=0.1, latency_s=0.2))
     ui.error(UsageError("bad"), final=True)
     assert events[0] == {"type": "chunk", "text": "Hi"}
     summary = events[1]
-    assert summary["cost"] == "0.00001" and summary["usage"] == {
+    assert summary["cost"] == "0.0000001" and summary["usage"] == {
         "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
     assert set(summary) >= {"type", "text", "provider", "model", "usage", "cost", "fallback_reason",
                             "conversation_id", "ttft_s", "latency_s"}

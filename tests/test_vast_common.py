@@ -132,14 +132,15 @@ def health(status: str, detail: str = "") -> Health:
 
 def seed_row(state: State, vast: FakeVast, *, status: str = "ready", label: str | None = None,
              dph: str = "0.20", endpoint: str | None = None, created_at: float | None = None,
-             remote: bool = True) -> tuple[int, int | None]:
+             remote: bool = True, running: bool = True) -> tuple[int, int | None]:
     """A ledger row (and its remote instance) as a launch would have left it."""
     label = label or make_label("default")
     row_id = state.add_instance_intent(provider="vastai", label=label, profile="default", gpu="RTX 3090", dph=dph,
                                        offer_id="102", machine_id="50102")
     instance_id = None
     if remote:
-        instance_id = vast.seed_instance(label=label, offer=make_offer(102, dph_total=dph), created_at=created_at)
+        instance_id = vast.seed_instance(label=label, offer=make_offer(102, dph_total=dph), created_at=created_at,
+                                         running=running)
         state.set_instance_remote_id(row_id, str(instance_id))
     changes: dict[str, Any] = {"status": status}
     if created_at is not None:
@@ -172,9 +173,8 @@ def test_launch_lock_is_seen_while_held_and_gone_after(gpuctl_home: Path) -> Non
 
 def test_try_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     path = tmp_path / "cleanup.lock"
-    with try_lock(path) as first:
-        with try_lock(path) as second:
-            assert first is True and second is False
+    with try_lock(path) as first, try_lock(path) as second:
+        assert first is True and second is False
     with try_lock(path) as again:
         assert again is True
 

@@ -14,9 +14,21 @@ from gpuctl.providers.vastai import Offer, VastAIClient
 from gpuctl.state import InstanceRow
 from gpuctl.vast import budget
 from gpuctl.vast.offers import acceptable, candidates_in_order, first_tier_with_offers
-from gpuctl.vast.tiers import default_tiers_file, load_tiers, load_tiers_file, parse_tiers, select_tiers
+from gpuctl.vast.tiers import (
+    default_tiers_file,
+    load_tiers,
+    load_tiers_file,
+    parse_tiers,
+    select_tiers,
+)
+from tests import test_vast_common as common
 from tests.fakes.vastai_server import FakeVast, make_offer
-from tests.test_vast_common import client, clock, market, vast, vllm  # noqa: F401  (fixtures)
+
+# The shared fixtures (pytest finds them as module attributes).
+client = common.client
+clock = common.clock
+vast = common.vast
+vllm = common.vllm
 
 ORDER = ["RTX 3090", "RTX 4090", "RTX A5000", "RTX A6000", "A40", "L40S", "L40", "A100 PCIe", "A100 SXM", "H100"]
 

@@ -30,9 +30,11 @@ HELP = (
     ("/exit", "leave (also /quit, Ctrl-D, or Ctrl-C at an empty prompt)"),
 )
 NAMES = ("help", "reset", "system", "provider", "retry", "save", "cost", "exit", "quit")
+WITH_ARGUMENT = frozenset({"/system", "/provider", "/save"})
 # A line that is one of our commands (used to tell piped REPL input from a piped prompt).
 COMMAND_LINE = re.compile(r"^/(" + "|".join(NAMES) + r")(\s|$)")
-INPUT_HELP = 'Multi-line: end a line with Esc-Enter, or wrap the text in """ lines.'
+INPUT_HELP = ('Multi-line: Esc-Enter for a new line, or wrap the text in """ lines. '
+              "A line starting with // is sent as a question starting with /.")
 
 
 def is_command(line: str) -> bool:
@@ -74,9 +76,9 @@ def handle(session: ChatSession, ui: ChatUI, line: str) -> str | None:
     elif name == "cost":
         total = session.total_spend()
         ui.show(cost_line(session.spend, total), {
-            "type": "cost", "cost": str(total.cost), "answers": total.answers, "unpriced": total.unpriced,
+            "type": "cost", "cost": format(total.cost, "f"), "answers": total.answers, "unpriced": total.unpriced,
             "providers": {k: {"answers": v.answers, "prompt_tokens": v.prompt_tokens,
-                              "completion_tokens": v.completion_tokens, "cost": str(v.cost)}
+                              "completion_tokens": v.completion_tokens, "cost": format(v.cost, "f")}
                           for k, v in session.spend.items()},
         })
     else:

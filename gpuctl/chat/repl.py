@@ -128,27 +128,31 @@ def _repl(session: ChatSession, ui: ChatUI, runner: asyncio.Runner, source: Line
         text = line.strip()
         if not text:
             continue
-        try:
-            if commands.is_command(text):
+        if text.startswith("//"):  # "//etc is..." asks "/etc is..."
+            text = text[1:]
+        elif commands.is_command(text):
+            try:
                 action = commands.handle(session, ui, text)
-                if action == "exit":
-                    return
-                if action == "retry":
-                    _turn(session, ui, runner, session.retry)
+            except GpuctlError as exc:
+                ui.error(exc, final=False)
                 continue
-            _turn(session, ui, runner, lambda on_text, q=text: session.ask(q, on_text))  # type: ignore[misc]
-        except GpuctlError as exc:  # a failed answer or command never ends the session
-            ui.error(exc, final=False)
+            if action == "exit":
+                return
+            if action == "retry":
+                _turn(session, ui, runner, session.retry)
+            continue
+        _turn(session, ui, runner, lambda on_text, q=text: session.ask(q, on_text))  # type: ignore[misc]
 
 
 def _turn(session: ChatSession, ui: ChatUI, runner: asyncio.Runner,
           ask: Callable[[Callable[[str], None]], Awaitable[Answer]]) -> None:
     try:
         answer = runner.run(_answer(session, ui, ask))
+        ui.done(answer)
     except KeyboardInterrupt:  # Ctrl-C stopped this answer only
         ui.stopped(session.interrupted, final=False)
-        return
-    ui.done(answer)
+    except GpuctlError as exc:  # a failed answer never ends the session either
+        ui.error(exc, final=False)
 
 
 async def _answer(session: ChatSession, ui: ChatUI,
@@ -200,7 +204,7 @@ def _inputs(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO)
     if ui.interactive and not ui.json_mode:
         return None, TerminalInput(settings.home / HISTORY_FILE)
     lines_iter = (line.rstrip("\n") for line in iter(stdin.readline, ""))
-    return None, PlainLines(lines_iter, prompt=lambda: _stderr_prompt())
+    return None, PlainLines(lines_iter, prompt=_stderr_prompt)
 
 
 def _stderr_prompt() -> None:
@@ -312,7 +316,15 @@ def _key_bindings() -> Any:
     @kb.add("enter")
     def _enter(event: Any) -> None:
         buf = event.current_buffer
-        if open_block(buf.text):
+        state = buf.complete_state
+        if state is not None and state.current_completion is not None:
+            # Enter picks the highlighted /command: runs it, or waits for its argument.
+            buf.apply_completion(state.current_completion)
+            if buf.text.strip() in commands.WITH_ARGUMENT:
+                buf.insert_text(" ")
+            else:
+                buf.validate_and_handle()
+        elif open_block(buf.text):
             buf.insert_text("\n")
         else:
             buf.validate_and_handle()

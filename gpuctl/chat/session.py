@@ -73,7 +73,7 @@ class Answer:
             "provider": self.provider,
             "model": self.model,
             "usage": (self.usage or Usage()).as_dict(),
-            "cost": None if self.cost is None else str(self.cost),
+            "cost": None if self.cost is None else format(self.cost, "f"),  # never "3E-7"
             "fallback_reason": self.fallback_reason,
             "conversation_id": self.conversation_id,
             "ttft_s": _round(self.ttft_s),

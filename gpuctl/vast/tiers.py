@@ -41,8 +41,10 @@ class Tier:
 
 
 def default_tiers_file() -> Path:
-    """configs/gpu_tiers.toml next to the gpuctl package (the repository layout)."""
-    return Path(__file__).resolve().parent.parent.parent / "configs" / "gpu_tiers.toml"
+    """configs/gpu_tiers.toml as shipped (beside the package, or under share/gpuctl)."""
+    from gpuctl.paths import asset_dir
+
+    return asset_dir("configs") / "gpu_tiers.toml"
 
 
 def tiers_file(settings: Settings) -> Path:

@@ -308,6 +308,8 @@ class FakeVLLM:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
+    request_queue_size = 128
     fake: FakeVLLM
 
     def handle_error(self, request: Any, client_address: Any) -> None:

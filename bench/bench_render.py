@@ -1,0 +1,1 @@
+"""Placeholder until the chat renderer lands (replaced below)."""
