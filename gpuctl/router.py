@@ -34,6 +34,9 @@ from gpuctl.state import State, UsageRecord, open_state
 
 logger = logging.getLogger("gpuctl.router")
 
+NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, "
+                    "or ANTHROPIC_API_KEY")
+
 # Providers that scale to zero: silence from them may mean "waking up", not "down".
 SCALE_TO_ZERO = frozenset({"modal"})
 
@@ -200,6 +203,14 @@ class BackendManager:
     def stream_chat(self, request: ChatRequest, *, only: str | None = None) -> RoutedStream:
         return RoutedStream(self, request, only=only)
 
+    def require_configured(self, only: str | None = None) -> None:
+        """Fail now (exit 3, with what to set) if no provider — or not `only` — is configured."""
+        slots = self._order(only)
+        if only is not None and not slots[0].configured:
+            raise NoProviderError(f"{only} is not configured", hint=slots[0].why_not)
+        if not any(s.configured for s in slots):
+            raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+
     # -------------------------------------------------------------- routing core
 
     def _gate(self, slot: Slot, now: float) -> str | None:
@@ -289,10 +300,11 @@ class BackendManager:
     def _give_up(self, attempts: list[Attempt], last: ProviderError | None) -> Exception:
         tried = [a for a in attempts if a.outcome != "skipped" or "not configured" not in a.reason]
         if not any(a for a in attempts if "not configured" not in a.reason):
-            return NoProviderError(
-                "no provider is configured",
-                hint="set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, or ANTHROPIC_API_KEY",
-            )
+            if len(attempts) == 1 and attempts[0].outcome == "skipped":
+                slot_name = attempts[0].provider
+                return NoProviderError(f"{slot_name} is not configured",
+                                       hint=attempts[0].reason.split("(", 1)[-1].rstrip(")"))
+            return NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
         if last is not None and len([a for a in tried if a.outcome == "failed"]) == 1 and not last.failover:
             return last  # a request error (400) is the request's fault: show it as it is
         reasons = [a.reason for a in tried]
@@ -388,10 +400,7 @@ class BackendManager:
                     reasons.append(f"{slot.name}: {why or health.detail or health.status}")
         if current is None:
             if not any(r.configured for r in rows):
-                raise NoProviderError(
-                    "no provider is configured",
-                    hint="set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, or ANTHROPIC_API_KEY",
-                )
+                raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
             reason = "no provider can answer now: " + "; ".join(reasons)
         elif len(reasons) == 1:
             reason = f"{current} is the first configured provider and is {rows[[r.name for r in rows].index(current)].status}"
@@ -429,6 +438,7 @@ class RoutedStream:
     ttft_s: float | None = None
     latency_s: float | None = None
     complete: bool = False
+    trying: str | None = None  # the provider being waited on now (for "waiting for modal…")
     _started: float = 0.0
     _started_at: float = 0.0
 
@@ -449,6 +459,7 @@ class RoutedStream:
                 self.attempts.append(Attempt(slot.name, "skipped", why))
                 continue
             has_next = self.only is None and m._has_next(order, index, now)
+            self.trying = slot.name
             cold = await m._cold_gate(slot, has_next)
             if cold is not None:
                 self.attempts.append(cold)

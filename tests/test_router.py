@@ -249,3 +249,13 @@ def test_status_done_when(gpuctl_home: Path, claude: FakeAnthropic) -> None:
     assert rows["modal"]["status"] == "unhealthy" and rows["anthropic"]["status"] == "ready"
     assert rows["vastai"]["configured"] is False
     assert KEY not in json.dumps(status)
+
+
+def test_forced_provider_not_configured_says_which(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    m = manager(gpuctl_home, modal_url=None, claude=claude)
+    with pytest.raises(NoProviderError) as info:
+        m.require_configured("vastai")
+    assert info.value.message == "vastai is not configured" and "VASTAI_API_KEY" in (info.value.hint or "")
+    with pytest.raises(NoProviderError, match="vastai is not configured"):
+        ask(m, provider="vastai")
+    assert claude.requests == 0

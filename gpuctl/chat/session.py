@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from gpuctl.errors import NoProviderError, StreamBrokenError, UsageError
+from gpuctl.errors import StreamBrokenError, UsageError
 from gpuctl.providers.base import ChatRequest, Message, Usage
 
 if TYPE_CHECKING:
@@ -184,11 +184,7 @@ class ChatSession:
 
     def require_provider(self) -> None:
         """Fail early, before anyone types a question, when nothing at all can answer."""
-        if self.provider is None and not any(slot.configured for slot in self.manager.slots()):
-            raise NoProviderError(
-                "no provider is configured",
-                hint="set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, or ANTHROPIC_API_KEY",
-            )
+        self.manager.require_configured(self.provider)
 
     async def ask(self, question: str, on_text: Callable[[str], None]) -> Answer:
         """Ask `question` with the earlier turns; `on_text` gets each piece as it arrives.
@@ -244,12 +240,7 @@ class ChatSession:
         stream = self._stream
         if stream is None:
             return self.manager.get_current_provider()
-        if stream.provider is not None:
-            return stream.provider
-        # The router records an attempt for every provider it is done with, so the first
-        # configured one without an attempt is the one it is talking to now.
-        done = {a.provider for a in stream.attempts}
-        return next((s.name for s in self.manager.slots() if s.configured and s.name not in done), None)
+        return stream.provider or stream.trying
 
     def _record_stream(self, question: str, stream: RoutedStream, text: str, *, partial: bool) -> Answer:
         return self._record(question, text, stream.provider, stream.model, stream.usage,
