@@ -208,9 +208,15 @@ def test_multiline_input_and_command_completion(spawn, vllm: FakeVLLM, gpuctl_ho
     child.expect(b">")
     child.send(b"line one\x1b\rline two\r")  # Esc-Enter adds a line, Enter sends
     child.expect(b"tok/s")
+    child.expect(b">")
     child.send(b'"""\rA\r\rB\r"""\r')  # Enter inside a """ block adds a line
     child.expect(b"tok/s")
-    child.send(b"/co\t\r")  # Tab completes /cost, Enter runs it
+    child.expect(b">")
+    child.send(b"/co")
+    child.expect(b"/co")
+    child.send(b"\t")  # Tab completes /cost...
+    child.expect(b"st")
+    child.send(b"\r")  # ...and Enter runs it
     child.expect(b"Session spend")
     child.send(b"/exit\r")
     assert child.wait() == 0

@@ -367,6 +367,11 @@ class HumanUI:
     def note(self, text: str) -> None:
         self._note(text)
 
+    def prompt(self, text: str) -> None:
+        """The input prompt when there is no line editor (stdout is not a terminal): stderr."""
+        self.stderr.file.write(text)
+        self.stderr.file.flush()
+
     def _note(self, text: str) -> None:
         self.stderr.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)
 
@@ -416,6 +421,9 @@ class JsonUI:
 
     def note(self, text: str) -> None:
         self.emit({"type": "note", "message": text})
+
+    def prompt(self, text: str) -> None:
+        pass  # stdout carries only JSON lines
 
 
 ChatUI = HumanUI | JsonUI

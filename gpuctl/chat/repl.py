@@ -204,12 +204,7 @@ def _inputs(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO)
     if ui.interactive and not ui.json_mode:
         return None, TerminalInput(settings.home / HISTORY_FILE)
     lines_iter = (line.rstrip("\n") for line in iter(stdin.readline, ""))
-    return None, PlainLines(lines_iter, prompt=_stderr_prompt)
-
-
-def _stderr_prompt() -> None:
-    sys.stderr.write(PROMPT)
-    sys.stderr.flush()
+    return None, PlainLines(lines_iter, prompt=lambda: ui.prompt(PROMPT))
 
 
 def _isatty(stream: Any) -> bool:
