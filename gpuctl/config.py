@@ -99,6 +99,9 @@ KEYS: tuple[Key, ...] = (
     _k("chat", "system_prompt", str, "You are a helpful assistant."),
     _k("chat", "temperature", float, 0.7, minimum=0, maximum=2),
     _k("chat", "max_tokens", int, 2048, minimum=1),
+    # Off by default: streaming raw text costs what printing it does; Markdown by block costs
+    # ~100x more CPU per token (docs/benchmarks.md), still linear.
+    _k("chat", "markdown", bool, False, doc="render answers as Markdown (by block) in a terminal"),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.dotted: k for k in KEYS}
 SECTIONS = tuple(dict.fromkeys(k.section for k in KEYS))

@@ -314,6 +314,10 @@ def test_python_api_names(gpuctl_home: Path, vast: FakeVast, clock: FakeClock, v
     from gpuctl.vast.orchestrator import GPUOrchestrator
 
     assert gpuctl.GPUOrchestrator is GPUOrchestrator and gpuctl.VastAIClient is VastAIClient
+    try:  # the seed's singleton is built lazily and reads nothing until used
+        assert isinstance(gpuctl.gpu_orchestrator, GPUOrchestrator)
+    finally:
+        vars(gpuctl).pop("gpu_orchestrator", None)
     settings = load_settings(env={"VAST_URL": vast.url, "VASTAI_API_KEY": KEY}, home=gpuctl_home)
     with GPUOrchestrator(settings, state=state, clock=clock, sleep=clock.advance) as orch:
         assert orch.get_endpoint() is None

@@ -50,7 +50,7 @@ def test_sigkill_during_launch_then_cleanup_leaves_nothing(stage: str, cli, tmp_
     with FakeVLLM(model=MODEL) as vllm, FakeVast(api_key=KEY, offers=market(), clock=time.time,
                                                  endpoint_port=vllm.port, running_after_polls=1) as vast:
         if stage == "create_sent":
-            vast.set_delay(0.3)  # every reply waits: the kill lands while the create is in flight
+            vast.set_delay(0.6)  # every reply waits: the kill lands while the create is in flight
         if stage == "loading":
             vast.stick_loading(offer_id=102)
         if stage == "waiting_for_health":
@@ -89,3 +89,24 @@ def test_sigkill_during_launch_then_cleanup_leaves_nothing(stage: str, cli, tmp_
             assert st.live_instances("vastai") == []
             (done,) = st.instances("vastai")
         assert done.remote_id is not None and done.cost is not None
+
+
+def test_sigterm_during_launch_destroys_what_it_created(tmp_path: Path, gpuctl_home: Path) -> None:
+    """`kill` / `timeout` send SIGTERM: the launcher itself destroys its instance, exit 130."""
+    with FakeVLLM(model=MODEL) as vllm, FakeVast(api_key=KEY, offers=market(), clock=time.time,
+                                                 endpoint_port=vllm.port, running_after_polls=1) as vast:
+        vllm.fail(503, paths=["/health"])
+        proc = spawn_launch(gpuctl_home, vast, tmp_path)
+        try:
+            wait_for(lambda: vllm.hits("/health") >= 1, "a health probe")
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
+        assert proc.returncode == 130, stderr.decode()
+        assert "interrupted: destroyed instance" in stderr.decode()
+        assert len(vast.instances) == 1 and vast.live_ids() == set()
+        with open_state(gpuctl_home) as st:
+            assert st.live_instances("vastai") == []

@@ -295,11 +295,11 @@ def cost_line(spend: dict[str, Spend], total: Spend) -> str:
 
 
 class HumanUI:
-    """Answers on stdout (Markdown by block in a terminal), everything else on stderr."""
+    """Answers on stdout (as raw text, or Markdown by block in a terminal), the rest on stderr."""
 
     json_mode = False
 
-    def __init__(self, stdout: Console, stderr: Console, *, markdown: bool = True) -> None:
+    def __init__(self, stdout: Console, stderr: Console, *, markdown: bool = False) -> None:
         self.stdout = stdout
         self.stderr = stderr
         self.markdown = markdown
@@ -381,6 +381,7 @@ class JsonUI:
 
     json_mode = True
     interactive = False
+    markdown = False  # answers are JSON; kept so every UI has the same attributes
 
     def __init__(self, emit: Callable[[Any], None]) -> None:
         self.emit = emit

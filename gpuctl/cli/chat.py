@@ -22,6 +22,7 @@ def chat(
     temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default: chat.temperature)."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Maximum tokens in the answer (default: chat.max_tokens)."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer."),
+    markdown: bool = typer.Option(None, "--markdown/--plain", help="Render Markdown by block in a terminal (default: chat.markdown, off)."),
     continue_: bool = typer.Option(False, "--continue", "-c", help="Resume the last conversation."),
     conversation: int = typer.Option(None, "--conversation", help="Resume conversation ID."),
 ) -> None:
@@ -49,10 +50,12 @@ def chat(
     out = actx.out
     ui = make_ui(out.stdout, out.stderr, out.print_json if out.json_mode else None)
     try:
-        settings = actx.settings({"chat.temperature": temperature, "chat.max_tokens": max_tokens})
+        settings = actx.settings({"chat.temperature": temperature, "chat.max_tokens": max_tokens,
+                                  "chat.markdown": markdown})
     except GpuctlError as exc:
         ui.error(exc, final=True)  # --json: even this ends with a {"type": "error"} line
         raise
+    ui.markdown = bool(settings["chat.markdown"])
     options = ChatOptions(
         prompt=prompt, file=file, system=system, provider=provider, stream=not no_stream,
         continue_last=continue_, conversation=conversation,

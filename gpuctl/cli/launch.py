@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -54,9 +57,9 @@ def launch(
             out.warn(f"{len(plan.live)} gpuctl Vast.ai instance(s) are already live; this launch adds another.")
         assert plan.choice is not None and plan.budget is not None
         offer = plan.choice.offer
-        confirm(out, f"Rent a {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
+        confirm(out, f"Rent an instance with {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
                      f"(${money(plan.budget.projection)} per {plan.budget.keep_alive_minutes:g}-minute keep-alive).", yes=yes)
-        with out.spinner(f"Launching a {offer.gpu_name} on Vast.ai…") as spin:
+        with _sigterm_as_ctrl_c(), out.spinner(f"Launching on Vast.ai: {offer.gpu_name}…") as spin:
             result = start(settings, plan, client=client, state=state, wait=not no_wait, keep=keep, progress=spin.update)
     out.result({"dry_run": False, "plan": plan.as_dict(), "instance": result.as_dict()})
     if out.json_mode:
@@ -70,6 +73,25 @@ def launch(
                  "The next `gpuctl cleanup` marks it ready once vLLM answers.")
     out.note(f"It bills until destroyed: `gpuctl destroy {result.instance_id} --yes`. `gpuctl cleanup` (cron) "
              f"destroys it after {settings['vastai.keep_alive_minutes']:g} idle minutes.")
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """`kill`, `timeout` and systemd send SIGTERM: treat it as Ctrl-C so the launch destroys
+    what it created (or keeps it with --keep) instead of dying with an instance booting."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _show_plan(out: Any, plan: Any) -> None:

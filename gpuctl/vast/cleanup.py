@@ -217,11 +217,13 @@ class _Cleanup:
         if row.status == "unattended":
             return self.decide_unattended(inst, row, age)
         if row.status == "ready":
-            last = max(t for t in (self.last_use(row), row.ready_at, row.created_at) if t is not None)
+            used = self.last_use(row)
+            last = max(t for t in (used, row.ready_at, row.created_at) if t is not None)
             idle = max(0.0, self.now - last)
             if idle > self.max_idle_s:
                 return "destroy", f"idle for {_minutes(idle)} (keep-alive {_minutes(self.max_idle_s)})"
-            return "keep", f"in use: last request {_minutes(idle)} ago (keep-alive {_minutes(self.max_idle_s)})"
+            since = "last request" if used is not None and used >= last else "ready, no request since"
+            return "keep", f"in use: {since} {_minutes(idle)} ago (keep-alive {_minutes(self.max_idle_s)})"
         return "keep", f"ledger status {row.status}"
 
     def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:

@@ -311,7 +311,7 @@ class _Launch:
             )
             instance_id: int | None = None
             try:
-                self.progress(f"Creating a {offer.gpu_name} instance from offer {offer.id} "
+                self.progress(f"Creating an instance from offer {offer.id}: {offer.gpu_name} "
                               f"(${money(offer.dph_total)}/h, {offer.geolocation or 'unknown location'})…")
                 try:
                     instance_id = self.client.create_instance(offer.id, image=self.image, env=self.env, args=self.args,
