@@ -548,6 +548,31 @@ def unset_profile_value(home: Path, name: str, dotted: str) -> bool:
     return removed
 
 
+def target_profile(home: Path, name: str | None) -> str:
+    """The profile a `gpuctl profile` write applies to: NAME, else GPUCTL_PROFILE / the active one."""
+    if name:
+        return name
+    current, _ = active_profile_name(home)
+    if current is None:
+        raise ConfigError("no active profile", hint="create one with `gpuctl profile create NAME` or pass --profile NAME")
+    return current
+
+
+def read_profile_masked(home: Path, name: str) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """A profile's own values (not resolved), secrets masked, for `gpuctl profile show`."""
+    path = profile_path(home, name)
+    if not path.exists():
+        raise ConfigError(f"profile {name!r} does not exist", hint="see `gpuctl profile list`")
+    masked: dict[str, dict[str, Any]] = {}
+    for section, table in load_profile_file(path).items():
+        masked[section] = {}
+        for key, value in table.items():
+            spec = KEYS_BY_NAME.get(f"{section}.{key}")
+            secret = spec is not None and spec.secret and isinstance(value, str)
+            masked[section][key] = mask_secret(value) if secret else value
+    return path, masked
+
+
 def writable_profile(settings: Settings) -> str:
     """The profile that commands like `deploy` write into; create 'default' if none is active."""
     if settings.profile is not None:

@@ -82,7 +82,9 @@ def test_fresh_install_real_clock_exits_zero(cli, monkeypatch: pytest.MonkeyPatc
 def test_modal_two_hours_a_day_is_48_00_exactly(cli) -> None:
     result = cli("cost", "estimate", "--provider", "modal", "--gpu", "L4", "--hours-per-day", "2", "--json")
     assert_exit(result, 0)
-    est = data_of(result)["estimate"]
+    data = data_of(result)
+    assert data["kind"] == "gpu_time" and data["per_month"] == "48.00" and data["total"] == "48.00"
+    est = data["estimate"]
     assert est["per_month"] == "48.00" and est["total"] == "48.00"
     assert est["provider"] == "modal" and est["key"] == "L4" and est["gpu_hours"] == "60"
     assert est["assumptions"]["hours_per_day"] == "2"
@@ -101,6 +103,13 @@ def test_vast_45_minutes_at_14_cents_shows_11_cents_and_is_0_105(cli) -> None:
     assert "$0.11" in human.stdout and "0.105" not in human.stdout
     est = data_of(cli(*args, "--json"))["estimate"]
     assert est["total"] == "0.105" and est["per_month"] is None
+
+
+def test_gpu_time_provider_inferred_from_an_unambiguous_gpu(cli) -> None:
+    assert data_of(cli("cost", "estimate", "--gpu", "L4", "--hours-per-day", "2", "--json"))["per_month"] == "48.00"
+    result = cli("cost", "estimate", "--gpu", "H100", "--hours-per-day", "2")  # both rent H100s
+    assert_exit(result, 2)
+    assert "add --provider" in result.stderr
 
 
 def test_vast_eight_hours_a_day_and_days(cli) -> None:
@@ -258,6 +267,8 @@ def test_profile_prices_and_settings_feed_the_models(cli, gpuctl_home: Path, mon
     (["--provider", "aws", "--hours", "1"], "unknown provider 'aws'"),
     (["--provider", "anthropic", "--hours", "1"], "bills tokens"),
     (["--hours-per-day", "2"], "add --provider"),
+    (["--provider", "modal", "--hours", "1", "--days", "3"], "one-off"),
+    (["--from-usage", "--days", "3"], "the period is --since"),
     (["--provider", "modal", "--hours", "1", "--hours-per-day", "1"], "not both"),
     (["--hours-per-day", "2", "--requests-per-day", "5"], "choose one of"),
     (["--requests-per-day", "-5"], "must not be negative"),

@@ -67,12 +67,12 @@ def ledger(gpuctl_home: Path) -> Path:
                         completion_tokens=10, cost="1.00"))
         # Vast.ai: 2 h at $0.14 on Nov 24 ($0.28), a live box since 09:00 today at $0.50/h ($1.50 so far),
         # one 60 days ago ($3.00: counts against the total budget, not in the period), and an intent
-        # whose create never went through (nothing billed).
+        # whose create never went through (cleanup marks it with cost 0).
         add_instance(st, gpu="RTX 3090", dph="0.14", created=ts(24, 0), destroyed=ts(24, 2), cost="0.28")
         add_instance(st, gpu="RTX 4090", dph="0.50", created=ts(26, 9))
         add_instance(st, gpu="RTX 3090", dph="0.30", created=NOW - 60 * DAY, destroyed=NOW - 60 * DAY + 36000,
                      cost="3.00")
-        add_instance(st, gpu="H100", dph="2.00", created=ts(25, 0), destroyed=ts(25, 1), remote_id=None)
+        add_instance(st, gpu="H100", dph="2.00", created=ts(25, 0), destroyed=ts(25, 1), remote_id=None, cost="0")
     return gpuctl_home
 
 
@@ -124,8 +124,8 @@ def test_report_budget_from_the_environment(cli, ledger: Path) -> None:
     result = cli("cost", "report", "--json", env={"VASTAI_BUDGET_LIMIT": "4", "VASTAI_SESSION_BUDGET_LIMIT": "1"})
     assert_exit(result, 0)
     budgets = json.loads(result.stdout)["data"]["budgets"]
-    assert D(budgets["vastai_budget_left"]) == D("-0.78")
-    assert D(budgets["live_instances"][0]["session_left"]) == D("-0.50")
+    assert budgets["vastai_budget_left"] == "0.00" and budgets["vastai_over_budget_by"] == "0.78"
+    assert budgets["live_instances"][0]["session_left"] == "0.00"  # $1.50 spent of a $1 session budget
     human = cli("cost", "report", env={"VASTAI_BUDGET_LIMIT": "4"})
     assert "over by $0.78" in human.stdout
 
@@ -177,6 +177,20 @@ def test_report_since_a_date_and_hours(cli, ledger: Path) -> None:
     assert D(data["totals"]["vastai_instances"]) == D("1.50")  # the Nov 24 box is before the date
     short = report(cli, "--since", "12h")
     assert [g["key"] for g in short["groups"]] == ["vastai"] and short["period_days"] == "0.5"
+
+
+def test_report_prices_what_the_router_could_not_and_notes_what_it_cannot(cli, gpuctl_home: Path) -> None:
+    with open_state(gpuctl_home) as st:
+        st.record_usage(UsageRecord(ts=ts(25, 9), provider="anthropic", model="claude-sonnet-4-6",
+                                    prompt_tokens=1000, completion_tokens=1000))  # $3 + $15 per M
+        st.record_usage(UsageRecord(ts=ts(25, 9, 5), provider="anthropic", model="claude-nonexistent-9",
+                                    prompt_tokens=1000, completion_tokens=1000))
+    data = report(cli)
+    assert data["totals"]["anthropic_tokens"] == "0.018"
+    assert len(data["notes"]) == 1 and "claude-nonexistent-9" in data["notes"][0]
+    human = cli("cost", "report")
+    assert_exit(human, 0)
+    assert "not priced" in human.stdout
 
 
 def test_report_on_an_empty_ledger(cli) -> None:
@@ -237,11 +251,10 @@ def _inst(**kw: object) -> InstanceRow:
     return InstanceRow(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def test_instance_spend_pro_rata() -> None:
-    spend = cost_report._instance_spend
-    assert spend(_inst(), 0.0, 3600.0) == D("0.36")  # live: $/h × time so far
-    assert spend(_inst(), 1800.0, 3600.0) == D("0.18")  # the period cuts it
-    done = _inst(destroyed_at=7200.0, cost="1.00")  # the recorded cost wins over $/h
-    assert spend(done, 0.0, 9999.0) == D("1.00") and spend(done, 3600.0, 9999.0) == D("0.5")
-    assert spend(done, 8000.0, 9999.0) == 0  # ended before the period
-    assert spend(_inst(dph=None), 0.0, 3600.0) is None  # no price known
+def test_instance_cost_inside_the_period_is_pro_rata() -> None:
+    inside = cost_report._in_period
+    assert inside(_inst(), D("0.36"), 0.0, 3600.0) == D("0.36")  # its whole life is in the period
+    assert inside(_inst(), D("0.36"), 1800.0, 3600.0) == D("0.18")  # the period cuts it in half
+    done = _inst(destroyed_at=7200.0, cost="1.00")
+    assert inside(done, D("1.00"), 3600.0, 9999.0) == D("0.5")
+    assert inside(done, D("1.00"), 8000.0, 9999.0) == 0  # ended before the period

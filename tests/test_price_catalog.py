@@ -305,3 +305,26 @@ def test_explicit_throughput_path(tmp_path: Path) -> None:
     cat = load_catalog(path, throughput_path=other)
     assert cat.throughput_for("modal", "L4").tokens_per_second == 10
     assert cat.throughput_path == other
+
+
+# ------------------------------------------------------------------ the package
+
+
+def test_every_public_name_resolves() -> None:
+    from gpuctl import costs
+
+    for name in costs.__all__:
+        assert getattr(costs, name) is not None, name
+    with pytest.raises(AttributeError):
+        costs.no_such_name  # noqa: B018
+
+
+def test_loading_the_catalog_does_not_import_the_traffic_models() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom gpuctl import costs\ncosts.load_catalog()\n"
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('gpuctl.costs.'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "gpuctl.costs.catalog,gpuctl.costs.money"

@@ -7,11 +7,15 @@ text so the cost math can say what is wrong with them in one line (exit 2).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gpuctl.cli.context import AppContext, app_context
 from gpuctl.cli.group import new_app
+
+if TYPE_CHECKING:  # annotations of helpers only, never of Typer signatures
+    from gpuctl.ops.cost_report import CostView
 
 app = new_app(help="Estimate and report costs.\n\nExample: [bold]gpuctl cost estimate[/bold]")
 
@@ -21,8 +25,8 @@ _PRICES_HELP = "A TOML file of price rows (shaped like configs/prices.toml) that
 @app.command("estimate")
 def estimate(
     ctx: typer.Context,
-    provider: str = typer.Option(None, "--provider", help="modal, vastai or anthropic."),
-    gpu: str = typer.Option(None, "--gpu", help='GPU to price, e.g. L4, A100-80GB, "RTX 3090" (default: the profile\'s).'),
+    provider: str = typer.Option(None, "--provider", metavar="NAME", help="modal, vastai or anthropic."),
+    gpu: str = typer.Option(None, "--gpu", metavar="GPU", help='GPU to price, e.g. L4, A100-80GB, "RTX 3090" (default: the profile\'s).'),
     hours_per_day: str = typer.Option(None, "--hours-per-day", metavar="H", help="GPU hours a day (0–24), for --days days."),
     hours: str = typer.Option(None, "--hours", metavar="H", help="One-off GPU hours."),
     days: str = typer.Option(None, "--days", metavar="D", help="Days in the period (default 30)."),
@@ -31,7 +35,7 @@ def estimate(
     tokens_per_request: str = typer.Option(None, "--tokens-per-request", metavar="T", help="Input + output tokens per request (split 3:1)."),
     bursts_per_day: str = typer.Option(None, "--bursts-per-day", metavar="B", help="Bursts the requests arrive in (default 8)."),
     from_usage: bool = typer.Option(False, "--from-usage", help="Replay the ledger's real requests on each provider."),
-    since: str = typer.Option(None, "--since", help="With --from-usage: 7d, 30d, 12h or a date (default 30d)."),
+    since: str = typer.Option(None, "--since", metavar="WHEN", help="With --from-usage: 7d, 30d, 12h or a date (default 30d)."),
     prices: Path = typer.Option(None, "--prices", metavar="FILE", help=_PRICES_HELP),
 ) -> None:
     """Compare Modal, Vast.ai and Anthropic for your traffic (no credentials needed).
@@ -50,8 +54,8 @@ def estimate(
 @app.command("report")
 def report(
     ctx: typer.Context,
-    since: str = typer.Option("30d", "--since", help="7d, 30d, 12h, or a date like 2026-11-01."),
-    by: str = typer.Option("provider", "--by", help="Group by provider, day or model."),
+    since: str = typer.Option("30d", "--since", metavar="WHEN", help="7d, 30d, 12h, or a date like 2026-11-01."),
+    by: str = typer.Option("provider", "--by", metavar="GROUP", help="Group by provider, day or model."),
     prices: Path = typer.Option(None, "--prices", metavar="FILE", help=_PRICES_HELP),
 ) -> None:
     """Actual spend from the ledger, with the Vast.ai budgets and what is left.
@@ -67,10 +71,8 @@ def report(
     _render(actx, view)
 
 
-def _render(actx: AppContext, view: object) -> None:
-    from gpuctl.ops.cost_report import CostView
-
-    assert isinstance(view, CostView)
+def _render(actx: AppContext, view: CostView) -> None:
+    """Warnings (stale prices) on stderr; then the JSON envelope, or the tables and notes."""
     out = actx.out
     for warning in view.warnings:
         out.warn(warning)

@@ -7,25 +7,16 @@ from pathlib import Path
 import typer
 
 from gpuctl.cli.context import app_context
-
 from gpuctl.cli.group import new_app
 
 app = new_app(help="Manage TOML profiles (GPUCTL_HOME/profiles/NAME.toml).\n\nExample: [bold]gpuctl profile create dev[/bold]")
 
 
 def _target(ctx: typer.Context, name: str | None = None) -> tuple[Path, str]:
-    """The profile a write applies to: NAME, else --profile / GPUCTL_PROFILE / the active one."""
-    from gpuctl.config import active_profile_name, gpuctl_home
-    from gpuctl.errors import ConfigError
+    from gpuctl.config import gpuctl_home, target_profile
 
-    actx = app_context(ctx)
     home = gpuctl_home()
-    if name:
-        return home, name
-    current, _ = active_profile_name(home, flag=actx.profile_flag)
-    if current is None:
-        raise ConfigError("no active profile", hint="create one with `gpuctl profile create NAME` or pass --profile NAME")
-    return home, current
+    return home, target_profile(home, name or app_context(ctx).profile_flag)
 
 
 @app.command("list")
@@ -61,8 +52,7 @@ def show(
 
     Example: gpuctl profile show --resolved
     """
-    from gpuctl.config import KEYS_BY_NAME, gpuctl_home, load_profile_file, load_settings, profile_path
-    from gpuctl.redact import mask_secret
+    from gpuctl.config import load_settings
 
     actx = app_context(ctx)
     out = actx.out
@@ -77,19 +67,10 @@ def show(
         out.info(f"Profile: {settings.profile or '(none: environment and defaults)'}")
         out.print(out.table(["key", "value", "source"], [[r["key"], r["value"], r["source"]] for r in resolved_rows]))
         return
-    home, target = _target(ctx, name)
-    path = profile_path(home, target)
-    content = load_profile_file(path) if path.exists() else None
-    if content is None:
-        from gpuctl.errors import ConfigError
+    from gpuctl.config import read_profile_masked
 
-        raise ConfigError(f"profile {target!r} does not exist", hint="see `gpuctl profile list`")
-    masked: dict[str, dict[str, object]] = {}
-    for section, table in content.items():
-        masked[section] = {}
-        for key, value in table.items():
-            spec = KEYS_BY_NAME.get(f"{section}.{key}")
-            masked[section][key] = mask_secret(value) if spec is not None and spec.secret and isinstance(value, str) else value
+    home, target = _target(ctx, name)
+    path, masked = read_profile_masked(home, target)
     if out.json_mode:
         out.result({"profile": target, "file": path, "values": masked})
         return

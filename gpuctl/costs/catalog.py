@@ -285,8 +285,10 @@ def resolve_model(catalog: Catalog, name: str) -> str:
 
 
 def default_configs_dir() -> Path:
-    """configs/ next to the gpuctl package (the repository layout)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The shipped configs/: beside the package in a checkout, under share/gpuctl in a wheel."""
+    from gpuctl.paths import asset_dir
+
+    return asset_dir("configs")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -192,6 +192,9 @@ def cost_estimate(settings: Settings, req: EstimateRequest, *, open_state: Calla
         raise UsageError("--tokens-per-request and --bursts-per-day describe traffic: add --requests-per-day N")
     if req.since is not None and not req.from_usage:
         raise UsageError("--since goes with --from-usage (or `gpuctl cost report --since`)")
+    if req.days is not None and (req.from_usage or req.hours is not None):
+        raise UsageError("--days does not apply here: " + ("the period is --since" if req.from_usage
+                                                            else "--hours is a one-off"))
     catalog = load_prices(settings, req.prices)
     prof = Profile.of(settings)
     warnings = [] if prof.modal_gpu_count == 1 else [
@@ -228,24 +231,32 @@ def _models(catalog: Catalog, req: EstimateRequest, provider: str | None, prof: 
     if req.gpu is not None:
         if provider == "anthropic":
             raise UsageError("anthropic bills tokens, not GPU time: --gpu does not apply")
-        target = provider
-        if target is None:
-            for p in costs.GPU_PROVIDERS:
-                try:
-                    costs.resolve_gpu(catalog, p, req.gpu)
-                except UsageError:
-                    continue
-                target = p
-                break
-        models["modal_gpu" if (target or "modal") == "modal" else "vast_gpu"] = req.gpu
+        known = _providers_knowing(catalog, req.gpu)
+        target = provider or (known[0] if known else "modal")  # unknown: Modal's did-you-mean
+        models["modal_gpu" if target == "modal" else "vast_gpu"] = req.gpu
     if req.dph is not None and provider == "modal":
         raise UsageError("--dph is a live Vast.ai offer's $/h; Modal's price comes from the catalog (or --prices FILE)")
     return models
 
 
+def _providers_knowing(catalog: Catalog, gpu: str) -> list[str]:
+    from gpuctl import costs
+
+    known = []
+    for p in costs.GPU_PROVIDERS:
+        try:
+            costs.resolve_gpu(catalog, p, gpu)
+        except UsageError:
+            continue
+        known.append(p)
+    return known
+
+
 def _by_time(catalog: Catalog, req: EstimateRequest, provider: str | None, prof: Profile) -> CostView:
     from gpuctl import costs
 
+    if provider is None and req.gpu is not None and len(known := _providers_knowing(catalog, req.gpu)) == 1:
+        provider = known[0]  # `--gpu L4` can only be Modal
     if provider is None:
         raise UsageError("--hours-per-day/--hours price GPU time: add --provider modal or --provider vastai")
     gpu = req.gpu or (prof.modal_gpu if provider == "modal" else costs.DEFAULT_VAST_GPU)
@@ -261,7 +272,8 @@ def _by_time(catalog: Catalog, req: EstimateRequest, provider: str | None, prof:
         cols = ["provider", "GPU", "time", "total", "per month (30 days)"]
         row = [PROVIDER_NAMES[provider], est.key, span, money(est.total), money(est.per_month)]
     return CostView(
-        data={"kind": "gpu_time", "estimate": est.as_dict()},
+        data={"kind": "gpu_time", "total": est.as_dict()["total"], "per_month": est.as_dict()["per_month"],
+              "estimate": est.as_dict()},
         tables=[ViewTable("GPU time", cols, [row]), _assumption_table({"": a})],
         prices=list(est.prices),
     )
@@ -406,23 +418,27 @@ def cost_report(settings: Settings, state: State, *, since: str = "30d", by: str
                                     scaledown_window_s=prof.scaledown_window_s, period_days=period.days)
         modal_model = replay.rows[0].estimates[0].as_dict()
 
-    vast_all, vast_period, unpriced = Decimal(0), Decimal(0), 0
+    # Vast.ai instances, priced the way the budget checks of `launch` and `cleanup` price them
+    # (gpuctl.vast.budget): the recorded cost, else $/h × time alive, a live one up to now.
+    from gpuctl.vast import budget as vast_budget
+
+    instances = state.instances(provider="vastai")
+    vast_all = vast_budget.spent(instances, now)
+    vast_period = Decimal(0)
     live: list[tuple[InstanceRow, Decimal]] = []
-    for inst in state.instances(provider="vastai"):
-        if inst.remote_id is None and inst.destroyed_at is not None:
-            continue  # an intent whose create never went through: nothing was billed
-        whole, inside = _instance_spend(inst, 0.0, now), _instance_spend(inst, period.ts, now)
-        if whole is None or inside is None:
+    unpriced = 0
+    for inst in instances:
+        whole = vast_budget.row_cost(inst, now)
+        if inst.cost is None and inst.dph is None:
             unpriced += 1
-            continue
-        vast_all += whole
+        inside = _in_period(inst, whole, period.ts, now)
         vast_period += inside
         for key, amount in _split_instance(inst, period.ts, now, by, inside):
             buckets.setdefault(key, _Bucket()).billed += amount
         if inst.live:
             live.append((inst, whole))
     if unpriced:
-        notes.append(f"{unpriced} Vast.ai instance(s) in the ledger have no $/h: not counted")
+        notes.append(f"{unpriced} Vast.ai instance(s) in the ledger have neither a cost nor a $/h: counted as $0")
 
     modal_container = Decimal(modal_model["total"]) if modal_model else Decimal(0)
     other = sum((v for p, v in per_request.items() if p not in ("anthropic", "modal", "vastai")), Decimal(0))
@@ -444,9 +460,12 @@ def cost_report(settings: Settings, state: State, *, since: str = "30d", by: str
         "totals": {k: _m(v) for k, v in totals.items()},
         "budgets": {
             "vastai_budget_limit": _m(budget), "vastai_spent_all_time": _m(vast_all),
-            "vastai_budget_left": _m(budget - vast_all), "vastai_session_budget_limit": _m(session),
+            "vastai_budget_left": _m(max(Decimal(0), budget - vast_all)),
+            "vastai_over_budget_by": _m(max(Decimal(0), vast_all - budget)),
+            "vastai_session_budget_limit": _m(session),
             "live_instances": [{"id": i.id, "remote_id": i.remote_id, "gpu": i.gpu, "dph": i.dph, "status": i.status,
-                                "spent": _m(spent), "session_left": _m(session - spent)} for i, spent in live],
+                                "spent": _m(spent), "session_left": _m(max(Decimal(0), session - spent))}
+                               for i, spent in live],
         },
         "modal_model": modal_model,
         "notes": notes,
@@ -496,21 +515,16 @@ def _plain(d: Decimal) -> str:
     return format(n, "f") if n != 0 else "0"
 
 
-def _instance_spend(inst: InstanceRow, start: float, now: float) -> Decimal | None:
-    """What an instance cost inside [start, now]: its recorded cost (pro rata when the period
-    cuts its life), else $/h × time; a live one costs up to now. None: no price known."""
+def _in_period(inst: InstanceRow, whole: Decimal, start: float, now: float) -> Decimal:
+    """The part of an instance's cost (`whole`) that falls in [start, now]: all of it when its
+    life is inside the period, pro rata by time when the period cuts it."""
     begin = inst.created_at
     end = min(inst.destroyed_at if inst.destroyed_at is not None else now, now)
-    overlap = end - max(begin, start)
-    if overlap <= 0:
+    if end <= start or not whole:
         return Decimal(0)
-    share = Decimal(str(round(overlap, 3)))
-    if inst.cost is not None and inst.destroyed_at is not None:
-        life = Decimal(str(round(end - begin, 3)))
-        return Decimal(inst.cost) if share >= life else Decimal(inst.cost) * share / life
-    if inst.dph is None:
-        return None
-    return Decimal(inst.dph) * share / 3600
+    if begin >= start or end <= begin:
+        return whole
+    return whole * Decimal(str(round(end - start, 3))) / Decimal(str(round(end - begin, 3)))
 
 
 def _split_instance(inst: InstanceRow, start: float, now: float, by: str, amount: Decimal) -> list[tuple[str, Decimal]]:
@@ -558,12 +572,12 @@ def _report_tables(data: dict[str, Any], buckets: Mapping[str, _Bucket], by: str
         ["Total", money(Decimal(t["total"])), "Anthropic + Modal container + Vast.ai"],
     ]))
     bud = data["budgets"]
-    left = Decimal(bud["vastai_budget_left"])
+    over = Decimal(bud["vastai_over_budget_by"])
     brow = [["total budget (vastai.budget_limit)", money(Decimal(bud["vastai_budget_limit"])),
              f"spent {money(Decimal(bud['vastai_spent_all_time']))} on Vast.ai instances so far; "
-             + (f"{money(left)} left" if left >= 0 else f"over by {money(-left)}")],
+             + (f"over by {money(over)}" if over else f"{money(Decimal(bud['vastai_budget_left']))} left")],
             ["session budget (vastai.session_budget_limit)", money(Decimal(bud["vastai_session_budget_limit"])),
-             "per instance"]]
+             "per instance: `gpuctl cleanup` destroys one that has cost this much"]]
     for inst in bud["live_instances"]:
         brow.append([f"live instance #{inst['id']} ({inst['gpu'] or '?'} at ${inst['dph']}/h)",
                      money(Decimal(inst["spent"])), f"{money(Decimal(inst['session_left']))} left of the session budget"])
