@@ -277,7 +277,7 @@ def test_profile_prices_and_settings_feed_the_models(cli, gpuctl_home: Path, mon
     (["--tokens-per-request", "500"], "add --requests-per-day"),
     (["--provider", "vastai", "--hours", "1", "--dph", "-0.1"], "more than 0"),
     (["--provider", "modal", "--hours-per-day", "2", "--days", "0"], "more than 0"),
-    (["--requests-per-day", "10000000"], "more than one"),
+    (["--requests-per-day", "1000000000"], "more than 64"),
     (["--from-usage", "--since", "yesterday"], "--since must be like"),
     (["--since", "7d"], "goes with --from-usage"),
     (["--prices", "/nonexistent/prices.toml"], "file not found"),

@@ -315,9 +315,15 @@ def test_modal_billing_caps_at_a_day() -> None:
     assert modal(one_day(300, 300)) == 86400
 
 
-def test_more_than_one_gpu_can_serve_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="more than one modal L4 can serve"):
-        modal(one_day(300_000, 1))
+def test_more_than_one_gpu_spreads_over_several() -> None:
+    # 300,000 requests in one burst: 9,375 waves × 10 s = 93,750 s of generation > one day,
+    # so two containers, each paying the cold start and the tail: 2 × (20 + 300) + 93,750.
+    assert modal(one_day(300_000, 1)) == 2 * 320 + 93_750
+
+
+def test_absurd_traffic_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="more than 64 modal L4 GPUs"):
+        modal(one_day(30_000_000, 1))
 
 
 def test_no_traffic_costs_nothing() -> None:

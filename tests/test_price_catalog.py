@@ -110,9 +110,21 @@ def test_seed_monthly_example_through_the_shipped_catalog(shipped: Catalog) -> N
 
 
 def test_missing_throughput_is_a_usage_error_with_the_fix(shipped: Catalog) -> None:
-    with pytest.raises(UsageError, match="no throughput assumption for modal GPU H100") as exc:
-        shipped.throughput_for("modal", "h100")
+    with pytest.raises(UsageError, match="no throughput assumption for vastai GPU RTX A6000") as exc:
+        # every Modal GPU has a row; a catalog GPU without one still gets the fix in the hint
+        from dataclasses import replace
+
+        trimmed = replace(shipped, throughput={"vastai": {k: v for k, v in shipped.throughput["vastai"].items()
+                                                         if k != "RTX A6000"}})
+        trimmed.throughput_for("vastai", "rtx a6000")
     assert exc.value.hint and "throughput.toml" in exc.value.hint
+
+
+def test_every_priced_gpu_has_a_throughput_row(shipped: Catalog) -> None:
+    for provider, prices in (("modal", shipped.modal), ("vastai", shipped.vastai)):
+        for gpu in prices:
+            row = shipped.throughput_for(provider, gpu)
+            assert row.tokens_per_second > 0 and row.source
 
 
 # ------------------------------------------------------------------ names

@@ -145,7 +145,8 @@ class BurstDay:
     requests_per_burst: Decimal
     waves: Decimal  # request-times a burst keeps the GPU busy: max(1, requests_per_burst / concurrency)
     active_s: Decimal  # generating
-    billed_s: Decimal  # billed: per burst start-up + active + tail, at most the whole day
+    billed_s: Decimal  # billed: per burst start-up + active + tail, at most the whole day per GPU
+    gpus: int = 1  # GPUs (Modal containers, Vast.ai instances) needed to serve it
 
 
 def burst_day(*, requests_per_day: Decimal, bursts_per_day: Decimal, concurrency: int,
@@ -162,8 +163,11 @@ def burst_day(*, requests_per_day: Decimal, bursts_per_day: Decimal, concurrency
     n = r / bursts
     waves = max(Decimal(1), n / concurrency)
     active = bursts * waves * seconds_per_request
-    billed = min(Decimal(SECONDS_PER_DAY), bursts * (overhead_s + waves * seconds_per_request))
-    return BurstDay(bursts, n, waves, active, billed)
+    # More generation than one GPU has hours for: spread it over as many GPUs as it takes (Modal
+    # max_containers, several Vast.ai instances). Each pays its own start-up and tail.
+    gpus = max(1, int(_ceil(active / SECONDS_PER_DAY)))
+    billed = min(Decimal(SECONDS_PER_DAY) * gpus, bursts * (overhead_s * gpus + waves * seconds_per_request))
+    return BurstDay(bursts, n, waves, active, billed, gpus)
 
 
 def _seconds_per_request(traffic: Traffic, throughput: Throughput) -> Decimal:
@@ -175,11 +179,14 @@ def _concurrency(traffic: Traffic, throughput: Throughput) -> int:
     return min(traffic.concurrency or throughput.max_concurrency, throughput.max_concurrency)
 
 
+MAX_GPUS = 64  # beyond this the estimate is not a sensible question for gpuctl
+
+
 def _check_capacity(day: BurstDay, provider: str, gpu: str) -> None:
-    if day.active_s > SECONDS_PER_DAY:
+    if day.gpus > MAX_GPUS:
         raise UsageError(
             f"this traffic needs {_plain(round_money(day.active_s / SECONDS_PER_HOUR, 1))} GPU-hours of generation "
-            f"a day: more than one {provider} {gpu} can serve",
+            f"a day: more than {MAX_GPUS} {provider} {gpu} GPUs",
             hint="lower the requests per day, or raise the concurrency if the GPU allows it",
         )
 
@@ -222,8 +229,9 @@ def modal_traffic_cost(
         **traffic.describe(),
         **_throughput_notes(throughput, startup, conc, t),
         "scaledown_window_s": _plain(window) or "0",
-        "model": "per burst: cold start + generation + scaledown-window tail; one container; "
-                 "capped at 24 h/day; CPU and memory not included",
+        "model": "per burst: cold start + generation + scaledown-window tail; "
+                 "capped at 24 h/day per container; CPU and memory not included",
+        "containers": f"{day.gpus} (set max_containers to at least this)" if day.gpus > 1 else "1",
         "billed_seconds_per_day": _plain(day.billed_s) or "0",
     }
     return Estimate("modal", price.gpu, _tidy_money(total), _tidy_money(per_month), traffic.days,
@@ -263,7 +271,8 @@ def vast_traffic_cost(
         **_throughput_notes(throughput, startup, conc, t),
         "keep_alive_s": _plain(keep) or "0",
         "model": "per burst: boot + generation + keep-alive after the last request, then destroyed; "
-                 "capped at 24 h/day; storage while stopped not included",
+                 "capped at 24 h/day per instance; storage while stopped not included",
+        "instances": str(day.gpus),
         "billed_seconds_per_day": _plain(day.billed_s) or "0",
     }
     return Estimate("vastai", price.gpu, _tidy_money(total), _tidy_money(per_month), traffic.days,
