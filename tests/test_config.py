@@ -99,7 +99,7 @@ def test_bad_profiles_exit_3_with_one_line(cli, gpuctl_home: Path, content: str,
 
 
 def test_bad_env_value_names_the_variable(gpuctl_home: Path) -> None:
-    with pytest.raises(ConfigError, match="env VASTAI_BUDGET_LIMIT: vastai.budget_limit must be a number"):
+    with pytest.raises(ConfigError, match=r"env VASTAI_BUDGET_LIMIT: vastai\.budget_limit must be a number"):
         config.load_settings(env={"VASTAI_BUDGET_LIMIT": "lots"}, home=gpuctl_home)
 
 

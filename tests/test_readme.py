@@ -19,8 +19,8 @@ from gpuctl.vast import lifecycle
 from tests.conftest import assert_exit
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vastai_server import FakeVast
-from tests.test_vast_common import market
 from tests.fakes.vllm_server import FakeVLLM
+from tests.test_vast_common import market
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -15,7 +15,6 @@ from gpuctl.cli.context import AppContext
 from gpuctl.cli.output import Output
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError
 
-
 # Global options may also be written after the subcommand (`gpuctl status --json`).
 _GLOBAL_FLAGS = frozenset({"--json", "--debug", "-v", "-vv", "-vvv", "--verbose"})
 _GLOBAL_WITH_VALUE = frozenset({"--profile", "-p"})

@@ -17,7 +17,6 @@ from gpuctl.cli.context import AppContext
 from gpuctl.cli.group import new_app
 from gpuctl.cli.output import Output
 
-
 app = new_app(
     help="Run your own open-weight LLM endpoint cheaply: Modal first, Vast.ai when cheaper, "
     "Anthropic as the fallback that always answers.\n\n"

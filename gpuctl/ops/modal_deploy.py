@@ -59,7 +59,7 @@ def plan_modal_deploy(settings: Settings) -> DeployPlan:
     """The exact deployment the settings describe, validated, with its price. No network."""
     from gpuctl.deploy_assets import vllm_pin
 
-    window_s = int(math.ceil(float(settings["modal.scaledown_window_minutes"]) * 60))
+    window_s = math.ceil(float(settings["modal.scaledown_window_minutes"]) * 60)
     spec = ModalDeploySpec(
         app_name=settings["modal.app_name"], model=settings["modal.model"], gpu=settings["modal.gpu"],
         scaledown_window_s=window_s, min_containers=settings["modal.min_containers"],
