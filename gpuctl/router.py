@@ -39,6 +39,9 @@ NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_AP
 
 # Providers that scale to zero: silence from them may mean "waking up", not "down".
 SCALE_TO_ZERO = frozenset({"modal"})
+# After a cold probe, requests go straight to the next provider for this long, then probe again
+# (Modal's cold start is 10–30 s; the first probe already asked it to start a container).
+WAKE_GRACE_S = 45.0
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,18 @@ class BackendManager:
         last = self.state.last_usage_at(slot.name)
         if last is not None and self.clock() - last < window:
             return None  # answered recently: warm
+        now = self.clock()
+        waking = self.state.metrics(slot.name).get("waking_since")
+        if waking is not None and now - waking < WAKE_GRACE_S:
+            # Probed cold moments ago: don't make every request of a burst pay another probe.
+            return Attempt(slot.name, "cold", f"{slot.name}: still waking up (cold start began {now - waking:.0f}s ago)")
         assert slot.provider is not None
         health = await slot.provider.health(timeout=self.settings["routing.cold_probe_timeout_s"])  # type: ignore[call-arg]
         if health.status == "cold":
+            self.state.set_metric(slot.name, "waking_since", now)
             return Attempt(slot.name, "cold", f"{slot.name}: waking up (cold start, usually 10–30 s)")
+        if waking is not None:
+            self.state.set_metric(slot.name, "waking_since", None)
         if health.status == "unhealthy":
             self._failure(slot.name, health.detail or "health check failed")
             log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)

@@ -181,6 +181,29 @@ def test_cold_modal_falls_back_without_counting_a_failure(gpuctl_home: Path, vll
         assert st.get_breaker("modal").failures == 0
 
 
+def test_waking_modal_is_probed_once_per_grace_period(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    vllm.slow(2.0, paths=["/health"])
+    now = [1_000_000.0]
+
+    def one() -> str:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+        m._settings = _with(m.settings, **{"routing.cold_probe_timeout_s": 0.2})
+        response = ask(m)
+        return f"{response.provider}|{response.fallback_reason}"
+
+    first = one()
+    assert first.startswith("anthropic|") and "waking up" in first
+    assert vllm.hits("/health") == 1
+    now[0] += 10
+    second = one()
+    assert "still waking up (cold start began 10s ago)" in second
+    assert vllm.hits("/health") == 1  # no second probe within the grace period
+    vllm.reset_faults()
+    now[0] += 60
+    assert one().startswith("modal|")  # probed again after the grace: warm now
+    assert vllm.hits("/health") == 2
+
+
 def test_stream_from_primary_and_fallback(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
     async def go(url: str) -> tuple[str, str, str | None, int]:
         m = manager(gpuctl_home, modal_url=url, claude=claude)
