@@ -248,9 +248,10 @@ class BackendManager:
         if waking is not None:
             self.state.set_metric(slot.name, "waking_since", None)
         if health.status == "unhealthy":
-            self._failure(slot.name, health.detail or "health check failed")
-            log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
-            return Attempt(slot.name, "failed", f"{slot.name}: {health.detail or 'unhealthy'}")
+            why = _why(slot.name, health.detail or "health check failed")
+            self._failure(slot.name, why)
+            log_event("vllm_health_check_failed", provider=slot.name, detail=why)
+            return Attempt(slot.name, "failed", f"{slot.name}: {why}")
         return None
 
     def _failure(self, name: str, error: str) -> None:
@@ -272,10 +273,11 @@ class BackendManager:
 
     def _on_error(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float,
                   started_at: float) -> Attempt:
+        why = _why(slot.name, exc.message)
         if exc.counts_against_breaker:
-            self._failure(slot.name, exc.message)
-        self._ledger(slot, request, None, self.timer() - started, started_at, error=exc.message)
-        return Attempt(slot.name, "failed", f"{slot.name}: {exc.message}")
+            self._failure(slot.name, why)
+        self._ledger(slot, request, None, self.timer() - started, started_at, error=why)
+        return Attempt(slot.name, "failed", f"{slot.name}: {why}")
 
     async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
         attempts: list[Attempt] = []
@@ -397,7 +399,7 @@ class BackendManager:
             if health.status in ("ready",):
                 self._success(slot.name)
             elif health.status in ("unhealthy", "degraded"):
-                self._failure(slot.name, health.detail or health.status)
+                self._failure(slot.name, _why(slot.name, health.detail or health.status))
                 log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
             rec = self.state.get_breaker(slot.name)
             rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
@@ -408,7 +410,7 @@ class BackendManager:
                     current = slot.name
                     reasons.append(f"{slot.name}: {health.status}" + (" (waking up)" if health.status == "cold" else ""))
                 else:
-                    reasons.append(f"{slot.name}: {why or health.detail or health.status}")
+                    reasons.append(f"{slot.name}: {why or _why(slot.name, health.detail) or health.status}")
         if current is None:
             if not any(r.configured for r in rows):
                 raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
@@ -418,6 +420,12 @@ class BackendManager:
         else:
             reason = f"{current} answers because " + "; ".join(reasons[:-1])
         return StatusReport(tuple(rows), current, reason)
+
+
+def _why(provider: str, message: str) -> str:
+    """A provider's error without its own name in front: reasons read 'modal: refused', once."""
+    prefix = f"{provider}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def fallback_reason(attempts: Sequence[Attempt]) -> str | None:
@@ -505,8 +513,8 @@ class RoutedStream:
             except ProviderError as exc:
                 self.latency_s = m.timer() - started
                 if exc.counts_against_breaker:
-                    m._failure(slot.name, exc.message)
-                m._ledger(slot, self.request, None, self.latency_s, self._started_at, error=exc.message, usage=self.usage,
+                    m._failure(slot.name, _why(slot.name, exc.message))
+                m._ledger(slot, self.request, None, self.latency_s, self._started_at, error=_why(slot.name, exc.message), usage=self.usage,
                           model=self.model, ttft=self.ttft_s)
                 shown = len(self.text)
                 raise StreamBrokenError(
