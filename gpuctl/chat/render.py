@@ -269,7 +269,10 @@ def stats_line(answer: Answer) -> str:
         parts.append(f"{speed:.1f} tok/s")
     if answer.ttft_s is not None:
         parts.append(f"TTFT {answer.ttft_s:.2f} s")
-    parts.append(money(answer.cost))
+    if answer.cost is None and answer.provider == "vastai":
+        parts.append("billed by instance time (gpuctl cost report)")
+    else:
+        parts.append(money(answer.cost))
     if answer.partial:
         parts.append("partial answer kept")
     return " · ".join(parts)
