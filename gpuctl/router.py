@@ -503,12 +503,18 @@ class RoutedStream:
             self.provider = slot.name
             self.fallback_reason = fallback_reason(self.attempts)
             self.ttft_s = m.timer() - started
+            parts = self.parts
             try:
                 for chunk in buffered:
                     self._take(chunk)
                     yield chunk
                 async for chunk in chunks:
-                    self._take(chunk)
+                    # The hot path of every stream: plain text chunks skip the bookkeeping call.
+                    if chunk.finish_reason is None and chunk.usage is None:
+                        if chunk.text:
+                            parts.append(chunk.text)
+                    else:
+                        self._take(chunk)
                     yield chunk
             except ProviderError as exc:
                 self.latency_s = m.timer() - started

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 HealthStatus = Literal["ready", "cold", "degraded", "unhealthy", "unconfigured"]
 
@@ -75,10 +75,12 @@ class ChatResponse:
     fallback_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class StreamChunk:
+class StreamChunk(NamedTuple):
     """A piece of a streamed answer. The last chunk of a complete stream carries
-    `finish_reason` (and `usage` when the provider reported it); text may be empty."""
+    `finish_reason` (and `usage` when the provider reported it); text may be empty.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, and three times cheaper to
+    create, which shows on a 2,000-chunk stream (bench/bench_router.py)."""
 
     text: str = ""
     finish_reason: str | None = None

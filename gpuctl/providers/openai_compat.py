@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
 from gpuctl.errors import ConfigError, ProviderError, StreamBrokenError
 from gpuctl.http import Timeouts, build_async_client, redact
@@ -391,17 +390,20 @@ class VLLMEndpoint:
                     if _looks_like_html(ctype, raw):
                         raise self._malformed("streaming chat", "got an HTML page, not JSON — a proxy error?")
                     raise self._malformed("streaming chat", f"expected an SSE stream, got {ctype or 'no content type'}")
-                events = EventSource(response).aiter_sse()
+                # SSE is parsed per network read, not per event: every `data:` event that
+                # arrived together becomes one chunk (vLLM's chunks are not tokens anyway), so
+                # a fast stream costs one pass through the router per read, not per event.
+                blocks = _sse_data_blocks(response).__aiter__()
                 # The first event waits for the prompt to be processed (and a queue), so it
                 # gets the first-byte budget; after that, `read` bounds each gap.
                 gap = self._timeouts.first_byte
                 watchdog = _StallWatchdog()
+                done = False
                 try:
-                    done = False
-                    while True:
+                    while not done:
                         watchdog.waiting(gap)
                         try:
-                            event = await anext(events)
+                            datas = await blocks.__anext__()
                         except StopAsyncIteration:
                             break
                         except asyncio.CancelledError:
@@ -414,38 +416,38 @@ class VLLMEndpoint:
                             ) from None
                         watchdog.idle()
                         gap = self._timeouts.read
-                        if event.data == "[DONE]":
-                            done = True
-                            break
-                        if not event.data:
-                            continue
-                        try:
-                            payload = json.loads(event.data)
-                        except ValueError:
-                            raise self._malformed("stream event", "not JSON") from None
-                        if not isinstance(payload, dict):
-                            raise self._malformed("stream event", "not a JSON object")
-                        if "error" in payload:
-                            message = _server_message(event.data.encode()) or "unknown error"
-                            raise self._error(
-                                f"{self.provider}: the server failed mid-stream: {_one_line(message)}", kind="http"
-                            )
-                        model = payload.get("model") or model
-                        if payload.get("usage"):
-                            usage = _usage(payload["usage"])
-                        for choice in payload.get("choices") or []:
-                            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                                continue
-                            delta = choice.get("delta") or {}
-                            text = delta.get("content") if isinstance(delta, dict) else None
-                            if choice.get("finish_reason"):
-                                finish_reason = str(choice["finish_reason"])
-                            if isinstance(text, str) and text:
-                                shown.append(text)
-                                yield StreamChunk(text=text, model=model)
+                        pieces: list[str] = []
+                        failed: ProviderError | None = None
+                        for data in datas:
+                            if data == "[DONE]":
+                                done = True
+                                break
+                            try:
+                                payload = self._event_payload(data)
+                            except ProviderError as exc:
+                                failed = exc  # show what arrived before it first
+                                break
+                            model = payload.get("model") or model
+                            if payload.get("usage"):
+                                usage = _usage(payload["usage"])
+                            for choice in payload.get("choices") or ():
+                                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                                    continue
+                                delta = choice.get("delta")
+                                text = delta.get("content") if isinstance(delta, dict) else None
+                                if choice.get("finish_reason"):
+                                    finish_reason = str(choice["finish_reason"])
+                                if isinstance(text, str) and text:
+                                    pieces.append(text)
+                        if pieces:
+                            text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+                            shown.append(text)
+                            yield StreamChunk(text=text, model=model)
+                        if failed is not None:
+                            raise failed
                 finally:
                     watchdog.close()
-                    await events.aclose()
+                    await blocks.aclose()  # type: ignore[attr-defined]
                 if not done:
                     raise self._error(
                         f"{self.provider}: the stream from {self.endpoint} ended without [DONE]: the answer is incomplete",
@@ -456,9 +458,20 @@ class VLLMEndpoint:
             _raise_broken(exc, shown)
         except httpx.HTTPError as exc:
             _raise_broken(self._transport_error(exc, "streaming chat"), shown)
-        except SSEError as exc:
-            _raise_broken(self._malformed("stream", _one_line(str(exc))), shown)
         yield StreamChunk(text="", finish_reason=finish_reason or "stop", usage=usage, model=model)
+
+    def _event_payload(self, data: str) -> dict[str, Any]:
+        """One `data:` event as JSON; vLLM reports a failure mid-stream as {"error": ...}."""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise self._malformed("stream event", "not JSON") from None
+        if not isinstance(payload, dict):
+            raise self._malformed("stream event", "not a JSON object")
+        if "error" in payload:
+            message = _server_message(data.encode()) or "unknown error"
+            raise self._error(f"{self.provider}: the server failed mid-stream: {_one_line(message)}", kind="http")
+        return payload
 
     async def health(self, *, deep: bool = False, timeout: float | None = None) -> Health:
         """ready / cold / degraded / unhealthy, never raises for the endpoint's failures.
@@ -526,6 +539,42 @@ class VLLMEndpoint:
         if response.status_code != 200:
             raise await self._status_error(response, response.content, "reading metrics")
         return parse_metrics(response.text) or None
+
+
+async def _sse_data_blocks(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """The `data` of each complete server-sent event, grouped by the network read it arrived in.
+
+    A small reader of the SSE format (WHATWG "server-sent events"): lines end in LF, CRLF or CR;
+    `data:` lines (one optional space after the colon) accumulate, joined by LF; a blank line
+    dispatches the event; comments (`:`) and other fields (`event`, `id`, `retry`) are ignored,
+    since vLLM sends none. A final event without its blank line is dropped, as the format says.
+    """
+    tail = ""
+    data: list[str] = []
+
+    def take(lines: list[str]) -> list[str]:
+        ready: list[str] = []
+        for line in lines:
+            line = line.rstrip("\r\n")
+            if not line:
+                if data:
+                    ready.append(data[0] if len(data) == 1 else "\n".join(data))
+                    data.clear()
+            elif line.startswith("data:"):
+                data.append(line[6:] if line.startswith("data: ") else line[5:])
+        return ready
+
+    async for text in response.aiter_text():
+        lines = (tail + text).splitlines(keepends=True)
+        # The last line may be cut mid-way (or a CR may be the first half of CRLF): keep it.
+        tail = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+        ready = take(lines)
+        if ready:
+            yield ready
+    if tail.endswith("\r"):  # the stream ended on a bare CR: that line was complete
+        ready = take(tail.splitlines(keepends=True))
+        if ready:
+            yield ready
 
 
 class _StallWatchdog:
