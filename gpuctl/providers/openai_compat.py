@@ -503,10 +503,23 @@ class VLLMEndpoint:
         if response.status_code != 200:
             error = await self._status_error(response, body, "health check")
             return result("cold" if error.kind == "cold" else "unhealthy", error.message)
-        if not deep:
-            return result("ready", "GET /health answered")
-
         served: tuple[str, ...] = ()
+        if not deep:
+            # /health needs no key; /v1/models does, and names what is served: checking both
+            # catches a wrong key or a model mismatch (the seed's "model not found") up front.
+            try:
+                async with asyncio.timeout(budget):
+                    served = tuple(str(m.get("id")) for m in await self.models())
+            except TimeoutError:
+                return result("cold", f"/health answered, but /v1/models took over {budget:g}s")
+            except ProviderError as exc:
+                status: HealthStatus = "unhealthy" if exc.kind in ("auth", "connect") else "degraded"
+                return result(status, exc.message)
+            if self.model and served and self.model not in served:
+                return result("unhealthy", f"{self.provider}: model {self.model!r} is not served here "
+                                           f"(served: {', '.join(served)})", served)
+            return result("ready", "GET /health and /v1/models answered", served)
+
         try:
             async with asyncio.timeout(budget):
                 served = tuple(str(m.get("id")) for m in await self.models())
