@@ -100,3 +100,27 @@ def test_destroy_modal_confirms_stops_and_clears(cli, mocker, gpuctl_home: Path)
 
 def test_credentials_error_type() -> None:
     assert CredentialsError("x").exit_code == 3
+
+
+def test_deployments_are_in_the_ledger_and_warm_ones_reported_by_cleanup(cli, mocker, gpuctl_home: Path) -> None:
+    from gpuctl.state import open_state
+
+    mocker.patch.object(ModalSDK, "check_credentials")
+    mocker.patch.object(ModalSDK, "ensure_secret")
+    mocker.patch.object(ModalSDK, "deploy", return_value="https://org--multi-agent-vllm-inference-serve.modal.run")
+    assert_exit(cli("deploy", "modal", "--no-wait"), 0)
+    quiet = cli("--json", "cleanup")
+    assert_exit(quiet, 0)
+    assert json.loads(quiet.stdout)["data"]["modal_warm"] == []  # scale-to-zero: nothing to say
+    assert_exit(cli("deploy", "modal", "--no-wait", "--min-containers", "1"), 0)
+    with open_state(gpuctl_home) as st:
+        live = st.live_instances("modal")
+    assert len(live) == 1 and live[0].dph == "0.80" and live[0].remote_id == "multi-agent-vllm-inference"
+    warm = cli("--json", "cleanup")
+    assert_exit(warm, 0)
+    assert json.loads(warm.stdout)["data"]["modal_warm"][0]["dollars_per_hour"] == "0.80"
+    assert "keeps min_containers=1 warm: $0.80/h" in warm.stderr
+    mocker.patch.object(ModalSDK, "stop", return_value=True)
+    assert_exit(cli("destroy", "modal", "--yes"), 0)
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("modal") == []

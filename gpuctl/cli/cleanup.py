@@ -26,8 +26,17 @@ def cleanup(
     out = actx.out
     if max_idle is not None and max_idle < 0:
         raise UsageError(f"--max-idle must not be negative (got {max_idle:g})")
-    report = run_cleanup(actx.settings(), dry_run=dry_run, max_idle_minutes=max_idle)
+    from gpuctl.ops.modal_deploy import warm_deployments
+
+    settings = actx.settings()
+    report = run_cleanup(settings, dry_run=dry_run, max_idle_minutes=max_idle)
     data = report.as_dict()
+    # Modal scales itself; only an always-warm app bills while idle. It is the user's choice, so
+    # cleanup reports it rather than stopping a live endpoint.
+    data["modal_warm"] = warm_deployments(settings)
+    for app in data["modal_warm"]:
+        out.warn(f"Modal app {app['app_name']} keeps {app['detail'].split(',')[0]} warm: ${app['dollars_per_hour']}/h "
+                 "whatever the traffic. `gpuctl deploy modal --min-containers 0` scales it to zero.")
     failed = report.failed
     if not out.json_mode:
         if report.message:

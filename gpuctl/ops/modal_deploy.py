@@ -122,6 +122,7 @@ def deploy_modal(
     progress(f"Deploying {plan.spec.app_name} ({plan.spec.gpu}, {plan.image})…")
     url = sdk.deploy(plan.spec, _app_file())
     set_profile_value(settings.home, profile, "modal.web_url", url)
+    record_deployment(settings, plan, url, profile)
     log_event("modal_deployed", app_name=plan.spec.app_name, gpu=plan.spec.gpu, modal_web_url=url)
     from gpuctl.providers.openai_compat import VLLMEndpoint
 
@@ -166,12 +167,56 @@ def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Cal
         sleep(poll_s)
 
 
+# ---------------------------------------------------------------- the ledger
+# A Modal deployment is a ledger row too (provider "modal", remote id = app name). Its `dph` is
+# what it bills whatever the traffic: the GPU price × min_containers ("0" when it scales to
+# zero), so `gpuctl cleanup` can warn about a GPU kept warm over a weekend.
+
+
+def _state(settings: Settings):  # type: ignore[no-untyped-def]
+    from gpuctl.config import ensure_home
+    from gpuctl.state import open_state
+
+    return open_state(ensure_home(settings.home))
+
+
+def _close_rows(state: Any, app_name: str) -> None:
+    for row in state.live_instances("modal"):
+        if row.remote_id == app_name:
+            state.mark_instance_destroyed(row.id)
+
+
+def record_deployment(settings: Settings, plan: DeployPlan, url: str, profile: str) -> None:
+    spec = plan.spec
+    warm = (plan.dollars_per_hour or Decimal(0)) * spec.min_containers
+    with _state(settings) as state:
+        _close_rows(state, spec.app_name)  # a redeploy replaces the app
+        row = state.add_instance_intent(provider="modal", label=f"gpuctl:{profile}", profile=profile, gpu=spec.gpu,
+                                        dph=str(warm))
+        state.update_instance(row, remote_id=spec.app_name, status="deployed", endpoint=url,
+                              status_msg=f"min_containers={spec.min_containers}, max_containers={spec.max_containers}")
+
+
+def warm_deployments(settings: Settings) -> list[dict[str, Any]]:
+    """Modal apps gpuctl deployed with containers kept warm: they bill every hour, idle or not."""
+    from gpuctl.state import state_path
+
+    if not state_path(settings.home).exists():
+        return []
+    with _state(settings) as state:
+        rows = [r for r in state.live_instances("modal") if r.dph and Decimal(r.dph) > 0]
+    return [{"app_name": r.remote_id, "gpu": r.gpu, "dollars_per_hour": r.dph, "since": r.created_at,
+             "detail": r.status_msg} for r in rows]
+
+
 def destroy_modal(settings: Settings, *, sdk: ModalSDK | None = None) -> dict[str, Any]:
     """Stop the app (nothing keeps billing) and clear `modal.web_url` from the profile."""
     sdk = sdk or ModalSDK()
     sdk.check_credentials()
     app_name = settings["modal.app_name"]
     stopped = sdk.stop(app_name)
+    with _state(settings) as state:
+        _close_rows(state, app_name)
     cleared = False
     if settings.profile is not None:
         cleared = unset_profile_value(settings.home, settings.profile, "modal.web_url")
