@@ -258,3 +258,21 @@ def test_instance_cost_inside_the_period_is_pro_rata() -> None:
     done = _inst(destroyed_at=7200.0, cost="1.00")
     assert inside(done, D("1.00"), 3600.0, 9999.0) == D("0.5")
     assert inside(done, D("1.00"), 8000.0, 9999.0) == 0  # ended before the period
+
+
+def test_a_warm_modal_app_is_billed_every_hour(gpuctl_home) -> None:  # type: ignore[no-untyped-def]
+    """min_containers=1 on an L4 for 10 hours: $8.00, whatever the (zero) traffic."""
+    from gpuctl.config import load_settings
+    from gpuctl.ops import cost_report
+    from gpuctl.state import State
+
+    now = 1_800_000_000.0
+    with State(gpuctl_home / "state.db", clock=lambda: now - 10 * 3600) as st:
+        row = st.add_instance_intent(provider="modal", label="gpuctl:default", gpu="L4", dph="0.80")
+        st.update_instance(row, remote_id="multi-agent-vllm-inference", status="deployed")
+    settings = load_settings(env={}, home=gpuctl_home)
+    with State(gpuctl_home / "state.db") as st:
+        view = cost_report.cost_report(settings, st, since="7d", now=now)
+    totals = view.data["totals"]
+    assert Decimal(totals["modal_warm_containers"]) == Decimal("8.00")
+    assert Decimal(totals["total"]) == Decimal("8.00")

@@ -441,15 +441,29 @@ def cost_report(settings: Settings, state: State, *, since: str = "30d", by: str
         notes.append(f"{unpriced} Vast.ai instance(s) in the ledger have neither a cost nor a $/h: counted as $0")
 
     modal_container = Decimal(modal_model["total"]) if modal_model else Decimal(0)
+    # Modal apps deployed with min_containers > 0 bill their warm GPUs every hour (ledger rows
+    # of provider "modal", dph = the warm $/h). Requests land on the warm container first, so
+    # Modal's bill is the larger of the warm time and the replayed container time, not the sum.
+    modal_warm = Decimal(0)
+    for dep in state.instances(provider="modal"):
+        rate = Decimal(dep.dph) if dep.dph else Decimal(0)
+        if rate > 0:
+            end = min(dep.destroyed_at if dep.destroyed_at is not None else now, now)
+            whole = rate * Decimal(str(round(max(0.0, end - dep.created_at), 3))) / Decimal(3600)
+            modal_warm += _in_period(dep, whole, period.ts, now)
+    if modal_warm:
+        notes.append("Modal kept containers warm (min_containers > 0): they bill every hour, idle or not")
+    modal_billed = max(modal_container, modal_warm)
     other = sum((v for p, v in per_request.items() if p not in ("anthropic", "modal", "vastai")), Decimal(0))
     totals = {
         "anthropic_tokens": per_request.get("anthropic", Decimal(0)),
         "modal_per_request": per_request.get("modal", Decimal(0)),
         "modal_modelled_container": modal_container,
+        "modal_warm_containers": modal_warm,
         "vastai_instances": vast_period,
         "other": other,
     }
-    totals["total"] = totals["anthropic_tokens"] + modal_container + vast_period + other
+    totals["total"] = totals["anthropic_tokens"] + modal_billed + vast_period + other
     budget = Decimal(str(settings["vastai.budget_limit"]))
     session = Decimal(str(settings["vastai.session_budget_limit"]))
     stale, stale_data = _stale(used, _today(now))
@@ -567,6 +581,9 @@ def _report_tables(data: dict[str, Any], buckets: Mapping[str, _Bucket], by: str
         ["Modal, per request", money(Decimal(t["modal_per_request"])),
          "request seconds × $/s: a lower bound, not counted in the total"],
         ["Modal, container (modelled)", money(Decimal(t["modal_modelled_container"])), modal_note],
+        *([["Modal, kept warm", money(Decimal(t["modal_warm_containers"])),
+            "min_containers × $/h while deployed; the total counts the larger of the two Modal lines"]]
+          if Decimal(t["modal_warm_containers"]) else []),
         ["Vast.ai instances", money(Decimal(t["vastai_instances"])), "$/h × lifetime inside the period (live: up to now)"],
         *([["Other", money(Decimal(t["other"])), "other providers' recorded costs"]] if Decimal(t["other"]) else []),
         ["Total", money(Decimal(t["total"])), "Anthropic + Modal container + Vast.ai"],
