@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -205,6 +206,16 @@ class BackendManager:
 
     def stream_chat(self, request: ChatRequest, *, only: str | None = None) -> RoutedStream:
         return RoutedStream(self, request, only=only)
+
+    def prefetch(self) -> None:
+        """Import the Anthropic SDK (~1 s) in the background when it may be needed, so an
+        interactive chat's first fallback answer does not pay for it. Nothing else is touched."""
+        if any(s.name == "anthropic" and s.configured for s in self.slots()) and "anthropic" not in sys.modules:
+            import importlib
+            import threading
+
+            threading.Thread(target=importlib.import_module, args=("anthropic",), name="gpuctl-prefetch",
+                             daemon=True).start()
 
     def require_configured(self, only: str | None = None) -> None:
         """Fail now (exit 3, with what to set) if no provider — or not `only` — is configured."""

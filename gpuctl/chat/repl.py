@@ -114,6 +114,7 @@ def _one_shot(session: ChatSession, ui: ChatUI, runner: asyncio.Runner, prompt: 
 
 def _repl(session: ChatSession, ui: ChatUI, runner: asyncio.Runner, source: LineSource) -> None:
     if ui.interactive:
+        session.manager.prefetch()  # while the person types their first question
         order = " → ".join(s.name for s in session.manager.slots() if s.configured) or "nothing configured"
         ui.note(f"gpuctl chat · answers from {session.provider or order} · /help for commands · Ctrl-D to exit")
         if session.resumed:
