@@ -52,5 +52,5 @@ def describe(record: BreakerRecord, now: float) -> str:
         allowed, why = check(record, now)
         return "open" if allowed else f"open: {why}"
     if record.failures:
-        return f"closed ({record.failures} recent failure{'s' if record.failures != 1 else ''})"
+        return f"closed ({record.failures} failed)"
     return "closed"

@@ -414,7 +414,8 @@ class BackendManager:
                 log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
             rec = self.state.get_breaker(slot.name)
             rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
-                                       health.latency_s, breaker.describe(rec, now), health.detail, health.models))
+                                       health.latency_s, breaker.describe(rec, now), _why(slot.name, health.detail),
+                                       health.models))
             allowed, why = breaker.check(rec, now)
             if current is None:
                 if allowed and health.ok:

@@ -89,10 +89,16 @@ class Output:
         """Human data on stdout (tables, answers). Not used in --json mode."""
         self.stdout.print(*objects, **kwargs)
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> Table:
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,
+              wrap: Sequence[str] | None = None) -> Table:
+        """A plain table. `wrap` names the columns that may wrap when the terminal is narrow
+        (default: all); the others stay on one line so ids and URLs can be copied."""
         table = Table(title=title, show_header=True, header_style="bold", box=None, pad_edge=False)
         for col in columns:
-            table.add_column(col, overflow="fold")
+            if wrap is None or col in wrap:
+                table.add_column(col, overflow="fold")
+            else:
+                table.add_column(col, no_wrap=True)
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
         return table

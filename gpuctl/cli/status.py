@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from gpuctl.cli.context import app_context
 from gpuctl.cli.output import Output
@@ -45,6 +46,12 @@ def _render(out: Output, report: dict[str, Any], *, clear: bool = False) -> None
     for p in report["providers"]:
         marker = "→" if p["provider"] == report["provider"] else " "
         latency = "" if p["latency_ms"] is None else f"{p['latency_ms']:.0f} ms"
-        rows.append([marker, p["provider"], p["status"], latency, p["endpoint"] or "", p["breaker"], p["detail"]])
-    out.print(out.table(["", "provider", "health", "latency", "endpoint", "breaker", "detail"], rows))
-    out.print(f"\nAnswering now: [bold]{report['provider'] or 'nobody'}[/bold] — {report['reason']}", highlight=False)
+        breaker = p["breaker"].split(":", 1)[0]  # the reason is in the detail lines below
+        rows.append([marker, p["provider"], p["status"], latency, breaker, p["endpoint"] or ""])
+    out.print(out.table(["", "provider", "health", "latency", "breaker", "endpoint"], rows, wrap=[]))
+    out.print("")
+    for p in report["providers"]:
+        why = p["breaker"].removeprefix("open: ") if p["breaker"].startswith("open:") else p["detail"]
+        if why:
+            out.print(f"[bold]{p['provider']}[/bold]: {escape(why)}", highlight=False)
+    out.print(f"\nAnswering now: [bold]{report['provider'] or 'nobody'}[/bold] — {escape(report['reason'])}", highlight=False)
