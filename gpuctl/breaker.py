@@ -22,12 +22,21 @@ def check(record: BreakerRecord, now: float) -> tuple[bool, str | None]:
         if record.last_error:
             why += f" ({record.last_error})"
         return False, why
+    if record.state == "half_open" and record.open_until is not None and now < record.open_until:
+        return False, "breaker half-open: another request is probing it"
     return True, None
 
 
 def is_probe(record: BreakerRecord, now: float) -> bool:
-    """An open breaker whose cooldown has passed lets one probe through (half-open)."""
+    """An open breaker whose cooldown has passed lets one probe through (half-open); so does a
+    half-open one whose probe's lease ran out (the prober died)."""
     return record.state in ("open", "half_open") and (record.open_until is None or now >= record.open_until)
+
+
+def claim_probe(record: BreakerRecord, now: float, lease_s: float) -> BreakerRecord:
+    """Half-open: this request probes; every other one (in any process) skips the provider
+    until the probe succeeds, fails, or its lease runs out."""
+    return replace(record, state="half_open", open_until=now + lease_s)
 
 
 def on_success(record: BreakerRecord) -> BreakerRecord:
@@ -46,6 +55,8 @@ def on_failure(record: BreakerRecord, now: float, *, threshold: int, cooldown_s:
 
 def describe(record: BreakerRecord, now: float) -> str:
     """A short word for `gpuctl status`: closed, open (until …), half-open."""
+    if record.state == "half_open":
+        return "half-open (probing)" if not is_probe(record, now) else "half-open (next request probes)"
     if record.state == "open":
         if is_probe(record, now):
             return "half-open (next request probes)"

@@ -31,7 +31,7 @@ from gpuctl.errors import (
 from gpuctl.events import log_event
 from gpuctl.providers.base import ChatRequest, ChatResponse, Health, StreamChunk, Usage
 from gpuctl.registry import BUILDERS, Slot, build_slots
-from gpuctl.state import State, UsageRecord, open_state
+from gpuctl.state import BreakerRecord, State, UsageRecord, open_state
 
 logger = logging.getLogger("gpuctl.router")
 
@@ -227,12 +227,30 @@ class BackendManager:
 
     # -------------------------------------------------------------- routing core
 
-    def _gate(self, slot: Slot, now: float) -> str | None:
-        """Why this slot is skipped, or None if it may be tried."""
+    def _gate(self, slot: Slot, now: float, *, claim: bool = False) -> str | None:
+        """Why this slot is skipped, or None if it may be tried. With `claim`, a breaker due for
+        its probe is claimed atomically, so one request (in all processes) probes, not all."""
         if not slot.configured:
             return f"{slot.name}: not configured ({slot.why_not})"
-        allowed, why = breaker.check(self.state.get_breaker(slot.name), now)
-        return None if allowed else f"{slot.name}: {why}"
+        record = self.state.get_breaker(slot.name)
+        allowed, why = breaker.check(record, now)
+        if not allowed:
+            return f"{slot.name}: {why}"
+        if claim and breaker.is_probe(record, now):
+            claimed: list[bool] = []
+            s = self.settings
+            lease = float(s["routing.connect_timeout_s"]) + float(s["routing.first_byte_timeout_s"]) + 5.0
+
+            def take(current: BreakerRecord) -> BreakerRecord:
+                if not breaker.is_probe(current, now):
+                    return current  # another process claimed it first
+                claimed.append(True)
+                return breaker.claim_probe(current, now, lease)
+
+            self.state.update_breaker(slot.name, take)
+            if not claimed:
+                return f"{slot.name}: breaker half-open: another request is probing it"
+        return None
 
     async def _cold_gate(self, slot: Slot, has_next: bool) -> Attempt | None:
         """A scale-to-zero provider idle past its window gets a short /health probe first.
@@ -242,9 +260,7 @@ class BackendManager:
         """
         if slot.name not in SCALE_TO_ZERO or not has_next or not self.settings["routing.fallback_on_cold"]:
             return None
-        window = float(self.settings["modal.scaledown_window_minutes"]) * 60
-        last = self.state.last_usage_at(slot.name)
-        if last is not None and self.clock() - last < window:
+        if not self._idle_past_window(slot.name):
             return None  # answered recently: warm
         now = self.clock()
         waking = self.state.metrics(slot.name).get("waking_since")
@@ -264,6 +280,14 @@ class BackendManager:
             log_event("vllm_health_check_failed", provider=slot.name, detail=why)
             return Attempt(slot.name, "failed", f"{slot.name}: {why}")
         return None
+
+    def _idle_past_window(self, name: str) -> bool:
+        """Has this scale-to-zero provider been idle long enough to have scaled down?"""
+        if name not in SCALE_TO_ZERO:
+            return False
+        window = float(self.settings["modal.scaledown_window_minutes"]) * 60
+        last = self.state.last_usage_at(name)
+        return last is None or self.clock() - last >= window
 
     def _failure(self, name: str, error: str) -> None:
         s = self.settings
@@ -285,7 +309,9 @@ class BackendManager:
     def _on_error(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float,
                   started_at: float) -> Attempt:
         why = _why(slot.name, exc.message)
-        if exc.counts_against_breaker:
+        # A timeout from a GPU that had scaled to zero is a slow cold start, not a dead backend.
+        cold = exc.kind == "timeout" and self._idle_past_window(slot.name)
+        if exc.counts_against_breaker and not cold:
             self._failure(slot.name, why)
         self._ledger(slot, request, None, self.timer() - started, started_at, error=why)
         return Attempt(slot.name, "failed", f"{slot.name}: {why}")
@@ -295,7 +321,7 @@ class BackendManager:
         order = self._order(only)
         now = self.clock()
         for index, slot in enumerate(order):
-            why = self._gate(slot, now)
+            why = self._gate(slot, now, claim=True)
             if why is not None:
                 attempts.append(Attempt(slot.name, "skipped", why))
                 continue
@@ -485,7 +511,7 @@ class RoutedStream:
         order = m._order(self.only)
         now = m.clock()
         for index, slot in enumerate(order):
-            why = m._gate(slot, now)
+            why = m._gate(slot, now, claim=True)
             if why is not None:
                 self.attempts.append(Attempt(slot.name, "skipped", why))
                 continue

@@ -282,3 +282,43 @@ def test_forced_provider_not_configured_says_which(gpuctl_home: Path, claude: Fa
     with pytest.raises(NoProviderError, match="vastai is not configured"):
         ask(m, provider="vastai")
     assert claude.requests == 0
+
+
+def test_only_one_request_probes_a_half_open_breaker(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    from gpuctl.state import BreakerRecord
+
+    now = [1_000_000.0]
+    with open_state(gpuctl_home) as st:
+        st.put_breaker(BreakerRecord("modal", "open", 3, now[0] - 100, now[0] - 1, "refused"))
+    first = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+    second = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+    modal_first, modal_second = first.slots()[0], second.slots()[0]
+    assert first._gate(modal_first, now[0], claim=True) is None  # this one probes
+    assert "another request is probing" in (second._gate(modal_second, now[0], claim=True) or "")
+    assert second.get_current_provider() == "anthropic"
+    first._success("modal")  # the probe answered: closed for everyone
+    assert second._gate(modal_second, now[0], claim=True) is None
+    asyncio.run(first.aclose())
+    asyncio.run(second.aclose())
+
+
+def test_a_dead_prober_does_not_hold_the_breaker_forever(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    from gpuctl.state import BreakerRecord
+
+    now = [1_000_000.0]
+    with open_state(gpuctl_home) as st:
+        st.put_breaker(BreakerRecord("modal", "half_open", 3, now[0] - 500, now[0] - 1, "refused"))  # lease over
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+    assert m._gate(m.slots()[0], now[0], claim=True) is None
+    asyncio.run(m.aclose())
+
+
+def test_modal_alone_timing_out_cold_does_not_open_the_breaker(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    vllm.slow(2.0, paths=["/v1/chat/completions"])
+    settings = settings_for(gpuctl_home, MODAL_WEB_URL=vllm.url, GPUCTL_PRIORITY="modal")
+    for _ in range(4):
+        m = BackendManager(_with(settings, **{"routing.first_byte_timeout_s": 0.2}))
+        with pytest.raises(AllProvidersFailedError):
+            ask(m)
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").failures == 0  # idle past its window: waking up, not down
