@@ -183,9 +183,9 @@ class BackendManager:
                 return slot.name
         return None
 
-    async def get_vllm_status(self, *, deep: bool = False) -> dict[str, Any]:
+    async def get_vllm_status(self, *, deep: bool = False, wake: bool = False) -> dict[str, Any]:
         """The seed's `{"status", "endpoint", "provider"}` plus every provider's row."""
-        return (await self.status(deep=deep)).as_dict()
+        return (await self.status(deep=deep, wake=wake)).as_dict()
 
     async def chat_completion(
         self,
@@ -408,14 +408,46 @@ class BackendManager:
 
     # -------------------------------------------------------------- status
 
-    async def status(self, *, deep: bool = False) -> StatusReport:
-        """Health of every provider in priority order, and which one would answer now, and why."""
+    def _unprobed(self, slot: Slot, now: float) -> Health | None:
+        """For a scale-to-zero provider, the health to report *without* probing it, or None to probe.
+
+        Any request to an idle Modal endpoint starts a GPU and bills its scaledown window, so
+        `status` (and `--watch` every minute) must not be what keeps it warm: it probes when
+        real traffic keeps it warm anyway, or once when nothing is known, and otherwise reports
+        what the last probe saw.
+        """
+        if slot.name not in SCALE_TO_ZERO or not self._idle_past_window(slot.name):
+            return None
+        last = self.state.metrics(slot.name).get("last_health")
+        if not isinstance(last, dict) or "at" not in last:
+            return None  # never checked: one probe tells the user whether the endpoint works
+        ago = now - float(last["at"])
+        window = float(self.settings["modal.scaledown_window_minutes"]) * 60
+        seen = f"{last.get('status', '?')} when checked {ago:.0f}s ago"
+        models = tuple(str(m) for m in last.get("models") or ())
+        if ago < window and last.get("status") == "ready":
+            return Health(slot.name, "ready", endpoint=slot.endpoint, models=models,
+                          detail=f"{seen}; not re-probed (a probe keeps the GPU billing); --wake to check now")
+        return Health(slot.name, "cold", endpoint=slot.endpoint, models=models,
+                      detail=f"scaled to zero, not probed (a probe would start a GPU); was {seen}; "
+                             "the next request wakes it, or `gpuctl status --wake`")
+
+    async def status(self, *, deep: bool = False, wake: bool = False) -> StatusReport:
+        """Health of every provider in priority order, and which one would answer now, and why.
+
+        `deep` also generates a token; `wake` probes a scaled-to-zero provider even when that
+        starts a GPU (both imply probing)."""
         slots = self.slots()
         timeout = self.settings["routing.health_timeout_s"]
+        probe_all = deep or wake
+        at = self.clock()
+        cached = {s.name: (None if probe_all else self._unprobed(s, at)) for s in slots}
 
         async def check(slot: Slot) -> Health | None:
             if slot.provider is None:
                 return None
+            if cached[slot.name] is not None:
+                return cached[slot.name]
             try:
                 return await asyncio.wait_for(slot.provider.health(deep=deep), timeout=timeout * (3 if deep else 1) + 1)
             except TimeoutError:
@@ -432,12 +464,15 @@ class BackendManager:
             if health is None:
                 rows.append(ProviderStatus(slot.name, False, "unconfigured", None, None, "-", slot.why_not or ""))
                 continue
-            self.state.set_metric(slot.name, "last_health", {"status": health.status, "latency_s": health.latency_s, "at": now})
-            if health.status in ("ready",):
-                self._success(slot.name)
-            elif health.status in ("unhealthy", "degraded"):
-                self._failure(slot.name, _why(slot.name, health.detail or health.status))
-                log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
+            if cached[slot.name] is None:  # a real probe: remember it, and let it move the breaker
+                self.state.set_metric(slot.name, "last_health",
+                                      {"status": health.status, "latency_s": health.latency_s, "at": now,
+                                       "models": list(health.models)})
+                if health.status == "ready":
+                    self._success(slot.name)
+                elif health.status in ("unhealthy", "degraded"):
+                    self._failure(slot.name, _why(slot.name, health.detail or health.status))
+                    log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
             rec = self.state.get_breaker(slot.name)
             rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
                                        health.latency_s, breaker.describe(rec, now), _why(slot.name, health.detail),

@@ -66,3 +66,16 @@ def test_watch_refreshes_on_the_interval(gpuctl_home, claude: FakeAnthropic) -> 
     watch_status(settings, deep=False, render=seen.append, sleep=slept.append, rounds=3)
     assert len(seen) == 3 and slept == [60.0, 60.0]
     assert all(r["provider"] == "anthropic" for r in seen)
+
+
+def test_status_does_not_keep_an_idle_modal_awake(cli) -> None:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct") as vllm:
+        env = {"MODAL_WEB_URL": vllm.url}
+        first = json.loads(cli("status", "--json", env=env).stdout)["data"]
+        assert first["providers"][0]["status"] == "ready" and vllm.hits("/health") == 1  # once, to know
+        again = json.loads(cli("status", "--json", env=env).stdout)["data"]
+        assert vllm.hits("/health") == 1  # not re-probed: a probe would keep the GPU billing
+        assert again["providers"][0]["status"] == "ready" and "not re-probed" in again["providers"][0]["detail"]
+        assert again["providers"][0]["models"] == ["Qwen/Qwen2.5-7B-Instruct"]
+        woken = json.loads(cli("status", "--json", "--wake", env=env).stdout)["data"]
+        assert vllm.hits("/health") == 2 and woken["providers"][0]["status"] == "ready"

@@ -15,6 +15,7 @@ def status(
     ctx: typer.Context,
     deep: bool = typer.Option(False, "--deep", help="Also send a 1-token completion (readiness = can generate)."),
     watch: bool = typer.Option(False, "--watch", help="Refresh every routing.health_interval_s."),
+    wake: bool = typer.Option(False, "--wake", help="Probe a scaled-to-zero Modal too (starts a GPU: bills its scaledown window)."),
 ) -> None:
     """Show each provider's health, breaker and which one would answer now.
 
@@ -26,10 +27,10 @@ def status(
     out = actx.out
     settings = actx.settings()
     if watch:
-        watch_status(settings, deep=deep, render=lambda report: _render(out, report, clear=True))
+        watch_status(settings, deep=deep, wake=wake, render=lambda report: _render(out, report, clear=True))
         return
     with out.spinner("Checking providers…"):
-        report = collect_status(settings, deep=deep)
+        report = collect_status(settings, deep=deep, wake=wake)
     _render(out, report)
 
 
