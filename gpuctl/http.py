@@ -2,7 +2,8 @@
 
 Owns: the `Timeouts` budget (with a separate, longer first-byte budget for GPU cold starts),
 retry with exponential backoff for 429/502/503/504 (honouring Retry-After), written once as a
-wrapping transport so every client gets it, DEBUG logging of method/URL/status/elapsed on the
+wrapping transport so every client gets it (a request can opt out of all but a 429 with
+Retry-After: `RETRY_RATE_LIMITED_ONLY`), DEBUG logging of method/URL/status/elapsed on the
 "gpuctl.http" logger, and `redact()` for anything that may hold a key.
 
 Must not: know any provider's API, map errors to the error tree (each provider does that),
@@ -40,6 +41,12 @@ _REFUSED_STATUSES = frozenset({429, 503})
 # purpose: Vast.ai creates instances with `PUT /asks/{id}/`, and a duplicate bills. A request
 # can opt in or out with `extensions={"idempotent": True | False}`.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+# A request that must never be re-sent once it may have reached the server (Vast.ai's create:
+# a duplicate bills) sets `extensions={"retry": RETRY_RATE_LIMITED_ONLY}`: only a 429 that
+# names its wait (Retry-After) is re-sent, since that answer proves nothing was done. Its
+# caller settles every other unknown outcome itself (the create looks for its label).
+RETRY_RATE_LIMITED_ONLY = "rate_limited_only"
 
 # A server asking us to wait longer than this is not coming back soon: give its answer to the
 # caller (who may fail over) instead of blocking the command.
@@ -97,6 +104,10 @@ def _is_idempotent(request: httpx.Request) -> bool:
     return request.method.upper() in _IDEMPOTENT_METHODS
 
 
+def _rate_limited_only(request: httpx.Request) -> bool:
+    return request.extensions.get("retry") == RETRY_RATE_LIMITED_ONLY
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("retry-after")
@@ -128,6 +139,9 @@ class _RetryPolicy:
         """Seconds to wait before re-sending, or None to hand this response to the caller."""
         if attempt >= self.retries or response.status_code not in RETRY_STATUSES:
             return None
+        if _rate_limited_only(request):
+            wait = _retry_after(response) if response.status_code == 429 else None
+            return wait if wait is not None and wait <= MAX_RETRY_AFTER else None
         if response.status_code not in _REFUSED_STATUSES and not _is_idempotent(request):
             return None
         wait = _retry_after(response)
@@ -136,7 +150,7 @@ class _RetryPolicy:
         return wait if wait <= MAX_RETRY_AFTER else None
 
     def delay_for_error(self, request: httpx.Request, exc: httpx.TransportError, attempt: int) -> float | None:
-        if attempt >= self.retries:
+        if attempt >= self.retries or _rate_limited_only(request):
             return None
         # Never sent: always safe to re-send.
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):

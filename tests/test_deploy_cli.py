@@ -124,3 +124,42 @@ def test_deployments_are_in_the_ledger_and_warm_ones_reported_by_cleanup(cli, mo
     assert_exit(cli("destroy", "modal", "--yes"), 0)
     with open_state(gpuctl_home) as st:
         assert st.live_instances("modal") == []
+
+
+def test_destroy_stops_an_app_deployed_under_another_name(cli, mocker, gpuctl_home: Path) -> None:
+    mocker.patch.object(ModalSDK, "check_credentials")
+    mocker.patch.object(ModalSDK, "ensure_secret")
+    mocker.patch.object(ModalSDK, "deploy", return_value="https://org--team-llm-serve.modal.run")
+    assert_exit(cli("deploy", "modal", "--no-wait", "--app-name", "team-llm", "--min-containers", "1"), 0)
+    assert load_settings(home=gpuctl_home, env={})["modal.app_name"] == "team-llm"  # remembered
+    stop = mocker.patch.object(ModalSDK, "stop", return_value=True)
+    assert_exit(cli("destroy", "modal", "--yes"), 0)
+    assert [c.args[0] for c in stop.call_args_list] == ["team-llm"]
+
+
+def test_a_deploy_that_times_out_stays_in_the_ledger(cli, mocker, gpuctl_home: Path) -> None:
+    from gpuctl.state import open_state
+
+    mocker.patch.object(ModalSDK, "check_credentials")
+    mocker.patch.object(ModalSDK, "ensure_secret")
+    mocker.patch.object(ModalSDK, "deploy", side_effect=ProviderError("modal deploy timed out after 600s",
+                                                                      provider="modal", kind="timeout"))
+    assert_exit(cli("deploy", "modal", "--no-wait", "--app-name", "maybe-up"), 1)
+    with open_state(gpuctl_home) as st:
+        rows = st.live_instances("modal")
+    assert [(r.remote_id, r.status) for r in rows] == [("maybe-up", "unknown")]
+    stop = mocker.patch.object(ModalSDK, "stop", return_value=True)
+    assert_exit(cli("destroy", "modal", "--yes"), 0)
+    assert "maybe-up" in [c.args[0] for c in stop.call_args_list]
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("modal") == []
+
+
+def test_wait_stops_at_once_when_the_key_is_refused() -> None:
+    from gpuctl.ops.modal_deploy import wait_until_ready
+
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-real-key") as vllm:
+        with pytest.raises(ProviderError) as info:
+            wait_until_ready(vllm.url, "a-stale-key", "Qwen/Qwen2.5-7B-Instruct", progress=lambda m: None,
+                             sleep=lambda s: None, clock=lambda: 0.0, timeout_s=60)
+    assert info.value.kind == "auth" and "a-stale-key" not in info.value.message

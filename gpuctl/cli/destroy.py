@@ -26,30 +26,36 @@ def destroy(
 
     Example: gpuctl destroy --all --yes
     """
-    from gpuctl.cli.prompts import confirm
 
     actx = app_context(ctx)
     out = actx.out
     settings = actx.settings()
     if target == "modal":
-        app_name = settings["modal.app_name"]
-        if dry_run:
-            out.result({"dry_run": True, "would_stop": app_name})
-            if not out.json_mode:
-                out.info(f"Would stop Modal app {app_name} and clear modal.web_url. Dry run: nothing changed.")
-            return
-        confirm(out, f"Stop Modal app {app_name!r}? Its endpoint stops answering.", yes=yes)
-        from gpuctl.ops.modal_deploy import destroy_modal
-
-        with out.spinner(f"Stopping Modal app {app_name}…"):
-            data = destroy_modal(settings)
-        out.result(data)
-        if not out.json_mode:
-            out.info(f"Stopped {app_name}." if data["stopped"] else f"{app_name} was not deployed; nothing to stop.")
-            if data["note"]:
-                out.warn(data["note"])
+        _destroy_modal(out, settings, yes=yes, dry_run=dry_run)
         return
     _destroy_vastai(out, settings, target, instance_id, all_=all_, yes=yes, dry_run=dry_run)
+
+
+def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool) -> None:
+    from gpuctl.cli.prompts import confirm
+    from gpuctl.ops.modal_deploy import apps_to_stop, destroy_modal
+
+    names = apps_to_stop(settings)
+    listed = ", ".join(names)
+    if dry_run:
+        out.result({"dry_run": True, "would_stop": names})
+        if not out.json_mode:
+            out.info(f"Would stop Modal app(s) {listed} and clear modal.web_url. Dry run: nothing changed.")
+        return
+    confirm(out, f"Stop Modal app(s) {listed}? Their endpoints stop answering.", yes=yes)
+    with out.spinner(f"Stopping Modal app(s) {listed}…"):
+        data = destroy_modal(settings)
+    out.result(data)
+    if not out.json_mode:
+        for name, was_running in data["apps"].items():
+            out.info(f"Stopped {name}." if was_running else f"{name} was not deployed; nothing to stop.")
+        if data["note"]:
+            out.warn(data["note"])
 
 
 def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: str | None, *, all_: bool,

@@ -119,10 +119,19 @@ def deploy_modal(
         set_profile_value(settings.home, profile, "modal.api_key", api_key)
     progress("Storing the endpoint's API key in a Modal secret…")
     sdk.ensure_secret(plan.spec.secret_name, api_key)
+    if settings.source("modal.app_name") == "flag":  # `destroy modal` must find it later
+        set_profile_value(settings.home, profile, "modal.app_name", plan.spec.app_name)
     progress(f"Deploying {plan.spec.app_name} ({plan.spec.gpu}, {plan.image})…")
-    url = sdk.deploy(plan.spec, _app_file())
+    # In the ledger before Modal hears of it: a deploy that times out may still have happened.
+    row = record_deployment(settings, plan, profile)
+    try:
+        url = sdk.deploy(plan.spec, _app_file())
+    except GpuctlError as exc:
+        unknown = isinstance(exc, ProviderError) and exc.kind in ("timeout", "connect")
+        deploy_failed(settings, row, exc.message, unknown=unknown)
+        raise
     set_profile_value(settings.home, profile, "modal.web_url", url)
-    record_deployment(settings, plan, url, profile)
+    deploy_succeeded(settings, row, plan.spec.app_name, url)
     log_event("modal_deployed", app_name=plan.spec.app_name, gpu=plan.spec.gpu, modal_web_url=url)
     from gpuctl.providers.openai_compat import VLLMEndpoint
 
@@ -151,16 +160,24 @@ def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Cal
     while True:
         async def probe():  # type: ignore[no-untyped-def]
             async with VLLMEndpoint(url, provider="modal", api_key=api_key, model=model) as client:
-                return await client.health(deep=True, timeout=30.0)
+                health = await client.health(deep=True, timeout=30.0)
+                if health.status == "unhealthy":
+                    try:  # is it the key? (decided on the error's kind, never on its text)
+                        await client.models()
+                    except ProviderError as exc:
+                        if exc.kind == "auth":
+                            raise
+                return health
 
-        health = asyncio.run(probe())
+        try:
+            health = asyncio.run(probe())
+        except ProviderError as exc:
+            raise ProviderError(f"modal: the endpoint refused gpuctl's API key ({exc.message})", provider="modal",
+                                kind="auth", hint="redeploy with `gpuctl deploy modal` to refresh the Modal secret") from None
         waited = clock() - started
         if health.status == "ready":
             return True, waited, "ready: the model answered a 1-token completion"
         detail = health.detail or health.status
-        if health.status == "unhealthy" and "401" in detail:
-            raise ProviderError(f"modal: the endpoint refused gpuctl's API key ({detail})", provider="modal",
-                                kind="auth", hint="redeploy with `gpuctl deploy modal` to refresh the Modal secret")
         if waited >= timeout_s:
             return False, waited, f"not ready after {waited:.0f}s: {detail}"
         progress(f"cold start: starting a GPU container and loading weights… ({detail})")
@@ -186,15 +203,35 @@ def _close_rows(state: Any, app_name: str) -> None:
             state.mark_instance_destroyed(row.id)
 
 
-def record_deployment(settings: Settings, plan: DeployPlan, url: str, profile: str) -> None:
+def record_deployment(settings: Settings, plan: DeployPlan, profile: str) -> int:
+    """A `deploying` row, written before the deploy call; returns its id."""
     spec = plan.spec
     warm = (plan.dollars_per_hour or Decimal(0)) * spec.min_containers
     with _state(settings) as state:
-        _close_rows(state, spec.app_name)  # a redeploy replaces the app
         row = state.add_instance_intent(provider="modal", label=f"gpuctl:{profile}", profile=profile, gpu=spec.gpu,
                                         dph=str(warm))
-        state.update_instance(row, remote_id=spec.app_name, status="deployed", endpoint=url,
+        state.update_instance(row, remote_id=spec.app_name, status="deploying",
                               status_msg=f"min_containers={spec.min_containers}, max_containers={spec.max_containers}")
+        return row
+
+
+def deploy_succeeded(settings: Settings, row: int, app_name: str, url: str) -> None:
+    """The new deployment replaces the app's earlier rows (same app name)."""
+    with _state(settings) as state:
+        for old in state.live_instances("modal"):
+            if old.remote_id == app_name and old.id != row:
+                state.mark_instance_destroyed(old.id)
+        state.update_instance(row, status="deployed", endpoint=url, ready_at=state.clock())
+
+
+def deploy_failed(settings: Settings, row: int, error: str, *, unknown: bool) -> None:
+    """A refused deploy changed nothing (the earlier app, if any, still runs): drop the row. A
+    timeout may have deployed anyway: keep it live so `destroy modal` stops that app too."""
+    with _state(settings) as state:
+        if unknown:
+            state.update_instance(row, status="unknown", status_msg=f"deploy outcome unknown: {error}"[:500])
+        else:
+            state.mark_instance_destroyed(row)
 
 
 def warm_deployments(settings: Settings) -> list[dict[str, Any]]:
@@ -209,18 +246,32 @@ def warm_deployments(settings: Settings) -> list[dict[str, Any]]:
              "detail": r.status_msg} for r in rows]
 
 
+def apps_to_stop(settings: Settings) -> list[str]:
+    """The profile's app, then every other Modal app the ledger shows gpuctl deployed."""
+    from gpuctl.state import state_path
+
+    names = [settings["modal.app_name"]]
+    if state_path(settings.home).exists():
+        with _state(settings) as state:
+            names += [r.remote_id for r in state.live_instances("modal") if r.remote_id and r.remote_id not in names]
+    return names
+
+
 def destroy_modal(settings: Settings, *, sdk: ModalSDK | None = None) -> dict[str, Any]:
-    """Stop the app (nothing keeps billing) and clear `modal.web_url` from the profile."""
+    """Stop the app — and every other Modal app gpuctl's ledger shows deployed — so nothing
+    keeps billing; then clear `modal.web_url` from the profile."""
     sdk = sdk or ModalSDK()
     sdk.check_credentials()
-    app_name = settings["modal.app_name"]
-    stopped = sdk.stop(app_name)
+    names = apps_to_stop(settings)
     with _state(settings) as state:
-        _close_rows(state, app_name)
+        stopped = {name: sdk.stop(name) for name in names}
+        for name in names:
+            _close_rows(state, name)
     cleared = False
     if settings.profile is not None:
         cleared = unset_profile_value(settings.home, settings.profile, "modal.web_url")
-    log_event("modal_stopped", app_name=app_name, was_running=stopped)
-    return {"app_name": app_name, "stopped": stopped, "web_url_cleared": cleared,
+    for name, was_running in stopped.items():
+        log_event("modal_stopped", app_name=name, was_running=was_running)
+    return {"app_name": names[0], "stopped": stopped[names[0]], "apps": stopped, "web_url_cleared": cleared,
             "note": None if settings.source("modal.web_url").startswith(("profile", "default"))
             else f"modal.web_url still comes from {settings.source('modal.web_url')}; unset it there"}

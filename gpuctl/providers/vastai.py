@@ -2,8 +2,8 @@
 
 The client owns the calls in facts/PROVIDERS.md ("Vast.ai REST API") — search offers, create,
 list (following `next_token`), show, label, destroy, current user — and maps every failure to
-`ProviderError(provider="vastai", kind=...)`. Timeouts and retries (429/502/503/504, never a
-re-sent create after a 502/504) come from `gpuctl.http.build_client`.
+`ProviderError(provider="vastai", kind=...)`. Timeouts and retries (429/502/503/504) come from
+`gpuctl.http.build_client`; a create is never re-sent, except after a 429 with Retry-After.
 
 Why not the `vastai` SDK: it is synchronous `requests` code with a fixed 120 s timeout, untyped
 errors and exact pins of heavy packages; a dozen typed calls over httpx are easier to test.
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.http import Timeouts, build_client, redact
+from gpuctl.http import RETRY_RATE_LIMITED_ONLY, Timeouts, build_client, redact
 
 log = logging.getLogger("gpuctl.providers.vastai")
 
@@ -228,9 +228,10 @@ class VastAIClient:
         """Rent `offer_id` on demand; returns the new instance id (it bills from now on).
 
         `env` holds docker options as keys too, e.g. `{"-p 8000:8000": "1", "HF_TOKEN": ...}`.
-        A create is never re-sent after an answer that may come after it was acted on (502/504,
-        dropped connection): a duplicate would bill. Such a failure leaves an instance whose
-        label is ours, for cleanup to find.
+        A create is never re-sent, whatever failed (5xx, even 503; a timeout; a dropped or
+        refused connection): a duplicate would bill. The one exception is a 429 with
+        Retry-After, which proves nothing was done. Any other failure may still have created an
+        instance: the caller looks for its label (see `gpuctl.vast.lifecycle`).
         """
         body = {
             "client_id": "me",
@@ -244,7 +245,8 @@ class VastAIClient:
             "price": None,
         }
         what = f"create instance from offer {offer_id}"
-        data = self._call("PUT", f"/api/v0/asks/{int(offer_id)}/", what, json_body=body)
+        data = self._call("PUT", f"/api/v0/asks/{int(offer_id)}/", what, json_body=body,
+                          retry=RETRY_RATE_LIMITED_ONLY)
         new_id = _int(data.get("new_contract"))
         if new_id is None:
             raise _malformed(what, "the reply has no `new_contract` id")
@@ -269,7 +271,8 @@ class VastAIClient:
                 "limit": json.dumps(LIST_PAGE_LIMIT),
             }
             if token is not None:
-                params["after_token"] = json.dumps(token)
+                # Sent bare, as the official client sends string values (and as Vast issued it).
+                params["after_token"] = token
             data = self._call("GET", "/api/v1/instances/", what, params=params)
             page = data.get("instances")
             if not isinstance(page, list):
@@ -338,16 +341,21 @@ class VastAIClient:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
+        retry: str | None = None,
     ) -> dict[str, Any]:
         """One request; a JSON object back, or a ProviderError saying what failed and how."""
-        extensions = {"idempotent": idempotent} if idempotent is not None else None
+        extensions: dict[str, Any] = {}
+        if idempotent is not None:
+            extensions["idempotent"] = idempotent
+        if retry is not None:
+            extensions["retry"] = retry
         try:
             response = self._http.request(
                 method,
                 path,
                 json=json_body,
                 params=dict(params) if params is not None else None,
-                extensions=extensions,
+                extensions=extensions or None,
             )
         except httpx.TimeoutException as exc:
             raise ProviderError(

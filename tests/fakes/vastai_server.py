@@ -161,6 +161,8 @@ class FakeInstance:
     destroyed_at: float | None = None
     fault: str | None = None  # None | "stuck" | "cdi"
     host_port: int | None = None  # overrides FakeVast.endpoint_port for this one
+    dph_total: float | None = None  # the live price, once the host changed it (else the offer's)
+    hidden_lists: int = 0  # instance-list calls still to come that do not show it yet
 
     @property
     def machine_id(self) -> int | None:
@@ -179,11 +181,17 @@ class _StatusFault:
 
 @dataclass
 class _CreateFault:
-    status: int  # 200 means {"success": false, "msg": ...}
+    status: int  # 200 means {"success": false, "msg": ...}; DROP closes the connection unanswered
     msg: str
     times: int | None
     offer_id: int | None = None
     machine_id: int | None = None
+    creates: bool = False  # the instance is created all the same (the reply is what failed)
+    visible_after_lists: int = 0
+
+
+# A "status" that closes the connection without any answer (the client sees a dropped connection).
+DROP = -1
 
 
 class FakeVast:
@@ -341,6 +349,20 @@ class FakeVast:
         """The next `n` creates fail: `status` 500 (or any error status), or 200 with success false."""
         with self._lock:
             self._create_faults.append(_CreateFault(status=status, msg=msg, times=n))
+
+    def create_but_fail(self, n: int = 1, *, status: int = 500, visible_after_lists: int = 0,
+                        msg: str = "Internal Server Error") -> None:
+        """The next `n` creates make the instance, yet fail at the HTTP level: `status` (5xx), or
+        DROP (the connection closes without an answer). The instance is missing from the next
+        `visible_after_lists` instance listings (a create still in flight), then listed."""
+        with self._lock:
+            self._create_faults.append(_CreateFault(status=status, msg=msg, times=n, creates=True,
+                                                    visible_after_lists=visible_after_lists))
+
+    def set_price(self, instance_id: int, dph_total: float | str | Decimal) -> None:
+        """The host changed the instance's price (at contract renewal): lists and shows report it."""
+        with self._lock:
+            self.instances[instance_id].dph_total = float(Decimal(str(dph_total)))
 
     def fail_creates_for(
         self,
@@ -592,6 +614,14 @@ class FakeVast:
     def _create(self, offer_id: int, body: Any) -> tuple[int, Any, dict[str, str]]:
         offer = self.offers.get(offer_id)
         fault = self._take_create_fault(offer, offer_id)
+        if fault is not None and fault.creates:
+            if offer is None or not isinstance(body, dict):
+                return 400, _fail("invalid_args", "create_but_fail needs a valid create"), {}
+            inst = self._new_instance(dict(offer), body)
+            inst.hidden_lists = fault.visible_after_lists
+            if self.consume_offers:
+                offer["rentable"], offer["rented"] = False, True
+            return fault.status, _fail("server_error", fault.msg), {}
         if fault is not None:
             if fault.status == 200:
                 return 200, _fail("invalid_args", fault.msg), {}
@@ -619,10 +649,18 @@ class FakeVast:
             select = _json_param(query, "select_filters", {})
             order_by = _json_param(query, "order_by", [{"col": "id", "dir": "asc"}])
             limit = int(_json_param(query, "limit", 25))
-            token = _json_param(query, "after_token", None)
         except ValueError as exc:
             return 400, _fail("invalid_args", str(exc)), {}
-        live = [self._render(i) for i in self.instances.values() if not i.destroyed]
+        # The official client sends string values bare and passes `next_token` back as issued.
+        token = query.get("after_token")
+        if token is not None and token.startswith('"'):
+            return 400, _fail("invalid_args", "after_token must be the bare next_token, not JSON-quoted"), {}
+        if token in (None, "", "null"):
+            for inst in self.instances.values():  # a new listing: creates in flight come closer
+                if inst.hidden_lists > 0:
+                    inst.hidden_lists -= 1
+                    inst.hidden_lists = -inst.hidden_lists - 1  # hidden from this listing (see below)
+        live = [self._render(i) for i in self.instances.values() if not i.destroyed and i.hidden_lists == 0]
         try:
             rows = [r for r in live if _matches(r, select or {})]
         except ValueError as exc:
