@@ -158,8 +158,8 @@ def test_a_deploy_that_times_out_stays_in_the_ledger(cli, mocker, gpuctl_home: P
 def test_wait_stops_at_once_when_the_key_is_refused() -> None:
     from gpuctl.ops.modal_deploy import wait_until_ready
 
-    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-real-key") as vllm:
-        with pytest.raises(ProviderError) as info:
-            wait_until_ready(vllm.url, "a-stale-key", "Qwen/Qwen2.5-7B-Instruct", progress=lambda m: None,
-                             sleep=lambda s: None, clock=lambda: 0.0, timeout_s=60)
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-real-key") as vllm, \
+            pytest.raises(ProviderError) as info:
+        wait_until_ready(vllm.url, "a-stale-key", "Qwen/Qwen2.5-7B-Instruct", progress=lambda m: None,
+                         sleep=lambda s: None, clock=lambda: 0.0, timeout_s=60)
     assert info.value.kind == "auth" and "a-stale-key" not in info.value.message

@@ -243,6 +243,7 @@ class FakeVast:
         self._stuck: list[tuple[int | None, int | None]] = []
         self._cdi: list[tuple[int | None, int | None]] = []
         self._destroy_faults: dict[int, int | None] = {}  # id -> remaining times (None: always)
+        self._hidden_now: set[int] = set()  # instances the current listing leaves out
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -524,7 +525,7 @@ class FakeVast:
             "gpu_name": offer.get("gpu_name"),
             "num_gpus": offer.get("num_gpus"),
             "gpu_ram": offer.get("gpu_ram"),
-            "dph_total": offer.get("dph_total"),
+            "dph_total": inst.dph_total if inst.dph_total is not None else offer.get("dph_total"),
             "start_date": inst.created_at,
             "public_ipaddr": "127.0.0.1",
             "ports": ports,
@@ -655,12 +656,11 @@ class FakeVast:
         token = query.get("after_token")
         if token is not None and token.startswith('"'):
             return 400, _fail("invalid_args", "after_token must be the bare next_token, not JSON-quoted"), {}
-        if token in (None, "", "null"):
-            for inst in self.instances.values():  # a new listing: creates in flight come closer
-                if inst.hidden_lists > 0:
-                    inst.hidden_lists -= 1
-                    inst.hidden_lists = -inst.hidden_lists - 1  # hidden from this listing (see below)
-        live = [self._render(i) for i in self.instances.values() if not i.destroyed and i.hidden_lists == 0]
+        if token in (None, "", "null"):  # a new listing: creates in flight come one listing closer
+            self._hidden_now = {i.id for i in self.instances.values() if i.hidden_lists > 0}
+            for instance_id in self._hidden_now:
+                self.instances[instance_id].hidden_lists -= 1
+        live = [self._render(i) for i in self.instances.values() if not i.destroyed and i.id not in self._hidden_now]
         try:
             rows = [r for r in live if _matches(r, select or {})]
         except ValueError as exc:
@@ -795,8 +795,6 @@ def _json_param(query: Mapping[str, str], name: str, default: Any) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        if name == "after_token":
-            return raw  # tolerate a bare token
         raise ValueError(f"{name} is not JSON") from None
 
 
@@ -899,6 +897,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake: answer, and keep it for the test to see
             fake.internal_errors.append(f"{self.command} {self.path}: {exc!r}")
             status, body, extra = 500, _fail("fake_bug", repr(exc)), {}
+        if status == DROP:  # the request was acted on, but no answer ever leaves
+            self.close_connection = True
+            return
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             self.send_response(status)
