@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 import os
 import re
 import tempfile
@@ -122,7 +123,14 @@ def gpuctl_home(env: Mapping[str, str] | None = None) -> Path:
 
 
 def ensure_home(home: Path) -> Path:
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise ConfigError(f"GPUCTL_HOME {home} exists but is not a directory",
+                          hint="point GPUCTL_HOME at a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create GPUCTL_HOME {home}: {exc.strerror}",
+                          hint="point GPUCTL_HOME at a writable directory") from None
     return home
 
 
@@ -243,6 +251,8 @@ def _coerce(key: Key, value: Any, origin: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             result = float(value)
+            if not math.isfinite(result):  # "nan" parses as a float and slips past every bound
+                raise ValueError
         elif typ is list:
             if isinstance(value, str):
                 result = [part.strip() for part in value.split(",") if part.strip()]
@@ -281,7 +291,8 @@ def _coerce(key: Key, value: Any, origin: str) -> Any:
 
 
 def _type_word(typ: type) -> str:
-    return {bool: "true or false", int: "a whole number", float: "a number", list: "a list of names", str: "text"}[typ]
+    return {bool: "true or false", int: "a whole number", float: "a finite number", list: "a list of names",
+            str: "text"}[typ]
 
 
 def _show(key: Key, value: Any) -> str:
@@ -290,8 +301,9 @@ def _show(key: Key, value: Any) -> str:
     return repr(value)
 
 
-def validate_profile_data(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    """Check a parsed profile: known sections and keys (with did-you-mean), types, ranges."""
+def validate_profile_data(data: Mapping[str, Any], origin: str, *, is_config: bool = False) -> dict[str, Any]:
+    """Check a parsed profile (or config.toml, which may also name the active profile): known
+    sections and keys (with did-you-mean), types, ranges."""
     clean: dict[str, Any] = {}
     for section, table in data.items():
         if section in FREE_SECTIONS:
@@ -299,7 +311,13 @@ def validate_profile_data(data: Mapping[str, Any], origin: str) -> dict[str, Any
                 raise ConfigError(f"{origin}: [{section}] must be a table")
             clean[section] = dict(table)
             continue
-        if section == "active_profile":  # config.toml only; the caller decides if it is allowed
+        if section == "active_profile":
+            if not is_config:
+                raise ConfigError(f"{origin}: active_profile belongs in config.toml, not in a profile",
+                                  hint="use `gpuctl profile use NAME`")
+            if not isinstance(table, str) or not PROFILE_NAME_RE.match(table):
+                raise ConfigError(f"{origin}: active_profile must be a profile name, got {table!r}",
+                                  hint="use `gpuctl profile use NAME`")
             clean[section] = table
             continue
         if section not in SECTIONS:
@@ -409,10 +427,13 @@ def load_settings(
     defaults_data: dict[str, Any] = {}
     cfg = config_path(home)
     if cfg.exists():
-        defaults_data = validate_profile_data(read_toml(cfg), str(cfg))
+        defaults_data = validate_profile_data(read_toml(cfg), str(cfg), is_config=True)
     profile_data: dict[str, Any] = {}
     pfile: Path | None = None
     if name is not None:
+        if not PROFILE_NAME_RE.match(name):
+            raise ConfigError(f"profile name {name!r} (from {why}) is not valid",
+                              hint="names use letters, digits, '-', '_' and '.'")
         pfile = profile_path(home, name)
         if not pfile.exists():
             raise ConfigError(

@@ -99,7 +99,7 @@ def test_bad_profiles_exit_3_with_one_line(cli, gpuctl_home: Path, content: str,
 
 
 def test_bad_env_value_names_the_variable(gpuctl_home: Path) -> None:
-    with pytest.raises(ConfigError, match=r"env VASTAI_BUDGET_LIMIT: vastai\.budget_limit must be a number"):
+    with pytest.raises(ConfigError, match=r"env VASTAI_BUDGET_LIMIT: vastai\.budget_limit must be a finite number"):
         config.load_settings(env={"VASTAI_BUDGET_LIMIT": "lots"}, home=gpuctl_home)
 
 
@@ -175,3 +175,44 @@ def test_create_from_file(cli, gpuctl_home: Path) -> None:
     assert_exit(cli("profile", "create", "prod", "--from", str(src)), 0)
     s = config.load_settings(home=gpuctl_home, env={}, profile="prod")
     assert s["routing.failure_threshold"] == 3 and s.source("routing.failure_threshold") == "profile prod"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_numbers_are_refused(gpuctl_home: Path, value: str) -> None:
+    # nan passes every `<`/`>` bound, so it would quietly switch budgets off
+    with pytest.raises(ConfigError, match="finite number"):
+        config.load_settings(env={"VASTAI_BUDGET_LIMIT": value}, home=gpuctl_home)
+
+
+def test_profile_may_not_name_the_active_profile(cli, gpuctl_home: Path) -> None:
+    path = config.profile_path(gpuctl_home, "p")
+    path.parent.mkdir(parents=True)
+    path.write_text('active_profile = "x"\n')
+    result = cli("profile", "show", "p")
+    assert_exit(result, 3)
+    assert "active_profile belongs in config.toml" in result.stderr
+
+
+def test_gpuctl_home_that_is_a_file_is_a_config_error(cli, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = cli("profile", "create", "dev", env={"GPUCTL_HOME": str(not_a_dir)})
+    assert_exit(result, 3)
+    assert "not a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_url_credentials_are_masked_in_human_output(cli, gpuctl_home: Path) -> None:
+    assert_exit(cli("profile", "create", "dev"), 0)
+    result = cli("profile", "set", "endpoint.url", "https://user:hunter2pass@llm.example")
+    assert_exit(result, 0)
+    assert "hunter2pass" not in result.stderr + result.stdout
+    for args in (("profile", "show"), ("profile", "show", "--resolved")):
+        shown = cli(*args)
+        assert "hunter2pass" not in shown.stdout + shown.stderr
+
+
+def test_profile_create_with_a_broken_config_writes_nothing(cli, gpuctl_home: Path) -> None:
+    gpuctl_home.mkdir(parents=True)
+    config.config_path(gpuctl_home).write_text("active_profile = \n")
+    assert_exit(cli("profile", "create", "q"), 3)
+    assert not config.profile_path(gpuctl_home, "q").exists()

@@ -269,7 +269,8 @@ def test_show_and_destroy_of_a_gone_instance(vast: FakeVast, api: httpx.Client) 
 
 
 def list_page(api: httpx.Client, **params: Any) -> httpx.Response:
-    encoded = {k: json.dumps(v) for k, v in params.items()}
+    # As the official client 1.9.1 encodes: strings bare, everything else as JSON.
+    encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
     return api.get("/api/v1/instances/", params=encoded)
 
 
@@ -299,6 +300,11 @@ def test_list_paginates_with_tokens_and_counts_labels() -> None:
         body = list_page(client, select_filters={"label": {"eq": "gpuctl:a"}}, order_by=[{"col": "id", "dir": "desc"}]).json()
         assert [i["id"] for i in body["instances"]] == [ids[3], ids[1]]
         assert list_page(client, after_token="bogus").status_code == 400
+        # A JSON-quoted token is not what the official client sends: refused, so a client that
+        # quotes it fails here rather than against the real API.
+        quoted = client.get("/api/v1/instances/", params={"after_token": json.dumps("page-2")})
+        assert quoted.status_code == 400 and "bare" in quoted.json()["msg"]
+        assert list_page(client, after_token="page-2").status_code == 200
 
 
 def test_list_shows_running_seeded_instances_with_endpoint(vast: FakeVast, api: httpx.Client) -> None:

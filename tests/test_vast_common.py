@@ -100,6 +100,7 @@ def vast_env(monkeypatch: pytest.MonkeyPatch, real_time_vast: FakeVast) -> FakeV
     monkeypatch.setenv("VAST_URL", real_time_vast.url)
     monkeypatch.setenv("VASTAI_API_KEY", KEY)
     monkeypatch.setattr(lifecycle, "POLL_S", 0.0)
+    monkeypatch.setattr(lifecycle, "CREATE_LOOKUP_S", 0.0)  # one look for a create of unknown outcome
     return real_time_vast
 
 

@@ -4,7 +4,11 @@ instance's endpoint: the happy path through the router, failure paths, Ctrl-C, b
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,10 +18,11 @@ from gpuctl.errors import BudgetError, ProviderError, UsageError
 from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import State, open_state
 from gpuctl.vast import lifecycle
+from gpuctl.vast.instances import budget_lock, try_lock
 from gpuctl.vast.lifecycle import LaunchInterrupted, launch, plan_launch
 from tests import test_vast_common as common
 from tests.conftest import assert_exit
-from tests.fakes.vastai_server import FakeClock, FakeVast
+from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast
 from tests.fakes.vllm_server import FakeVLLM
 from tests.test_vast_common import KEY, MODEL, Sleeper, create_ids, health
 
@@ -142,6 +147,18 @@ def test_no_wait_returns_once_created(cli, vast_env: FakeVast, gpuctl_home: Path
     assert vast_env.received("GET", f"/api/v0/instances/{instance['instance_id']}/") == []
 
 
+def test_a_create_of_unknown_outcome_in_the_cli_is_exit_1_and_points_at_cleanup(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                              gpuctl_home: Path) -> None:
+    vast_env.create_but_fail(1, status=504, visible_after_lists=1000)
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "may have created an instance all the same" in result.stderr and "gpuctl cleanup" in result.stderr
+    assert create_ids(vast_env) == [102] and len(vast_env.live_ids()) == 1
+    with open_state(gpuctl_home) as st:
+        (row,) = st.live_instances("vastai")
+    assert row.status == "failed" and row.remote_id is None
+
+
 def test_ctrl_c_in_the_cli_destroys_and_exits_130(cli, vast_env: FakeVast, monkeypatch, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
@@ -199,6 +216,77 @@ def test_destroy_all_when_the_list_lies_still_destroys_ledger_rows(cli, vast_env
     assert vast_env.live_ids() == set() and "could not be read" in result.stderr
 
 
+def test_destroy_all_with_an_unreadable_list_is_exit_1_even_with_an_empty_ledger(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    """Finding 4: nothing in the ledger, but the list could not be read: instances the ledger
+    does not know may be billing."""
+    vast_env.seed_instance(label="gpuctl:laptop:0123456789ab")
+    vast_env.set_list_fault("malformed")
+    for args in (("destroy", "--all", "--yes"), ("destroy", "--all", "--dry-run")):
+        result = cli(*args)
+        assert_exit(result, 1)
+        assert "instance list could not be read" in result.stderr
+    result = cli("--json", "destroy", "--all", "--yes")
+    assert_exit(result, 1)
+    assert json.loads(result.stdout)["status"] == "error"
+    assert len(vast_env.live_ids()) == 1
+
+
+def test_destroy_all_marks_an_id_less_row_only_when_a_non_empty_list_lacks_it_past_the_grace(
+        settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Finding 1 (destroy --all): an empty list, or a create that may still be in flight, is no
+    proof that an intent row never created anything."""
+    from gpuctl.errors import PartialError
+    from gpuctl.vast.destroy import execute_destroy, plan_destroy
+    from gpuctl.vast.instances import make_label
+
+    row_id = state.add_instance_intent(provider="vastai", label=make_label("default"), dph="0.18")
+    clock.advance(20 * 60)
+    vast.set_list_fault("empty")
+    with pytest.raises(PartialError):
+        execute_destroy(client, state, plan_destroy(client, state, all_=True), home=settings.home, clock=clock)
+    row = state.get_instance(row_id)
+    assert row is not None and row.live and row.cost is None
+    vast.set_list_fault(None)
+    vast.seed_instance(label="my-own-box")  # a non-empty list that lacks its label
+    young = state.add_instance_intent(provider="vastai", label=make_label("default"), dph="0.18")
+    with pytest.raises(PartialError) as err:  # the young one may still appear
+        execute_destroy(client, state, plan_destroy(client, state, all_=True), home=settings.home, clock=clock)
+    results = {r["ledger_row"]: r["result"] for r in err.value.data["results"]}  # type: ignore[index]
+    assert results == {row_id: "marked", young: "failed"}
+    assert not state.get_instance(row_id).live and state.get_instance(young).live  # type: ignore[union-attr]
+
+
+def test_an_id_less_row_on_an_empty_account_is_cleared_by_naming_its_label(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                           gpuctl_home: Path) -> None:
+    """The way out of finding 1's guard: a create of unknown outcome on an otherwise empty
+    account. No list can prove it never happened; the user, having checked, can say so."""
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with open_state(gpuctl_home) as st:
+        row_id = st.add_instance_intent(provider="vastai", label="gpuctl:default:0123456789ab", dph="0.18")
+        st.update_instance(row_id, status="failed", created_at=st.clock() - 3600)
+    cleaned = cli("cleanup")
+    assert_exit(cleaned, 1)
+    assert "gpuctl destroy gpuctl:default:0123456789ab --yes" in cleaned.stderr
+    every = cli("destroy", "--all", "--yes")
+    assert_exit(every, 4)
+    assert "does not prove its create never happened" in every.stdout + every.stderr
+    assert_exit(cli("destroy", "gpuctl:default:0123456789ab"), 2)  # no --yes, no terminal: refused
+    named = cli("--json", "destroy", "gpuctl:default:0123456789ab", "--yes")
+    assert_exit(named, 0)
+    assert json.loads(named.stdout)["data"]["results"][0]["result"] == "marked"
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("vastai") == [] and st.get_instance(row_id).cost == "0"  # type: ignore[union-attr]
+    assert_exit(cli("cleanup"), 0)
+    assert_exit(cli("destroy", "gpuctl:default:0123456789ab", "--yes"), 2)  # nothing left by that label
+
+
+def test_destroy_by_label_destroys_the_instance_that_carries_it(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    iid = vast_env.seed_instance(label="gpuctl:laptop:0123456789ab")
+    assert_exit(cli("destroy", "gpuctl:laptop:0123456789ab", "--yes"), 0)
+    assert iid not in vast_env.live_ids()
+    assert_exit(cli("destroy", "gpuctl:laptop:0123456789ab", "--all", "--yes"), 2)
+
+
 def test_destroy_failure_is_partial(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
     first = json.loads(cli("--json", "launch", "--yes").stdout)["data"]["instance"]["instance_id"]
     second = json.loads(cli("--json", "launch", "--yes").stdout)["data"]["instance"]["instance_id"]
@@ -213,16 +301,177 @@ def test_destroy_failure_is_partial(cli, vast_env: FakeVast) -> None:  # type: i
 # -- failure paths (fake clock) ---------------------------------------------------------------------
 
 
-def test_create_500_moves_to_the_next_offer(settings: Settings, client: VastAIClient, state: State,
-                                             vast: FakeVast, clock: FakeClock) -> None:
-    vast.fail_creates_for(offer_id=102)
+@pytest.mark.parametrize("status", [200, 404])
+def test_create_refused_outright_moves_to_the_next_offer(settings: Settings, client: VastAIClient, state: State,
+                                                         vast: FakeVast, clock: FakeClock, status: int) -> None:
+    vast.fail_creates_for(offer_id=102, status=status, msg="Offer no longer available")
     result = run_launch(settings, client, state, clock)
     assert result.ready and create_ids(vast) == [102, 101]
-    assert [a.outcome for a in result.attempts] == ["failed", "ready"] and "HTTP 500" in result.attempts[0].reason
+    assert [a.outcome for a in result.attempts] == ["failed", "ready"] and "no longer available" in result.attempts[0].reason
     rows = state.instances("vastai")
     assert rows[0].status == "destroyed" and rows[0].cost == "0" and rows[0].remote_id is None
-    assert state.excluded_machines("vastai") == {}  # a server error says nothing about the machine
+    assert state.excluded_machines("vastai") == {}  # a refused create says nothing about the machine
     assert vast.live_ids() == {result.instance_id}
+
+
+def list_calls(vast: FakeVast) -> int:
+    return len([r for r in vast.received("GET", "/api/v1/instances/") if "after_token" not in r.query])
+
+
+def test_create_500_polls_for_its_label_then_stops_and_keeps_the_row(settings: Settings, client: VastAIClient,
+                                                                     state: State, vast: FakeVast,
+                                                                     clock: FakeClock) -> None:
+    """Findings 1 and 5: a 500 may have created an instance; nothing listed yet proves nothing."""
+    vast.fail_creates_for(offer_id=102)  # (in truth nothing was created)
+    start = clock()
+    with pytest.raises(ProviderError, match="may have created an instance all the same") as err:
+        run_launch(settings, client, state, clock)
+    assert "gpuctl cleanup" in (err.value.hint or "")
+    assert create_ids(vast) == [102]  # no further offer: a second instance could bill alongside
+    assert clock() - start >= lifecycle.CREATE_LOOKUP_S and list_calls(vast) == 7  # every 10 s for 60 s
+    (row,) = state.live_instances("vastai")
+    assert row.status == "failed" and row.remote_id is None and row.cost is None
+    # It counts against the budget until cleanup settles it.
+    from gpuctl.vast import budget
+
+    assert budget.spent(state.instances("vastai"), clock()) > 0
+    assert budget.reserved(state.instances("vastai"), 45) == Decimal("0.135")
+
+
+def test_create_listed_late_is_found_destroyed_and_the_next_offer_tried(settings: Settings, client: VastAIClient,
+                                                                        state: State, vast: FakeVast,
+                                                                        clock: FakeClock) -> None:
+    """Finding 5: the create failed at HTTP level but went through, and is listed only on the
+    4th listing. One immediate look would have called it never-created and rented a second."""
+    vast.create_but_fail(1, status=502, visible_after_lists=3)
+    result = run_launch(settings, client, state, clock)
+    assert result.ready and create_ids(vast) == [102, 101]
+    first = state.instances("vastai")[0]
+    assert first.status == "destroyed" and first.remote_id == str(FIRST_INSTANCE_ID)
+    assert "yet it was created" in (first.status_msg or "")
+    assert vast.instance(FIRST_INSTANCE_ID).destroyed and vast.live_ids() == {result.instance_id}
+    assert list_calls(vast) == 4
+
+
+def test_dropped_create_never_listed_stops_the_launch_and_cleanup_finishes_it(settings: Settings,
+                                                                              client: VastAIClient, state: State,
+                                                                              vast: FakeVast, clock: FakeClock) -> None:
+    vast.create_but_fail(1, status=DROP, visible_after_lists=1000)
+    with pytest.raises(ProviderError, match="may have created") as err:
+        run_launch(settings, client, state, clock)
+    assert err.value.kind == "connect"
+    assert create_ids(vast) == [102] and vast.live_ids() == {FIRST_INSTANCE_ID}  # billing, but not unseen:
+    (row,) = state.live_instances("vastai")
+    assert row.status == "failed" and row.remote_id is None
+    vast.instance(FIRST_INSTANCE_ID).hidden_lists = 0  # Vast lists it at last
+    from gpuctl.vast.cleanup import run_cleanup
+
+    report = run_cleanup(settings, client=client, state=state, clock=clock,
+                         probe=lambda e, k, m: health("unhealthy", "connection refused"))
+    assert [(a.instance_id, a.result) for a in report.actions] == [(FIRST_INSTANCE_ID, "destroyed")]
+    assert "launch abandoned" in report.actions[0].reason
+    assert vast.live_ids() == set() and state.live_instances("vastai") == []
+
+
+def test_a_show_answering_null_is_destroyed_before_it_is_marked(settings: Settings, client: VastAIClient,
+                                                                 state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Finding 8: `{"instances": null}` by mistake must not leave a billing instance marked gone."""
+    vast.inject_status(200, times=1, method="GET", path=f"/api/v0/instances/{FIRST_INSTANCE_ID}/",
+                       body={"instances": None})
+    result = run_launch(settings, client, state, clock)
+    assert result.ready and create_ids(vast) == [102, 101]
+    assert vast.received("DELETE", f"/api/v0/instances/{FIRST_INSTANCE_ID}/")
+    assert vast.instance(FIRST_INSTANCE_ID).destroyed and vast.live_ids() == {result.instance_id}
+    first = state.instances("vastai")[0]
+    assert first.status == "destroyed" and first.cost is not None
+
+
+def test_a_crash_whose_destroy_fails_names_the_instance(settings: Settings, client: VastAIClient, state: State,
+                                                        vast: FakeVast, clock: FakeClock) -> None:
+    """Finding 9: the destroy failure during an abort is the news, not the crash alone."""
+    def probe(endpoint: str, key: str | None, model: str | None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the probe")
+
+    vast.fail_destroy(FIRST_INSTANCE_ID)
+    with pytest.raises(ProviderError) as err:
+        run_launch(settings, client, state, clock, probe=probe)
+    assert f"gpuctl destroy {FIRST_INSTANCE_ID} --yes" in err.value.message and "may still bill" in err.value.message
+    assert isinstance(err.value.__cause__, RuntimeError)
+    (row,) = state.live_instances("vastai")
+    assert row.status == "failed" and row.remote_id == str(FIRST_INSTANCE_ID)
+    assert vast.live_ids() == {FIRST_INSTANCE_ID}
+
+
+def test_vast_statuses_are_stored_as_ones_cleanup_knows(settings: Settings, client: VastAIClient, state: State,
+                                                        vast: FakeVast, clock: FakeClock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Finding 7: Vast's own statuses (`scheduling`, `offline`, ...) are not ledger statuses."""
+    real_show = client.get_instance
+    shows = iter(["scheduling", "offline"])
+
+    def odd_status(instance_id: int):  # type: ignore[no-untyped-def]
+        inst = real_show(instance_id)
+        odd = next(shows, None)
+        return dataclasses.replace(inst, actual_status=odd) if inst is not None and odd else inst
+
+    stored: list[str] = []
+    real_update = state.update_instance
+
+    def spy(row_id: int, **changes):  # type: ignore[no-untyped-def]
+        if "status" in changes:
+            stored.append(changes["status"])
+        real_update(row_id, **changes)
+
+    monkeypatch.setattr(client, "get_instance", odd_status)
+    monkeypatch.setattr(state, "update_instance", spy)
+    assert run_launch(settings, client, state, clock).ready
+    assert "scheduling" not in stored and "offline" not in stored and stored.count("loading") >= 2
+    assert set(stored) <= {"created", "loading", "running", "ready"}
+
+
+def test_the_live_price_is_recorded_while_watching(settings: Settings, client: VastAIClient, state: State,
+                                                   vast: FakeVast, clock: FakeClock) -> None:
+    """Finding 6: a host can raise the price; budgets charge the higher one."""
+    answers = iter([health("unhealthy", "loading"), health("ready")])
+
+    def probe(endpoint: str, key: str | None, model: str | None):  # type: ignore[no-untyped-def]
+        vast.set_price(FIRST_INSTANCE_ID, "0.50")
+        return next(answers)
+
+    result = run_launch(settings, client, state, clock, probe=probe)
+    (row,) = state.live_instances("vastai")
+    assert result.ready and row.dph is not None and Decimal(row.dph) == Decimal("0.5")
+
+
+def test_an_endpoint_port_containing_401_is_not_a_refused_key(settings: Settings, client: VastAIClient,
+                                                              state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Finding 11: decide on the error kind, never on text (ports like :40123 contain 401)."""
+    answers = iter([health("unhealthy", "vastai: cannot connect to http://203.0.113.9:40123 (connection refused)"),
+                    health("unhealthy", "HTTP 401 somewhere in a proxy page"), health("ready")])
+    result = run_launch(settings, client, state, clock, probe=lambda e, k, m: next(answers))
+    assert result.ready and create_ids(vast) == [102]
+
+
+def test_vllm_refusing_the_key_stops_the_launch(settings: Settings, client: VastAIClient, state: State,
+                                                clock: FakeClock) -> None:
+    with (FakeVLLM(model=MODEL, api_key="not-the-key-gpuctl-made") as strict,
+          FakeVast(api_key=KEY, offers=common.market(), clock=clock, endpoint_port=strict.port) as fake,
+          VastAIClient(KEY, api_url=fake.url, sleep=lambda s: None) as api):
+        local = load_settings(env={"VAST_URL": fake.url, "VASTAI_API_KEY": KEY}, home=settings.home)
+        with pytest.raises(ProviderError) as err:
+            run_launch(local, api, state, clock)  # the real probe, against a real (fake) vLLM
+        assert err.value.kind == "auth" and "refused gpuctl's API key" in err.value.message
+        assert create_ids(fake) == [102] and fake.live_ids() == set()
+    assert state.live_instances("vastai") == []
+
+
+def test_probe_raises_auth_only_for_a_refused_key() -> None:
+    with FakeVLLM(model=MODEL, api_key="right") as strict:
+        with pytest.raises(ProviderError) as err:
+            lifecycle.probe_vllm(strict.url, "wrong", MODEL, timeout=5)
+        assert err.value.kind == "auth"
+        assert lifecycle.probe_vllm(strict.url, "right", MODEL, timeout=5).status == "ready"
+    down = lifecycle.probe_vllm("http://127.0.0.1:1", "right", MODEL, timeout=2)  # nothing listens: not "auth"
+    assert down.status == "unhealthy"
 
 
 def test_create_that_fails_yet_creates_is_found_by_label_and_destroyed(settings: Settings, client: VastAIClient,
@@ -341,6 +590,26 @@ def test_ctrl_c_with_keep_keeps_it(settings: Settings, client: VastAIClient, sta
     assert row.status == "unattended" and row.remote_id == str(next(iter(vast.live_ids())))
 
 
+def test_ctrl_c_before_the_create_is_listed_keeps_the_row_live(settings: Settings, client: VastAIClient,
+                                                               state: State, vast: FakeVast, clock: FakeClock,
+                                                               monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Finding 1: one look at a list that does not show it yet proves nothing."""
+    vast.create_but_fail(1, status=500, visible_after_lists=2)
+    real = client.create_instance
+
+    def create_then_interrupt(offer_id: int, **kw):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(ProviderError):
+            real(offer_id, **kw)
+        raise KeyboardInterrupt  # Ctrl-C while the create was in flight
+
+    monkeypatch.setattr(client, "create_instance", create_then_interrupt)
+    with pytest.raises(LaunchInterrupted, match="whether an instance was created is unknown") as err:
+        run_launch(settings, client, state, clock)
+    assert "gpuctl cleanup" in (err.value.hint or "")
+    (row,) = state.live_instances("vastai")
+    assert row.status == "failed" and row.cost is None and vast.live_ids() == {FIRST_INSTANCE_ID}
+
+
 def test_ctrl_c_during_the_create_call_finds_it_by_label(settings: Settings, client: VastAIClient, state: State,
                                                          vast: FakeVast, clock: FakeClock, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     real = client.create_instance
@@ -381,6 +650,66 @@ def test_total_budget_counts_what_was_spent(cli, vast_env: FakeVast, gpuctl_home
     assert_exit(spent, 1)
     assert "budget is spent" in spent.stderr
     assert len(vast_env.received("POST", "/api/v0/bundles/")) == 1  # no search the second time: spent is spent
+
+
+def test_total_budget_holds_a_keep_alive_for_every_live_instance(gpuctl_home: Path, clock: FakeClock,
+                                                                  vllm: FakeVLLM) -> None:
+    """Finding 2: six `launch --no-wait` at $0.18/h under a $0.50 budget all succeeded ($0.81
+    committed). Each live instance may bill a full keep-alive more: 3 × $0.135 fit, not 4."""
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with (FakeVast(api_key=KEY, offers=common.market(), clock=clock, endpoint_port=vllm.port,
+                   consume_offers=False) as fake,
+          VastAIClient(KEY, api_url=fake.url, sleep=lambda s: None) as api,
+          open_state(gpuctl_home, clock=clock) as st):
+        limited = load_settings(env={"VAST_URL": fake.url, "VASTAI_API_KEY": KEY, "VASTAI_BUDGET_LIMIT": "0.5"},
+                                home=gpuctl_home)
+        launched, refusals = [], []
+        for _ in range(6):
+            try:
+                launched.append(run_launch(limited, api, st, clock, wait=False))
+            except BudgetError as exc:
+                refusals.append(exc)
+        assert len(launched) == 3 and len(fake.live_ids()) == 3 and len(refusals) == 3
+        assert "$0.405 held for live instances" in refusals[0].message
+        plan = plan_launch(limited, api, st, clock=clock)
+        assert plan.reserved == Decimal("0.405") and plan.as_dict()["reserved"] == "0.405"
+
+
+def test_budget_check_and_intent_row_happen_under_the_global_launch_lock(
+        settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock,
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    lock = settings.home / "locks" / "launch.lock"
+    held: list[bool] = []
+    real = state.add_instance_intent
+
+    def spy(**kw):  # type: ignore[no-untyped-def]
+        with try_lock(lock) as free:
+            held.append(not free)
+        return real(**kw)
+
+    monkeypatch.setattr(state, "add_instance_intent", spy)
+    assert run_launch(settings, client, state, clock, wait=False).instance_id
+    assert held == [True]
+    with try_lock(lock) as free:  # and released afterwards
+        assert free
+
+
+def test_a_second_launch_waits_for_the_global_launch_lock(settings: Settings, client: VastAIClient, state: State,
+                                                          vast: FakeVast, clock: FakeClock) -> None:
+    plan = plan_launch(settings, client, state, clock=clock)
+    results: list[object] = []
+
+    def second() -> None:
+        with open_state(settings.home, clock=clock) as st, VastAIClient(KEY, api_url=vast.url) as api:
+            results.append(launch(settings, plan, client=api, state=st, clock=clock, wait=False))
+
+    with budget_lock(settings.home):
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=0.3)
+        assert thread.is_alive() and vast.received("PUT") == [] and state.instances("vastai") == []
+    thread.join(timeout=10)
+    assert not thread.is_alive() and len(results) == 1 and len(vast.received("PUT")) == 1
 
 
 def test_budget_is_checked_again_before_each_retry(settings: Settings, client: VastAIClient, state: State,

@@ -213,7 +213,7 @@ def test_list_follows_next_token_across_pages(sleeps: Sleeps) -> None:
         assert json.loads(first["order_by"]) == [{"col": "id", "dir": "asc"}]
         assert json.loads(first["limit"]) == 25
         assert "after_token" not in first
-        assert json.loads(second["after_token"]) == "page-2"
+        assert second["after_token"] == "page-2"  # bare, as the official client sends it
 
 
 def test_empty_list_is_returned_as_empty(vast: FakeVast, client: VastAIClient) -> None:
@@ -296,7 +296,7 @@ def test_success_false_is_a_failure_with_vasts_message(vast: FakeVast, client: V
     assert vast.live_ids() == set()
 
 
-@pytest.mark.parametrize("status", [500, 502, 504])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_create_is_never_resent_after_an_ambiguous_failure(vast: FakeVast, client: VastAIClient, status: int) -> None:
     vast.fail_next_creates(1, status=status, msg="upstream trouble")
     with pytest.raises(ProviderError) as info:
@@ -304,6 +304,42 @@ def test_create_is_never_resent_after_an_ambiguous_failure(vast: FakeVast, clien
     assert info.value.kind == "http" and info.value.status == status
     assert "upstream trouble" in str(info.value)
     assert len(vast.received("PUT", "/api/v0/asks/102/")) == 1  # a duplicate create would bill
+
+
+@pytest.mark.parametrize("status,headers", [(503, {"Retry-After": "1"}), (429, {}), (502, {"Retry-After": "1"})])
+def test_create_is_resent_only_after_a_429_with_retry_after(vast: FakeVast, client: VastAIClient, sleeps: Sleeps,
+                                                            status: int, headers: dict[str, str]) -> None:
+    """Finding 10: a 503 used to re-send the create (the retry transport trusted 503 to mean
+    "not acted on"). Only a 429 that names its wait is re-sent; everything else is settled by
+    the label lookup in the lifecycle."""
+    vast.inject_status(status, times=1, path="/api/v0/asks/", headers=headers, body={"success": False, "msg": "busy"})
+    with pytest.raises(ProviderError) as info:
+        client.create_instance(102, image=IMAGE, env=ENV, args=ARGS, disk_gb=40, label="l")
+    assert info.value.status == status
+    assert len(vast.received("PUT", "/api/v0/asks/102/")) == 1 and sleeps.calls == []
+
+
+def test_create_is_not_resent_after_a_dropped_or_refused_connection(vast: FakeVast, client: VastAIClient,
+                                                                    sleeps: Sleeps) -> None:
+    from tests.fakes.vastai_server import DROP
+
+    vast.create_but_fail(1, status=DROP)
+    with pytest.raises(ProviderError) as info:
+        client.create_instance(102, image=IMAGE, env=ENV, args=ARGS, disk_gb=40, label="l")
+    assert info.value.kind == "connect" and len(vast.received("PUT", "/api/v0/asks/102/")) == 1
+    assert len(vast.live_ids()) == 1  # it was created: the caller must look for its label
+    seen: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ConnectError("refused", request=request)
+
+    with mock_client(refuse) as mocked, pytest.raises(ProviderError):
+        mocked.create_instance(102, image=IMAGE, env=ENV, args=ARGS, disk_gb=40, label="l")
+    assert len(seen) == 1
+    with mock_client(refuse) as mocked, pytest.raises(ProviderError):
+        mocked.current_user()  # other calls keep their retries
+    assert len(seen) == 1 + 4
 
 
 def test_429_is_retried_after_retry_after(vast: FakeVast, client: VastAIClient, sleeps: Sleeps) -> None:

@@ -63,34 +63,42 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
     from gpuctl.cli.prompts import confirm
     from gpuctl.config import ensure_home
     from gpuctl.state import open_state
-    from gpuctl.vast.instances import open_client
+    from gpuctl.vast.instances import is_gpuctl_label, open_client
     from gpuctl.vast.lifecycle import LEGACY_NOTE
 
-    if target.isdigit():  # `gpuctl destroy 12345` names a Vast.ai instance
-        if instance_id is not None:
-            raise UsageError(f"unexpected extra argument {instance_id!r}", hint="`gpuctl destroy [vastai] [ID | --all]`")
-        instance_id = target
+    label = None
+    if target.isdigit() or is_gpuctl_label(target):  # `gpuctl destroy 12345` / `gpuctl destroy gpuctl:dev:1a2b…`
+        if instance_id is not None or all_:
+            raise UsageError(f"{target!r} names one instance: no other argument or --all",
+                             hint="`gpuctl destroy [vastai] [ID | LABEL | --all]`")
+        instance_id, label = (target, None) if target.isdigit() else (None, target)
     elif target.lower() not in ("vastai", "vast"):
         raise UsageError(f"unknown target {target!r}", hint="modal, vastai, or a Vast.ai instance id")
     if instance_id is not None and not instance_id.isdigit():
         raise UsageError(f"a Vast.ai instance id is a number, got {instance_id!r}")
-    if (instance_id is None) == (not all_):
+    if label is None and (instance_id is None) == (not all_):
         raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
                          hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
     out.note(LEGACY_NOTE)
     from gpuctl.vast.destroy import execute_destroy, plan_destroy
 
     with open_client(settings) as client, open_state(ensure_home(settings.home)) as state:
-        plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_)
+        plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_,
+                            label=label)
         if not out.json_mode:
             _show_targets(out, plan)
+        plan.check_listed()  # an unreadable list is exit 1, even with nothing in the ledger
         if dry_run or not plan.targets:
             out.result({"dry_run": dry_run, **plan.as_dict()})
             if not out.json_mode:
                 out.info("Dry run: nothing was destroyed." if dry_run else "Nothing to destroy.")
             return
         ids = ", ".join(str(t.instance_id or f"ledger row {t.row.id if t.row else '?'}") for t in plan.targets)
-        confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?", yes=yes)
+        if plan.targets[0].named:  # the user's word replaces a list that cannot prove anything
+            confirm(out, f"No listed Vast.ai instance carries {label}. Mark {ids} as never created? Only if "
+                         "https://console.vast.ai shows no such instance.", yes=yes)
+        else:
+            confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?", yes=yes)
         with out.spinner("Destroying…"):
             report = execute_destroy(client, state, plan, home=settings.home)
     out.result(report.as_dict())
@@ -101,7 +109,7 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
 
 
 def _show_targets(out: Output, plan: Any) -> None:
-    if plan.list_error:
+    if plan.list_error and plan.targets:
         out.warn(f"the instance list could not be read ({plan.list_error}); destroying what the ledger knows")
     rows = [[t.instance_id or "-", t.gpu or "?", t.dph or "?", t.as_dict()["status"] or "?", t.label or ""]
             for t in plan.targets]

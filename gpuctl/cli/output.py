@@ -52,7 +52,8 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return redact(json.dumps(value, default=_json_default, ensure_ascii=False))
+    # allow_nan=False: NaN/Infinity are not JSON; settings reject them, so this never fires.
+    return redact(json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=False))
 
 
 @dataclass
@@ -100,7 +101,8 @@ class Output:
             else:
                 table.add_column(col, no_wrap=True)
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            # Cells are redacted like JSON output is: a URL can carry user:password or ?api_key=.
+            table.add_row(*("" if v is None else redact(str(v)) for v in row))
         return table
 
     # -------------------------------------------------------------- people (stderr)

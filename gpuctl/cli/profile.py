@@ -96,9 +96,10 @@ def create(
 
     out = app_context(ctx).out
     home = gpuctl_home()
+    none_active = active_profile_name(home, env={})[0] is None  # read config.toml before writing anything
     path = create_profile(home, name, from_file=from_file)
     activated = False
-    if active_profile_name(home, env={})[0] is None:
+    if none_active:
         set_active_profile(home, name)
         activated = True
     out.result({"profile": name, "file": path, "active": activated})
@@ -132,12 +133,14 @@ def set_(
     Example: gpuctl profile set modal.gpu A100-80GB
     """
     from gpuctl.config import KEYS_BY_NAME, set_profile_value
-    from gpuctl.redact import mask_secret
+    from gpuctl.redact import mask_secret, redact
 
     out = app_context(ctx).out
     home, target = _target(ctx)
     typed = set_profile_value(home, target, key, value)
     shown = mask_secret(typed) if KEYS_BY_NAME[key].secret and isinstance(typed, str) else typed
+    if isinstance(shown, str):
+        shown = redact(shown)  # a URL may carry user:password or ?api_key=
     out.result({"profile": target, "key": key, "value": shown})
     if not out.json_mode:
         out.info(f"{target}: {key} = {shown}")
@@ -164,6 +167,7 @@ def delete(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Profile to delete."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be deleted; delete nothing."),
 ) -> None:
     """Delete a profile file.
 
@@ -173,6 +177,14 @@ def delete(
     from gpuctl.config import delete_profile, gpuctl_home
 
     actx = app_context(ctx)
+    if dry_run:
+        from gpuctl.config import read_profile_masked
+
+        path, _ = read_profile_masked(gpuctl_home(), name)  # exists and is readable
+        actx.out.result({"dry_run": True, "would_delete": path})
+        if not actx.out.json_mode:
+            actx.out.info(f"Would delete profile {name} ({path}). Dry run: nothing changed.")
+        return
     confirm(actx.out, f"Delete profile {name!r} (its keys are lost)?", yes=yes)
     delete_profile(gpuctl_home(), name)
     actx.out.result({"deleted": name})

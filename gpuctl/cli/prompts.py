@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from gpuctl.cli.output import Output
-from gpuctl.errors import UsageError
+from gpuctl.errors import GpuctlError, UsageError
 
 
 def confirm(out: Output, question: str, *, yes: bool) -> None:
@@ -17,4 +17,4 @@ def confirm(out: Output, question: str, *, yes: bool) -> None:
     import typer
 
     if not typer.confirm(question, default=False, err=True):
-        raise UsageError("cancelled; nothing was changed")
+        raise GpuctlError("cancelled; nothing was changed")

@@ -2,9 +2,12 @@
 cost over the keep-alive, and what is left.
 
 Vast bills every second an instance exists (storage even while stopped), whatever the
-traffic: an instance's cost is its $/h × its lifetime. Budgets: the session budget bounds one
-launch's projection ($/h × keep-alive); the total budget bounds everything spent so far plus
-that projection. Must not: read the clock, the ledger or settings itself (callers pass them in).
+traffic: an instance's cost is its $/h × its lifetime, at the higher of the price recorded at
+launch and the live price (hosts can raise it at contract renewal; cleanup records it). Budgets:
+the session budget bounds one launch's projection ($/h × keep-alive); the total budget bounds
+everything spent so far, plus what the live instances may still bill (each one a full
+keep-alive more: `reserved`), plus that projection. Must not: read the clock, the ledger or
+settings itself (callers pass them in).
 """
 
 from __future__ import annotations
@@ -62,6 +65,19 @@ def projection(dph: Decimal, keep_alive_minutes: float) -> Decimal:
     return dph * minutes / Decimal(60)
 
 
+def higher_dph(recorded: object, live: object) -> Decimal | None:
+    """The price to charge: the higher of the one recorded and the one Vast reports now."""
+    prices = [p for p in (dec(recorded), dec(live)) if p is not None]
+    return max(prices) if prices else None
+
+
+def reserved(rows: Iterable[InstanceRow], keep_alive_minutes: float) -> Decimal:
+    """What the live rows may still bill: each a full keep-alive at its $/h (cleanup destroys
+    an idle instance only once the keep-alive has passed, so none of it is already spent).
+    Rows whose create may or may not have happened count too."""
+    return sum((projection(dec(r.dph) or Decimal(0), keep_alive_minutes) for r in rows if r.live), Decimal(0))
+
+
 def money(d: Decimal | None) -> str:
     """For people: at least cents, a third place when it matters ('2.00', '0.105'), and the
     first digits of sub-cent amounts ('0.0012')."""
@@ -84,10 +100,15 @@ class BudgetCheck:
     session_limit: Decimal
     total_limit: Decimal
     spent: Decimal
+    reserved: Decimal = Decimal(0)  # what the live instances may still bill
+
+    @property
+    def committed(self) -> Decimal:
+        return self.spent + self.reserved
 
     @property
     def left(self) -> Decimal:
-        return max(Decimal(0), self.total_limit - self.spent)
+        return max(Decimal(0), self.total_limit - self.committed)
 
     @property
     def session_ok(self) -> bool:
@@ -95,7 +116,7 @@ class BudgetCheck:
 
     @property
     def total_ok(self) -> bool:
-        return self.spent + self.projection <= self.total_limit
+        return self.committed + self.projection <= self.total_limit
 
     @property
     def ok(self) -> bool:
@@ -112,13 +133,18 @@ class BudgetCheck:
     def as_dict(self) -> dict[str, Any]:
         return {"dph": str(self.dph), "keep_alive_minutes": self.keep_alive_minutes,
                 "projection": str(self.projection), "session_limit": str(self.session_limit),
-                "total_limit": str(self.total_limit), "spent": str(self.spent), "left": str(self.left),
+                "total_limit": str(self.total_limit), "spent": str(self.spent), "reserved": str(self.reserved),
+                "left": str(self.left),
                 "session_ok": self.session_ok, "total_ok": self.total_ok, "ok": self.ok}
+
+    def _used(self) -> str:
+        held = f", ${money(self.reserved)} held for live instances" if self.reserved else ""
+        return f"${money(self.spent)} spent{held}"
 
     def summary(self) -> str:
         return (f"${money(self.dph)}/h × {self.keep_alive_minutes:g} min keep-alive = ${money(self.projection)} "
                 f"(session budget ${money(self.session_limit)}; ${money(self.left)} left of "
-                f"${money(self.total_limit)}, ${money(self.spent)} spent)")
+                f"${money(self.total_limit)}, {self._used()})")
 
     def error(self, what: str) -> BudgetError:
         """Why this launch is refused, with what is left; nothing has been spent."""
@@ -129,7 +155,7 @@ class BudgetCheck:
         else:
             message = (f"{what} at ${money(self.dph)}/h would cost ${money(self.projection)} over the "
                        f"{self.keep_alive_minutes:g}-minute keep-alive, but only ${money(self.left)} is left "
-                       f"of the ${money(self.total_limit)} Vast.ai budget (${money(self.spent)} spent)")
+                       f"of the ${money(self.total_limit)} Vast.ai budget ({self._used()})")
         cap = self.max_affordable_dph
         hint = "raise vastai.budget_limit / vastai.session_budget_limit (VASTAI_BUDGET_LIMIT, VASTAI_SESSION_BUDGET_LIMIT)"
         if cap is not None and cap > 0:
@@ -138,8 +164,8 @@ class BudgetCheck:
 
 
 def check(dph: Decimal, *, spent_so_far: Decimal, session_limit: object, total_limit: object,
-          keep_alive_minutes: float) -> BudgetCheck:
+          keep_alive_minutes: float, reserved_for_live: Decimal = Decimal(0)) -> BudgetCheck:
     return BudgetCheck(dph=dph, keep_alive_minutes=float(keep_alive_minutes),
                        projection=projection(dph, keep_alive_minutes),
                        session_limit=dec(session_limit) or Decimal(0), total_limit=dec(total_limit) or Decimal(0),
-                       spent=spent_so_far)
+                       spent=spent_so_far, reserved=reserved_for_live)

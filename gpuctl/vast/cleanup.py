@@ -14,14 +14,20 @@ starts with `gpuctl:` is judged, in this order:
   not ready within 30 minutes;
 - ready but idle past the keep-alive (last use from the usage ledger, else when it became
   ready) → destroy;
+- any other ledger status (neither ready nor unattended, no launch watching it) → destroy once
+  older than the grace period;
 - orphaned (unknown to the ledger) and older than the grace period → destroy (younger ones
   may be a launch that has not written its row yet).
 
-Ledger rows the list does not show are confirmed one by one (`show`) before being marked gone.
-An empty or malformed list while the ledger shows live instances is an API error: nothing is
-destroyed and nothing marked (an empty answer read as "none" made a major tool leak paid
-instances in 2026). A second concurrent run returns at once (fcntl lock on
-GPUCTL_HOME/cleanup.lock). Each action is one `vastai_cleanup_action` event. Must not print.
+Each listed instance's live $/h is recorded when it is higher than the ledger's (hosts raise
+prices at renewal), before any budget is judged. Ledger rows the list does not show are
+confirmed one by one (`show`) before being marked gone; a row that never got an instance id
+(its create failed or was cut off) is marked never-created only once it is older than the
+grace period *and* a non-empty list lacks its label. An empty or malformed list while the
+ledger shows any live row (with an instance id or not) is an API error: nothing is destroyed
+and nothing marked (an empty answer read as "none" made a major tool leak paid instances in
+2026). A second concurrent run returns at once (fcntl lock on GPUCTL_HOME/cleanup.lock). Each
+action is one `vastai_cleanup_action` event. Must not print.
 """
 
 from __future__ import annotations
@@ -35,23 +41,25 @@ from typing import Any
 from gpuctl.config import Settings, ensure_home
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.events import log_event
+from gpuctl.providers.base import Health
 from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
 from gpuctl.state import InstanceRow, State, open_state
 from gpuctl.vast import budget
 from gpuctl.vast.budget import dec, money
 from gpuctl.vast.instances import (
+    ORPHAN_GRACE_S,
     PROVIDER,
     destroy_remote,
     is_gpuctl_label,
     launch_in_progress,
     mark_destroyed,
     open_client,
+    record_live_price,
     record_untracked,
     try_lock,
 )
 from gpuctl.vast.lifecycle import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
-ORPHAN_GRACE_S = 15 * 60
 READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
 _LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed"})
 ANOTHER_RUNNING = "another cleanup is running"
@@ -152,25 +160,29 @@ class _Cleanup:
         self.total_limit = dec(settings["vastai.budget_limit"]) or Decimal(0)
         self.session_limit = dec(settings["vastai.session_budget_limit"]) or Decimal(0)
         self.spent = Decimal(0)
+        self.listed = 0  # instances in this run's list (never 0 while a live row exists)
         self.answering: dict[int, str] = {}  # instance id → endpoint where vLLM answered
 
     def run(self) -> CleanupReport:
         remote = self.client.list_instances()  # a ProviderError here: exit 1, nothing done
         rows = self.state.instances(PROVIDER)
         live = [r for r in rows if r.live]
-        known_live = [r for r in live if r.remote_id]
-        if not remote and known_live:
-            ids = ", ".join(r.remote_id or "" for r in known_live[:5])
+        if not remote and live:
+            # Rows without an instance id count too: "not listed" never proves a create did not happen.
+            ids = ", ".join(r.remote_id or f"ledger row {r.id} (no id yet)" for r in live[:5])
+            id_less = [r.label for r in live if r.remote_id is None]
+            hint = "check the instances at https://console.vast.ai, then run `gpuctl cleanup` again"
+            if id_less:  # nothing else can ever prove these never existed: the user's word can
+                hint += (f"; if none carries the label {id_less[0]}, `gpuctl destroy {id_less[0]} --yes` clears "
+                         "its ledger row")
             raise ProviderError(
-                f"Vast.ai returned an empty instance list while the ledger shows {len(known_live)} live instance(s) "
+                f"Vast.ai returned an empty instance list while the ledger shows {len(live)} live instance(s) "
                 f"({ids}); treating it as an API error: nothing was destroyed or marked.",
-                provider=PROVIDER, kind="malformed",
-                hint="check the instances at https://console.vast.ai, then run `gpuctl cleanup` again")
+                provider=PROVIDER, kind="malformed", hint=hint)
+        self.listed = len(remote)
         by_remote = {r.remote_id: r for r in rows if r.remote_id}  # rows are in id order: newest wins
         unmatched_intents = {r.label: r for r in live if r.remote_id is None}
-        self.spent = budget.spent(rows, self.now)
-        actions: list[Action] = []
-        seen: set[int] = set()
+        pairs: list[tuple[Instance, InstanceRow | None]] = []
         for inst in remote:
             row = by_remote.get(str(inst.id))
             if row is None and inst.label in unmatched_intents:
@@ -179,6 +191,15 @@ class _Cleanup:
                     self.state.update_instance(row.id, remote_id=str(inst.id))
             if row is None and not is_gpuctl_label(inst.label):
                 continue  # not gpuctl's: never touched
+            if row is not None and row.live:
+                row = record_live_price(self.state, row, inst.dph_total, write=not self.dry_run)
+            pairs.append((inst, row))
+        # Budgets are judged on the refreshed prices (in a dry run, on the rows as they would be).
+        refreshed = {row.id: row for _, row in pairs if row is not None}
+        self.spent = budget.spent([refreshed.get(r.id, r) for r in rows], self.now)
+        actions: list[Action] = []
+        seen: set[int] = set()
+        for inst, row in pairs:
             if row is not None:
                 seen.add(row.id)
             actions.append(self.execute(self.decide(inst, row), inst, row))
@@ -224,7 +245,13 @@ class _Cleanup:
                 return "destroy", f"idle for {_minutes(idle)} (keep-alive {_minutes(self.max_idle_s)})"
             since = "last request" if used is not None and used >= last else "ready, no request since"
             return "keep", f"in use: {since} {_minutes(idle)} ago (keep-alive {_minutes(self.max_idle_s)})"
-        return "keep", f"ledger status {row.status}"
+        # A status no rule above knows (an older gpuctl stored Vast's own, e.g. `offline`), and no
+        # launch is watching it: nobody will ever promote or destroy it but us.
+        row_age = max(0.0, self.now - row.created_at)
+        if row_age >= self.orphan_grace_s:
+            return "destroy", f"ledger status {row.status!r} and no launch watching it, {_minutes(row_age)} old"
+        return "keep", (f"ledger status {row.status!r}, only {_minutes(row_age)} old "
+                        f"(grace {_minutes(self.orphan_grace_s)})")
 
     def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:
         if inst.actual_status == "running":
@@ -232,7 +259,10 @@ class _Cleanup:
 
             endpoint = inst.endpoint(int(vast_container_settings()["vllm"]["port"]))
             if endpoint:
-                health = self.probe(endpoint, self.settings.get("vastai.vllm_api_key"), self.settings["vastai.model"])
+                try:
+                    health = self.probe(endpoint, self.settings.get("vastai.vllm_api_key"), self.settings["vastai.model"])
+                except ProviderError as exc:  # e.g. the key refused: not ready, the deadline decides
+                    health = Health(provider=PROVIDER, status="unhealthy", endpoint=endpoint, detail=exc.message)
                 if health.status == "ready":
                     self.answering[inst.id] = endpoint
                     return "promote", f"vLLM answers at {endpoint}"
@@ -253,7 +283,14 @@ class _Cleanup:
             if launch_in_progress(self.home, row.label):
                 return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
                                           "kept"))
-            return self.mark(row, None, "mark_never_created", "no instance carries its label: the create never happened")
+            age = max(0.0, self.now - row.created_at)
+            if age < self.orphan_grace_s:  # a create in flight can be listed late
+                return self.record(Action(None, row.id, row.label, row.gpu, None, "keep",
+                                          f"no instance carries its label yet; its create may still appear "
+                                          f"({_minutes(age)} old, grace {_minutes(self.orphan_grace_s)})", "kept"))
+            return self.mark(row, None, "mark_never_created",
+                             f"none of the {self.listed} listed instance(s) carries its label after "
+                             f"{_minutes(age)}: the create never happened")
         try:
             inst = self.client.get_instance(int(row.remote_id))
         except (ProviderError, ValueError) as exc:

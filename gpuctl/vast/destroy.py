@@ -3,8 +3,13 @@ and mark their ledger rows with what they cost.
 
 `--all` is every instance labelled by gpuctl in the remote list *plus* every live ledger row:
 neither source alone is trusted (the list can come back empty, the ledger can miss a crash).
-An instance that is already gone is fine: its row is marked destroyed. Must not print or exit;
-the command confirms between `plan_destroy` and `execute_destroy`.
+An instance that is already gone is fine: its row is marked destroyed. A row that never got an
+instance id is marked never-created only as cleanup would: older than the grace period, and
+missing from a non-empty list; otherwise it is reported as not done, and the user, having checked
+the web console, can name the row by its label (`gpuctl destroy gpuctl:<profile>:<nonce>`):
+their word stands in for a list that cannot prove anything (an empty one). A list that cannot
+be read is an error even when the ledger has nothing to destroy. Must not print or exit; the command
+confirms between `plan_destroy` and `execute_destroy`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from gpuctl.events import log_event
 from gpuctl.providers.vastai import Instance, VastAIClient
 from gpuctl.state import InstanceRow, State
 from gpuctl.vast.instances import (
+    ORPHAN_GRACE_S,
     PROVIDER,
     destroy_remote,
     is_gpuctl_label,
@@ -38,6 +44,7 @@ class Target:
     label: str | None
     gpu: str | None
     dph: str | None
+    named: bool = False  # an id-less row the user named by its label: no listed instance carries it
 
     def as_dict(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "ledger_row": self.row.id if self.row else None,
@@ -49,9 +56,19 @@ class Target:
 class DestroyPlan:
     targets: tuple[Target, ...]
     list_error: str | None = None  # --all could not read the remote list (ledger rows still go)
+    listed: int | None = None  # --all: how many instances the list showed (0 proves nothing)
 
     def as_dict(self) -> dict[str, Any]:
         return {"targets": [t.as_dict() for t in self.targets], "list_error": self.list_error}
+
+    def check_listed(self) -> None:
+        """A list that could not be read is a failure even with nothing to destroy: instances
+        the ledger does not know may be billing."""
+        if self.list_error and not self.targets:
+            raise ProviderError(
+                f"the Vast.ai instance list could not be read ({self.list_error}); the ledger shows nothing live, "
+                "but instances it does not know may still bill. Nothing was destroyed.",
+                provider=PROVIDER, hint="check https://console.vast.ai, then run `gpuctl destroy --all --yes` again")
 
 
 @dataclass(frozen=True)
@@ -88,10 +105,13 @@ def _target(instance_id: int | None, row: InstanceRow | None, remote: Instance |
     return Target(instance_id, row, remote, label, gpu, dph)
 
 
-def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None = None, all_: bool = False) -> DestroyPlan:
-    if (instance_id is None) == (not all_):
-        raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
+def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None = None, all_: bool = False,
+                 label: str | None = None) -> DestroyPlan:
+    if sum((instance_id is not None, all_, label is not None)) != 1:
+        raise UsageError("name one Vast.ai instance id or gpuctl label, or pass --all (one of them)",
                          hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
+    if label is not None:
+        return _plan_label(client, state, label)
     if instance_id is not None:
         row = state.instance_by_remote(PROVIDER, str(instance_id))
         remote = client.get_instance(instance_id)
@@ -118,19 +138,45 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
             targets[row.remote_id] = _target(rid, row, by_id.get(rid))
         elif not row.remote_id and list_error is None and not any(t.row and t.row.id == row.id for t in targets.values()):
             targets[f"row:{row.id}"] = _target(None, row, None)
-    return DestroyPlan(tuple(targets.values()), list_error)
+    return DestroyPlan(tuple(targets.values()), list_error, None if list_error else len(remote_all))
+
+
+def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
+    """One instance or ledger row named by its gpuctl label. An unreadable list is an error here:
+    the label is only looked up in it."""
+    row = next((r for r in state.live_instances(PROVIDER) if r.label == label), None)
+    remote_all = client.list_instances()
+    inst = next((i for i in remote_all if i.label == label), None)
+    if inst is not None:
+        return DestroyPlan((_target(inst.id, row or state.instance_by_remote(PROVIDER, str(inst.id)), inst),),
+                           listed=len(remote_all))
+    if row is None:
+        raise UsageError(f"no live ledger row and no listed instance carries the label {label!r}",
+                         hint="list what gpuctl runs with `gpuctl status`")
+    if row.remote_id and row.remote_id.isdigit():
+        rid = int(row.remote_id)
+        return DestroyPlan((_target(rid, row, client.get_instance(rid)),), listed=len(remote_all))
+    named = _target(None, row, None)
+    return DestroyPlan((Target(None, row, None, named.label, named.gpu, named.dph, named=True),),
+                       listed=len(remote_all))
 
 
 def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, home: Path | None = None,
                     clock: Callable[[], float] = time.time) -> DestroyReport:
-    """Destroy every target; a failure does not stop the others. PartialError if any failed."""
+    """Destroy every target; a failure does not stop the others. PartialError if any failed;
+    ProviderError if the list could not be read and there was nothing to destroy."""
+    plan.check_listed()
     outcomes = []
     for target in plan.targets:
-        outcomes.append(_destroy_one(client, state, target, home=home, clock=clock))
+        outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed))
     report = DestroyReport(tuple(outcomes), plan.list_error)
     if report.failed or plan.list_error:
         done = len(report.outcomes) - len(report.failed)
         parts = [f"destroyed {done} of {len(report.outcomes)}"]
+        for o in report.failed[:3]:  # why, in the one line people read (the JSON has them all)
+            what = f"instance {o.target.instance_id}" if o.target.instance_id is not None else (
+                f"ledger row {o.target.row.id if o.target.row else '?'}")
+            parts.append(f"{what}: {o.error}")
         if plan.list_error:
             parts.append(f"the instance list could not be read ({plan.list_error}), so instances missing from the "
                          "ledger may remain")
@@ -140,12 +186,28 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
 
 
 def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Path | None,
-                 clock: Callable[[], float]) -> Outcome:
+                 clock: Callable[[], float], listed: int | None = None) -> Outcome:
     if target.instance_id is None:
         assert target.row is not None
         if home is not None and launch_in_progress(home, target.row.label):
             return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
-        mark_destroyed(state, target.row, clock(), note="no instance id was ever recorded", never_created=True)
+        age = clock() - target.row.created_at
+        if target.named:
+            mark_destroyed(state, target.row, clock(), never_created=True,
+                           note="marked never-created by `gpuctl destroy <label>`: no listed instance carries its label")
+            log_event("vastai_instance_destroyed", instance_id=None, ledger_row=target.row.id, result="marked",
+                      named=True)
+            return Outcome(target, "marked", Decimal(0))
+        if not listed or age < ORPHAN_GRACE_S:
+            # Not listed proves nothing when the list is empty, or the create may still be in flight.
+            why = "the instance list is empty" if not listed else f"the row is only {age / 60:.0f} min old"
+            return Outcome(target, "failed", error=(
+                f"no instance id was recorded and no listed instance carries its label, but {why}: that does not "
+                f"prove its create never happened. Check https://console.vast.ai: if no instance carries it, "
+                f"`gpuctl destroy {target.row.label} --yes` clears the row (`gpuctl cleanup` does once a non-empty "
+                "list has lacked the label for 15 minutes)"))
+        mark_destroyed(state, target.row, clock(), note="no instance id was ever recorded, and the list lacks its label",
+                       never_created=True)
         log_event("vastai_instance_destroyed", instance_id=None, ledger_row=target.row.id, result="marked")
         return Outcome(target, "marked", Decimal(0))
     try:

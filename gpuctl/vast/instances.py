@@ -8,7 +8,9 @@ right after the create) is still matched to its row by label.
 
 A launch holds an flock on `GPUCTL_HOME/locks/launch-<nonce>.lock` until it returns; the
 kernel drops it when the process dies (even SIGKILL), so cleanup can tell a launch that is
-still watching its instance from one whose process is gone.
+still watching its instance from one whose process is gone. Every launch also takes the one
+`GPUCTL_HOME/locks/launch.lock` (`budget_lock`) around "check the budget, write the intent
+row", so two launches at once cannot both spend the same dollars.
 
 Must not: decide what to destroy (cleanup and destroy do), print, or exit.
 """
@@ -16,6 +18,7 @@ Must not: decide what to destroy (cleanup and destroy do), print, or exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -29,9 +32,13 @@ from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
 from gpuctl.state import InstanceRow, State
-from gpuctl.vast.budget import dec, lifetime_cost
+from gpuctl.vast.budget import dec, higher_dph, lifetime_cost
 
 PROVIDER = "vastai"
+# How long a gpuctl-labelled instance the ledger does not know, or an intent row the list does
+# not show, is given before cleanup acts: a launch may still be between its create and its
+# ledger write, or its create may still be in flight at Vast.
+ORPHAN_GRACE_S = 15 * 60
 LABEL_PREFIX = "gpuctl:"
 _NONCE_RE = re.compile(r"^[0-9a-f]{8,32}$")
 _COST_PLACES = Decimal("0.000001")
@@ -97,6 +104,24 @@ def launch_lock(home: Path, label: str) -> Iterator[None]:
                 path.unlink()
 
 
+@contextlib.contextmanager
+def budget_lock(home: Path) -> Iterator[None]:
+    """Every launch's "re-check the budget, then write the intent row" step, one at a time
+    across processes (blocking flock; held for a ledger read and one insert). The file stays:
+    unlinking a shared lock file would let two holders lock two different files."""
+    path = home / "locks" / "launch.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def launch_in_progress(home: Path, label: str | None) -> bool:
     """True while the process that launched this label is alive and still watching it."""
     path = _launch_lock_path(home, label or "")
@@ -144,7 +169,8 @@ def destroy_remote(client: VastAIClient, instance_id: int) -> bool:
 
 
 def instance_cost(row: InstanceRow, end: float, *, dph: Decimal | None = None) -> Decimal | None:
-    rate = dec(row.dph) if row.dph is not None else dph
+    """$/h × lifetime, at the higher of the recorded price and `dph` (the live one)."""
+    rate = higher_dph(row.dph, dph)
     if rate is None:
         return None
     return lifetime_cost(rate, row.created_at, end).quantize(_COST_PLACES)
@@ -157,12 +183,25 @@ def mark_destroyed(state: State, row: InstanceRow, now: float, *, dph: Decimal |
     cost = Decimal(0) if never_created else instance_cost(row, now, dph=dph)
     changes: dict[str, object] = {"status": "destroyed", "destroyed_at": now,
                                   "cost": None if cost is None else str(cost)}
-    if row.dph is None and dph is not None:
-        changes["dph"] = str(dph)
+    rate = higher_dph(row.dph, dph)
+    if rate is not None and str(rate) != row.dph:
+        changes["dph"] = str(rate)
     if note:
         changes["status_msg"] = note[:500]
     state.update_instance(row.id, **changes)  # one transaction: destroyed, when, and what it cost
     return cost
+
+
+def record_live_price(state: State, row: InstanceRow, live_dph: Decimal | None, *, write: bool = True) -> InstanceRow:
+    """Raise the row's $/h to the live price Vast reports, if higher (a host raised it at
+    renewal); never lower it. Returns the row as the budget should now see it."""
+    recorded = dec(row.dph)
+    rate = higher_dph(recorded, live_dph)
+    if rate is None or (recorded is not None and rate <= recorded):
+        return row
+    if write:
+        state.update_instance(row.id, dph=str(rate))
+    return dataclasses.replace(row, dph=str(rate))
 
 
 def record_untracked(state: State, inst: Instance, now: float, *, note: str) -> Decimal | None:

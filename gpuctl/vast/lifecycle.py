@@ -2,20 +2,30 @@
 that whatever happens nothing is left billing unseen.
 
 The order is the safety argument:
-1. budgets are checked before any API write (and again before every retry);
+1. budgets are checked before any API write, and again before every attempt under the global
+   launch lock, counting what is spent *and* what every live instance may still bill (a full
+   keep-alive each), so concurrent launches see each other;
 2. the vLLM API key is stored in the profile before the create (no endpoint without its key);
 3. an *intent* row with a unique label is written to the ledger, and the launch lock taken,
    before the create call; the instance id is recorded the moment the create returns;
-4. then we watch: `running` (status and `status_msg` shown), vLLM's /health and a 1-token
+4. a create whose outcome is unknown (timeout, dropped connection, 5xx, a garbled reply) is
+   never re-sent: its label is looked for in the instance list for up to `CREATE_LOOKUP_S`
+   (a create in flight may be listed late); found, it is destroyed and the next offer tried;
+   still unknown, the launch stops and the row stays live as `failed` for cleanup;
+5. then we watch: `running` (status and `status_msg` shown), vLLM's /health and a 1-token
    completion; on CDI injection failure, loading past 10 minutes, a boot exit, or vLLM never
    answering, the instance is destroyed (its cost recorded), its machine excluded, and the
    next offer tried, up to `MAX_ATTEMPTS`;
-5. Ctrl-C (or any error) destroys what was created, unless `keep`; a process that dies outright
+6. Ctrl-C (or any error) destroys what was created, unless `keep`; a process that dies outright
    leaves a ledger row, a label and a released lock, which `gpuctl cleanup` acts on.
 
-Ledger statuses (instances.status): intent → created → loading/running → ready; `unattended`
-when the launcher stopped watching before ready (--no-wait, or --keep on Ctrl-C); `failed`
-when a destroy failed and cleanup must finish the job; `destroyed`.
+An empty or partial instance list never proves that a create did not happen: a row is only
+marked never-created when Vast refused the create outright (a 4xx, or `success: false`).
+
+Ledger statuses (instances.status): intent → created → loading → running → ready (Vast's other
+statuses are stored as `loading`); `unattended` when the launcher stopped watching before
+ready (--no-wait, or --keep on Ctrl-C); `failed` when a destroy failed, or a create's outcome
+is unknown, and cleanup must finish the job; `destroyed`.
 
 Time is injectable (`clock`, `sleep`), the vLLM probe too. Must not print or exit.
 """
@@ -41,10 +51,12 @@ from gpuctl.vast import budget
 from gpuctl.vast.budget import BudgetCheck, dec, money
 from gpuctl.vast.instances import (
     PROVIDER,
+    budget_lock,
     destroy_remote,
     launch_lock,
     make_label,
     mark_destroyed,
+    record_live_price,
 )
 from gpuctl.vast.offers import Candidate, Search, candidates_in_order, first_tier_with_offers
 from gpuctl.vast.tiers import Tier, load_tiers, select_tiers
@@ -57,7 +69,13 @@ MAX_ATTEMPTS = 3
 PROBE_TIMEOUT_S = 30.0
 _MAX_SHOW_ERRORS = 3  # consecutive failed status polls before the attempt is given up
 CDI_MARKER = "failed to inject cdi devices"
+# A create with an unknown outcome may show up in the list only later (it is still in flight
+# at Vast): look for its label this long, this often, before giving up on knowing.
+CREATE_LOOKUP_S = 60.0
+CREATE_LOOKUP_POLL_S = 10.0
 
+# (endpoint, vLLM API key, model) → Health; raises ProviderError(kind="auth") when vLLM refuses
+# the key (the one answer that waiting will not change).
 Probe = Callable[[str, str | None, str | None], Health]
 
 
@@ -68,14 +86,38 @@ class LaunchInterrupted(GpuctlError):
 
 
 def probe_vllm(endpoint: str, api_key: str | None, model: str | None, *, timeout: float = PROBE_TIMEOUT_S) -> Health:
-    """/health plus a 1-token completion: `running` only means the container started."""
+    """/health plus a 1-token completion: `running` only means the container started.
+
+    Raises ProviderError(kind="auth") when vLLM refuses the key. `health()` folds every failure
+    into its text, so an unhealthy answer is asked once more where the error kind survives
+    (text would mislead: an endpoint such as http://1.2.3.4:40123 contains "401")."""
     from gpuctl.providers.openai_compat import VLLMEndpoint
 
     async def go() -> Health:
         async with VLLMEndpoint(endpoint, provider=PROVIDER, api_key=api_key, model=model) as client:
-            return await client.health(deep=True, timeout=timeout)
+            health = await client.health(deep=True, timeout=timeout)
+            if health.status == "unhealthy":
+                try:
+                    async with asyncio.timeout(timeout):
+                        await client.models()
+                except TimeoutError:
+                    pass
+                except ProviderError as exc:
+                    if exc.kind == "auth":
+                        raise
+            return health
 
     return asyncio.run(go())
+
+
+def ledger_status(actual_status: str | None) -> str:
+    """Vast's `actual_status` as a ledger status cleanup knows: created, loading or running
+    (Vast has more, e.g. `scheduling`, `offline`; `exited` is acted on before it is stored)."""
+    if actual_status == "running":
+        return "running"
+    if actual_status in (None, "created"):
+        return "created"
+    return "loading"
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -89,6 +131,7 @@ class LaunchPlan:
     spent: Decimal
     live: tuple[InstanceRow, ...]  # gpuctl's Vast.ai instances that are live now
     excluded: frozenset[int]
+    reserved: Decimal = Decimal(0)  # what the live instances may still bill (a keep-alive each)
 
     @property
     def choice(self) -> Candidate | None:
@@ -102,6 +145,7 @@ class LaunchPlan:
             "choice": self.choice.as_dict() if self.choice else None,
             "budget": self.budget.as_dict() if self.budget else None,
             "spent": str(self.spent),
+            "reserved": str(self.reserved),
             "live_instances": [r.remote_id or f"intent:{r.id}" for r in self.live],
             "excluded_machines": sorted(self.excluded),
         }
@@ -121,22 +165,30 @@ def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: 
                 progress: Callable[[str], None] = lambda m: None) -> LaunchPlan:
     """Tiers, the first tier's offers, the choice and its budget verdict. Reads only.
 
-    The total budget is checked before the first search: with nothing left, no API call."""
+    The total budget is checked before the first search: with nothing left, no API call.
+    `launch` checks it again under the global launch lock before each create."""
     tiers = select_tiers(load_tiers(settings), gpu=gpu, max_dph=dec(max_dph) if max_dph is not None else None)
-    spent = budget.spent(state.instances(PROVIDER), clock())
+    rows = state.instances(PROVIDER)
+    live = tuple(r for r in rows if r.live)
+    spent = budget.spent(rows, clock())
+    held = budget.reserved(live, settings["vastai.keep_alive_minutes"])
     total = dec(settings["vastai.budget_limit"]) or Decimal(0)
-    if spent >= total:
+    if spent + held >= total:
+        used = (f"${money(spent)} spent and ${money(held)} held for {len(live)} live instance(s) (each may bill a "
+                f"full keep-alive more), of ${money(total)}" if held else f"${money(spent)} of ${money(total)}")
         raise BudgetError(
-            f"the Vast.ai budget is spent: ${money(spent)} of ${money(total)}; nothing was created.",
-            hint="raise vastai.budget_limit (VASTAI_BUDGET_LIMIT) to launch again",
+            f"the Vast.ai budget is spent: {used}; nothing was created.",
+            hint="raise vastai.budget_limit (VASTAI_BUDGET_LIMIT) to launch again"
+                 + (", or destroy a live instance (`gpuctl destroy --all --yes`)" if held else ""),
         )
     excluded = excluded_machines(state)
     search = first_tier_with_offers(client, tiers, disk_gb=settings["vastai.disk_gb"], excluded=excluded,
                                     progress=progress)
     check = None
     if search.choice is not None:
-        check = budget.check(search.choice.offer.dph_total, spent_so_far=spent, **_limits(settings))
-    return LaunchPlan(tuple(tiers), search, check, spent, tuple(state.live_instances(PROVIDER)), frozenset(excluded))
+        check = budget.check(search.choice.offer.dph_total, spent_so_far=spent, reserved_for_live=held,
+                             **_limits(settings))
+    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held)
 
 
 # -- launch ----------------------------------------------------------------------------------
@@ -233,24 +285,27 @@ def launch(
     max_attempts: int = MAX_ATTEMPTS,
     loading_timeout_s: float = LOADING_TIMEOUT_S,
     health_timeout_s: float = HEALTH_TIMEOUT_S,
+    create_lookup_s: float | None = None,
 ) -> LaunchResult:
     """Create, watch and (on failure) replace instances until one serves; see the module doc."""
     check_plan(plan)
     run = _Launch(settings, client, state, wait=wait, keep=keep, progress=progress, clock=clock,
                   sleep=sleep or (lambda s: time.sleep(s)), probe=probe or probe_vllm,
-                  loading_timeout_s=loading_timeout_s, health_timeout_s=health_timeout_s)
+                  loading_timeout_s=loading_timeout_s, health_timeout_s=health_timeout_s,
+                  create_lookup_s=CREATE_LOOKUP_S if create_lookup_s is None else create_lookup_s)
     return run.run(plan, max_attempts)
 
 
 class _Launch:
     def __init__(self, settings: Settings, client: VastAIClient, state: State, *, wait: bool, keep: bool,
                  progress: Callable[[str], None], clock: Callable[[], float], sleep: Callable[[float], None],
-                 probe: Probe, loading_timeout_s: float, health_timeout_s: float) -> None:
+                 probe: Probe, loading_timeout_s: float, health_timeout_s: float, create_lookup_s: float) -> None:
         from gpuctl.deploy_assets import render_vllm_args, vast_container_settings
 
         self.settings, self.client, self.state = settings, client, state
         self.wait, self.keep, self.progress, self.clock, self.sleep, self.probe = wait, keep, progress, clock, sleep, probe
         self.loading_timeout_s, self.health_timeout_s = loading_timeout_s, health_timeout_s
+        self.create_lookup_s = create_lookup_s
         container = vast_container_settings()
         self.model = settings["vastai.model"]
         self.port = int(container["vllm"]["port"])
@@ -273,14 +328,6 @@ class _Launch:
         for cand in candidates_in_order(self.client, tiers, plan.search, disk_gb=self.disk_gb, excluded=self.excluded):
             if len(attempts) >= max_attempts:
                 break
-            spent = budget.spent(self.state.instances(PROVIDER), self.clock())
-            check = budget.check(cand.offer.dph_total, spent_so_far=spent, **_limits(self.settings))
-            if not check.ok:
-                err = check.error(cand.offer.gpu_name)
-                if attempts:
-                    raise BudgetError(f"{len(attempts)} attempt(s) failed ({_reasons(attempts)}); the next offer: "
-                                      f"{err.message}", hint=err.hint)
-                raise err
             try:
                 return self.attempt(cand, tuple(attempts))
             except _Handled as handled:
@@ -301,14 +348,31 @@ class _Launch:
 
     # -- one offer -------------------------------------------------------------------------
 
+    def reserve(self, cand: Candidate, label: str, earlier: tuple[Attempt, ...]) -> int:
+        """Under the global launch lock: check both budgets against what is spent and what the
+        live rows may still bill, then write the intent row (which the next launch counts)."""
+        offer = cand.offer
+        with budget_lock(self.settings.home):
+            rows = self.state.instances(PROVIDER)
+            check = budget.check(offer.dph_total, spent_so_far=budget.spent(rows, self.clock()),
+                                 reserved_for_live=budget.reserved(rows, self.settings["vastai.keep_alive_minutes"]),
+                                 **_limits(self.settings))
+            if not check.ok:
+                err = check.error(offer.gpu_name)
+                if earlier:
+                    raise BudgetError(f"{len(earlier)} attempt(s) failed ({_reasons(earlier)}); the next offer: "
+                                      f"{err.message}", hint=err.hint)
+                raise err
+            return self.state.add_instance_intent(
+                provider=PROVIDER, label=label, profile=self.profile, gpu=offer.gpu_name, dph=str(offer.dph_total),
+                offer_id=str(offer.id), machine_id=str(offer.machine_id),
+            )
+
     def attempt(self, cand: Candidate, earlier: tuple[Attempt, ...]) -> LaunchResult:
         offer = cand.offer
         label = make_label(self.profile)
         with launch_lock(self.settings.home, label):
-            row_id = self.state.add_instance_intent(
-                provider=PROVIDER, label=label, profile=self.profile, gpu=offer.gpu_name, dph=str(offer.dph_total),
-                offer_id=str(offer.id), machine_id=str(offer.machine_id),
-            )
+            row_id = self.reserve(cand, label, earlier)
             instance_id: int | None = None
             try:
                 self.progress(f"Creating an instance from offer {offer.id}: {offer.gpu_name} "
@@ -346,30 +410,52 @@ class _Launch:
                             endpoint, ready, self.clock() - self.started, (*earlier, done))
 
     def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> _AttemptFailed | _Handled:
-        """The create failed. A 500 or a timeout may still have created it: look for our label."""
+        """The create failed. Unless Vast refused it outright, it may still have created an
+        instance (maybe listed only later): look for our label before concluding anything."""
         o = cand.offer
-        try:
-            found = self.find_by_label(label)
-        except ProviderError as list_exc:
-            self.state.update_instance(row_id, status="failed", status_msg=f"create failed: {exc.message}")
-            return _Handled(ProviderError(
-                f"creating from offer {o.id} failed ({exc.message}), and the instance list could not be read to "
-                f"check that nothing was created ({list_exc.message}). Run `gpuctl cleanup` once the API answers.",
-                provider=PROVIDER, kind=exc.kind, status=exc.status, hint=exc.hint))
-        row = self.state.get_instance(row_id)
-        assert row is not None
         reason = f"create from offer {o.id} failed: {exc.message}"
         # A refused key fails every offer alike: stop after settling this one.
         fatal = exc if exc.kind == "auth" else None
+        if create_refused(exc):
+            row = self.state.get_instance(row_id)
+            assert row is not None
+            mark_destroyed(self.state, row, self.clock(), note=reason, never_created=True)
+            log_event("vastai_launch_attempt_failed", offer_id=o.id, machine_id=o.machine_id, reason=reason)
+            return _AttemptFailed(Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), None, "failed", reason, "0"),
+                                  fatal=fatal)
+        found, list_error = self.look_for(label)
         if found is not None:
             self.state.set_instance_remote_id(row_id, str(found.id))
             return self.fail(cand, row_id, found.id, reason + " (yet it was created)", exclude=False, fatal=fatal)
-        mark_destroyed(self.state, row, self.clock(), note=reason, never_created=True)
-        log_event("vastai_launch_attempt_failed", offer_id=o.id, machine_id=o.machine_id, reason=reason)
-        return _AttemptFailed(Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), None, "failed", reason, "0"),
-                              fatal=fatal)
+        why = (f"the instance list could not be read ({list_error})" if list_error
+               else f"no instance labelled {label} was listed within {self.create_lookup_s:g}s")
+        self.state.update_instance(row_id, status="failed", status_msg=f"{reason}; outcome unknown: {why}"[:500])
+        log_event("vastai_create_outcome_unknown", offer_id=o.id, label=label, ledger_row=row_id, reason=reason)
+        return _Handled(ProviderError(
+            f"creating from offer {o.id} failed ({exc.message}), and it may have created an instance all the same: "
+            f"{why}. The launch stops here rather than risk a second billing instance; ledger row {row_id} stays "
+            "live and counts against the budget.",
+            provider=PROVIDER, kind=exc.kind, status=exc.status,
+            hint="run `gpuctl cleanup` in a few minutes: it destroys the instance if it appears, and clears the "
+                 "row once the list has shown it never existed"))
+
+    def look_for(self, label: str) -> tuple[Instance | None, str | None]:
+        """Our label in the instance list, polled for up to `create_lookup_s`: a create still in
+        flight at Vast may be listed late. Returns (instance or None, the last list error)."""
+        deadline = self.clock() + self.create_lookup_s
+        while True:
+            list_error = None
+            try:
+                found = self.find_by_label(label)
+            except ProviderError as exc:
+                found, list_error = None, exc.message
+            if found is not None or self.clock() >= deadline:
+                return found, list_error
+            self.progress(f"The create's outcome is unknown: looking for {label} in the instance list…")
+            self.sleep(CREATE_LOOKUP_POLL_S)
 
     def find_by_label(self, label: str) -> Instance | None:
+        """One look. None only means "not listed now", never "not created"."""
         return next((i for i in self.client.list_instances() if i.label == label), None)
 
     def fail(self, cand: Candidate, row_id: int, instance_id: int, reason: str, *, exclude: bool,
@@ -398,7 +484,10 @@ class _Launch:
         return _AttemptFailed(attempt, fatal=fatal)
 
     def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:
-        """Interrupted or crashed mid-launch: destroy what was created (unless --keep on Ctrl-C)."""
+        """Interrupted or crashed mid-launch: destroy what was created (unless --keep on Ctrl-C).
+
+        Returns what to raise: LaunchInterrupted on Ctrl-C; the original error once everything is
+        cleaned up; else a ProviderError that says what may still bill (the caller chains it)."""
         interrupted = isinstance(exc, KeyboardInterrupt)
         if interrupted and self.keep:
             self.state.update_instance(row_id, status="unattended", status_msg="kept after Ctrl-C (--keep)")
@@ -407,25 +496,43 @@ class _Launch:
                                      hint=f"`gpuctl destroy {instance_id or '--all'} --yes`; `gpuctl cleanup` destroys it if it never becomes ready")
         row = self.state.get_instance(row_id)
         assert row is not None
-        outcome = "nothing had been created"
+        note = "launch interrupted" if interrupted else f"launch failed: {_describe(exc)}"[:200]
         try:
             if instance_id is None:
-                found = self.find_by_label(label)
-                instance_id = found.id if found is not None else None
-            if instance_id is not None:
-                destroy_remote(self.client, instance_id)
-                outcome = f"destroyed instance {instance_id}"
-            note = "launch interrupted" if interrupted else f"launch failed: {exc!r}"[:200]
-            cost = mark_destroyed(self.state, row, self.clock(), note=note, never_created=instance_id is None)
+                found = self.find_by_label(label)  # one look: someone is waiting for us to stop
+                if found is None:
+                    # Not listed (yet) proves nothing: keep the row live, counted, for cleanup.
+                    self.state.update_instance(row_id, status="failed",
+                                               status_msg=f"{note}; whether the create went through is unknown"[:500])
+                    log_event("vastai_launch_aborted", instance_id=None, interrupted=interrupted, outcome="unknown")
+                    what = (f"whether an instance was created is unknown (none labelled {label} is listed yet); "
+                            f"ledger row {row_id} stays live and counts against the budget")
+                    return self._abort_error(exc, what, "run `gpuctl cleanup` in a few minutes: it destroys the "
+                                                        "instance if it appears")
+                instance_id = found.id
+                self.state.set_instance_remote_id(row_id, str(instance_id))
+            destroy_remote(self.client, instance_id)
+            cost = mark_destroyed(self.state, row, self.clock(), note=note)
             log_event("vastai_launch_aborted", instance_id=instance_id, interrupted=interrupted,
                       cost=None if cost is None else str(cost))
         except (ProviderError, OSError) as cleanup_exc:
-            self.state.update_instance(row_id, status="failed", status_msg=f"abort cleanup failed: {cleanup_exc}"[:500])
-            outcome = (f"could not destroy {'instance ' + str(instance_id) if instance_id else 'it'} "
-                       f"({cleanup_exc}); run `gpuctl cleanup`")
+            detail = cleanup_exc.message if isinstance(cleanup_exc, ProviderError) else str(cleanup_exc)
+            self.state.update_instance(row_id, status="failed", status_msg=f"{note}; abort cleanup failed: {detail}"[:500])
+            if instance_id is not None:
+                return self._abort_error(exc, f"destroying instance {instance_id} failed ({detail}); it may still "
+                                              f"bill: run `gpuctl destroy {instance_id} --yes`",
+                                         f"`gpuctl destroy {instance_id} --yes`, or `gpuctl cleanup` (cron) finishes the job")
+            return self._abort_error(exc, f"whether an instance was created could not be checked ({detail}); ledger "
+                                          f"row {row_id} stays live", "run `gpuctl cleanup` once the Vast.ai API answers")
         if interrupted:
-            return LaunchInterrupted(f"interrupted: {outcome}.")
+            return LaunchInterrupted(f"interrupted: destroyed instance {instance_id}.")
         return exc
+
+    def _abort_error(self, exc: BaseException, what: str, hint: str) -> GpuctlError:
+        if isinstance(exc, KeyboardInterrupt):
+            return LaunchInterrupted(f"interrupted: {what}.", hint=hint)
+        return ProviderError(f"the launch failed ({_describe(exc)}) and {what}.", provider=PROVIDER,
+                             kind=exc.kind if isinstance(exc, ProviderError) else "http", hint=hint)
 
     # -- watching --------------------------------------------------------------------------
 
@@ -445,13 +552,13 @@ class _Launch:
                 continue
             errors.clear()
             if inst is None:
+                # Believe "gone" only after a destroy: it is idempotent, and a show that answers
+                # null by mistake must not leave a billing instance marked destroyed.
+                raise self.fail(cand, row_id, instance_id, "the instance disappeared from the account", exclude=False)
+            if inst.dph_total is not None:  # a host can raise the price: budgets charge the higher
                 row = self.state.get_instance(row_id)
                 assert row is not None
-                reason = "the instance disappeared from the account"
-                cost = mark_destroyed(self.state, row, self.clock(), note=reason)
-                o = cand.offer
-                raise _AttemptFailed(Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, "failed",
-                                             reason, None if cost is None else str(cost)))
+                record_live_price(self.state, row, inst.dph_total)
             return inst
 
     def check_boot(self, cand: Candidate, row_id: int, inst: Instance) -> None:
@@ -471,7 +578,9 @@ class _Launch:
             inst = self.show(cand, row_id, instance_id, errors)
             status, msg = inst.actual_status, inst.status_msg
             if (status, msg) != last:
-                self.state.update_instance(row_id, status=status or "created", status_msg=msg)
+                # Only statuses cleanup knows go in the ledger; Vast's own word goes in the note.
+                note = msg if ledger_status(status) == (status or "created") else f"Vast status {status}: {msg or ''}"
+                self.state.update_instance(row_id, status=ledger_status(status), status_msg=note)
                 last = (status, msg)
             self.check_boot(cand, row_id, inst)
             endpoint = inst.endpoint(self.port) if status == "running" else None
@@ -486,15 +595,20 @@ class _Launch:
         self.state.update_instance(row_id, status="running", endpoint=endpoint)
         running = self.clock()
         while True:
-            health = self.probe(endpoint, self.vllm_key, self.model)
+            try:
+                health = self.probe(endpoint, self.vllm_key, self.model)
+            except ProviderError as exc:
+                if exc.kind != "auth":  # anything else may pass: keep waiting, within the deadline
+                    health = Health(provider=PROVIDER, status="unhealthy", endpoint=endpoint, detail=exc.message)
+                else:
+                    fatal = ProviderError(f"vLLM on instance {instance_id} refused gpuctl's API key ({exc.message})",
+                                          provider=PROVIDER, kind="auth",
+                                          hint="unset vastai.vllm_api_key and launch again to generate a fresh key")
+                    raise self.fail(cand, row_id, instance_id, "vLLM refused gpuctl's API key", exclude=False,
+                                    fatal=fatal) from None
             if health.status == "ready":
                 return endpoint
             detail = health.detail or health.status
-            if health.status == "unhealthy" and "401" in detail:
-                fatal = ProviderError(f"vLLM on instance {instance_id} refused gpuctl's API key ({detail})",
-                                      provider=PROVIDER, kind="auth",
-                                      hint="unset vastai.vllm_api_key and launch again to generate a fresh key")
-                raise self.fail(cand, row_id, instance_id, "vLLM refused gpuctl's API key", exclude=False, fatal=fatal)
             waited = self.clock() - running
             if waited > self.health_timeout_s:
                 raise self.fail(cand, row_id, instance_id, f"vLLM did not answer within "
@@ -502,6 +616,23 @@ class _Launch:
             self.progress(f"Instance {instance_id}: running; waiting for vLLM to load {self.model} ({waited:.0f}s: {detail})")
             self.sleep(POLL_S)
             self.check_boot(cand, row_id, self.show(cand, row_id, instance_id, errors))
+
+
+def create_refused(exc: ProviderError) -> bool:
+    """Vast answered the create and said no (a 4xx, or 200 with `success: false`): nothing was
+    created. Everything else (5xx, a timeout, a dropped connection, a garbled reply, a 408 a
+    proxy may send after forwarding) leaves the outcome unknown."""
+    if exc.status is None:
+        return False
+    if exc.status == 200:
+        return exc.kind == "http"  # success false; "malformed" (no new_contract) may have created one
+    return 400 <= exc.status < 500 and exc.status != 408
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, GpuctlError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _reasons(attempts: list[Attempt] | tuple[Attempt, ...]) -> str:

@@ -1,5 +1,7 @@
 """A loopback fake of the Vast.ai REST API, for tests: offers, instances with a state machine,
-and fault injection.
+and fault injection (among others: a create that fails at the HTTP level, or drops the
+connection, yet creates an instance that is listed only after N listings; a host raising an
+instance's price).
 
 It implements exactly the table in `facts/PROVIDERS.md` ("Vast.ai REST API"): the same paths
 (trailing slashes included: a path that differs is a 404), Bearer auth, the request and reply
