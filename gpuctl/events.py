@@ -30,10 +30,19 @@ class JsonLinesHandler(logging.Handler):
     def __init__(self, path: Path) -> None:
         super().__init__(level=logging.INFO)
         self.path = path
+        self.broken = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # One line, once: an unwritable log must not bury the command's output in stack dumps.
+        if not self.broken:
+            self.broken = True
+            import sys
+
+            sys.stderr.write(f"Warning: cannot write the event log {self.path}; events are not recorded\n")
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "gpuctl_event", None)
-        if event is None:
+        if event is None or self.broken:
             return
         fields = getattr(record, "gpuctl_fields", {})
         line = {"event": event, **redact_mapping({k: _plain(v) for k, v in fields.items()}),

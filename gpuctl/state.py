@@ -418,6 +418,8 @@ class State:
             return int(cur.lastrowid or 0)
 
     def get_conversation(self, conversation_id: int) -> ConversationRow | None:
+        if not 0 < conversation_id < 2**63:  # SQLite integers are 64-bit: no such row
+            return None
         row = self._db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         return ConversationRow(**dict(row)) if row else None
 

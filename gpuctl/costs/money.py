@@ -30,6 +30,9 @@ _RATIO_PLACES = Decimal("0.0001")  # $/M tokens is a derived ratio: to 1/100 of 
 Number = Decimal | int | str | float
 
 
+MAX_MAGNITUDE = Decimal(10) ** 12
+
+
 def _to_decimal(value: object) -> Decimal | None:
     """Exact conversion, or None. Floats go through repr so 0.14 stays 0.14."""
     if isinstance(value, bool):
@@ -47,7 +50,9 @@ def _to_decimal(value: object) -> Decimal | None:
             return None
     except InvalidOperation:
         return None
-    return d if d.is_finite() else None
+    # Finite, and of a size money math can carry at Decimal's 28 digits: nothing gpuctl prices
+    # (hours, $/h, tokens, requests) comes near 10^12; beyond it is a typo, not a plan.
+    return d if d.is_finite() and abs(d) < MAX_MAGNITUDE else None
 
 
 def _num(value: Number, what: str, *, minimum: Decimal | int | None = 0,
@@ -55,7 +60,7 @@ def _num(value: Number, what: str, *, minimum: Decimal | int | None = 0,
     """A validated Decimal from user input; one-line `UsageError` otherwise."""
     d = _to_decimal(value)
     if d is None:
-        raise UsageError(f"{what} must be a number (got {value!r})")
+        raise UsageError(f"{what} must be a number below 10^12 (got {value!r})")
     if positive and d <= 0:
         raise UsageError(f"{what} must be more than 0 (got {_plain(d)})")
     if minimum is not None and d < minimum:

@@ -68,6 +68,7 @@ def parse_since(text: str, now: float) -> Since:
         seconds = int(raw[:-1]) * units[raw[-1].lower()]
         if seconds <= 0:
             raise UsageError(f"--since must be a positive period (got {text!r})")
+        seconds = min(seconds, int(now))  # longer than the epoch: everything there is
         return Since(now - seconds, raw, Decimal(seconds) / DAY_S)
     try:
         when = datetime.fromisoformat(raw)
