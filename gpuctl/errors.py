@@ -93,6 +93,11 @@ class ProviderError(GpuctlError):
         self.status = status
 
     @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        # A refused key is a credentials problem (exit 3), whichever provider refused it.
+        return EXIT_CONFIG if self.kind == "auth" else EXIT_FAILURE
+
+    @property
     def failover(self) -> bool:
         return self.kind in self.FAILOVER_KINDS
 
@@ -117,9 +122,12 @@ class NoProviderError(ConfigError):
 class AllProvidersFailedError(GpuctlError):
     """Every configured provider was tried (or skipped) and none answered."""
 
-    def __init__(self, message: str, *, reasons: list[str], hint: str | None = None) -> None:
+    def __init__(self, message: str, *, reasons: list[str], hint: str | None = None,
+                 credentials: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.reasons = reasons
+        if credentials:  # every provider refused its key: exit 3, like any credentials problem
+            self.exit_code = EXIT_CONFIG
 
 
 class LockHeldError(GpuctlError):

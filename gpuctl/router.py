@@ -52,6 +52,7 @@ class Attempt:
     provider: str
     outcome: str  # skipped | cold | failed | answered
     reason: str = ""
+    kind: str | None = None  # the ProviderError kind of a failure
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ class BackendManager:
         if exc.counts_against_breaker and not cold:
             self._failure(slot.name, why)
         self._ledger(slot, request, None, self.timer() - started, started_at, error=why)
-        return Attempt(slot.name, "failed", f"{slot.name}: {why}")
+        return Attempt(slot.name, "failed", f"{slot.name}: {why}", exc.kind)
 
     async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
         attempts: list[Attempt] = []
@@ -359,7 +360,10 @@ class BackendManager:
             return last  # a request error (400) is the request's fault: show it as it is
         reasons = [a.reason for a in tried]
         hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
-        return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint)
+        failed = [a for a in tried if a.outcome == "failed"]
+        credentials = bool(failed) and all(a.kind == "auth" for a in failed)
+        return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint,
+                                       credentials=credentials)
 
     # -------------------------------------------------------------- ledger
 
@@ -421,6 +425,8 @@ class BackendManager:
         last = self.state.metrics(slot.name).get("last_health")
         if not isinstance(last, dict) or "at" not in last:
             return None  # never checked: one probe tells the user whether the endpoint works
+        if last.get("status") not in ("ready", "cold"):
+            return None  # it was down: a dead endpoint starts no GPU, so look again
         ago = now - float(last["at"])
         window = float(self.settings["modal.scaledown_window_minutes"]) * 60
         seen = f"{last.get('status', '?')} when checked {ago:.0f}s ago"
@@ -462,7 +468,10 @@ class BackendManager:
         reasons: list[str] = []
         for slot, health in zip(slots, healths, strict=True):
             if health is None:
-                rows.append(ProviderStatus(slot.name, False, "unconfigured", None, None, "-", slot.why_not or ""))
+                # A Vast.ai key with no instance running is not "unconfigured": say what it is.
+                idle = slot.name == "vastai" and bool(self.settings.get("vastai.api_key"))
+                rows.append(ProviderStatus(slot.name, False, "no instance" if idle else "unconfigured", None, None,
+                                           "-", slot.why_not or ""))
                 continue
             if cached[slot.name] is None:  # a real probe: remember it, and let it move the breaker
                 self.state.set_metric(slot.name, "last_health",

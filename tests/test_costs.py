@@ -202,7 +202,7 @@ def test_round_money_is_half_up() -> None:
         ({"hours_per_day": 25}, "hours per day must be at most 24 (got 25)"),
         ({"hours_per_day": 2, "days": 0}, "days must be more than 0 (got 0)"),
         ({"hours_per_day": 2, "days": -3}, "days must be more than 0 (got -3)"),
-        ({"hours_per_day": "two"}, "hours per day must be a number (got 'two')"),
+        ({"hours_per_day": "two"}, "hours per day must be a number below 10^12 (got 'two')"),
         ({"hours_per_day": 2, "hours": 1}, "give either hours per day or one-off hours, not both"),
         ({}, "give hours per day (or one-off hours) to estimate GPU time"),
         ({"hours": 1, "gpu": "L5"}, "unknown modal GPU 'L5' (did you mean 'L4'?)"),

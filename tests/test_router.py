@@ -322,3 +322,11 @@ def test_modal_alone_timing_out_cold_does_not_open_the_breaker(gpuctl_home: Path
             ask(m)
     with open_state(gpuctl_home) as st:
         assert st.get_breaker("modal").failures == 0  # idle past its window: waking up, not down
+
+
+def test_a_refused_key_everywhere_is_a_credentials_error(gpuctl_home: Path) -> None:
+    with FakeAnthropic(api_key="sk-ant-the-right-key") as claude:
+        settings = settings_for(gpuctl_home, ANTHROPIC_API_KEY="sk-ant-a-wrong-key", ANTHROPIC_BASE_URL=claude.url)
+        with pytest.raises(AllProvidersFailedError) as info:
+            ask(BackendManager(settings))
+    assert info.value.exit_code == 3 and "sk-ant-a-wrong-key" not in info.value.message

@@ -79,3 +79,13 @@ def test_status_does_not_keep_an_idle_modal_awake(cli) -> None:
         assert again["providers"][0]["models"] == ["Qwen/Qwen2.5-7B-Instruct"]
         woken = json.loads(cli("status", "--json", "--wake", env=env).stdout)["data"]
         assert vllm.hits("/health") == 2 and woken["providers"][0]["status"] == "ready"
+
+
+def test_status_exits_1_when_nothing_can_answer(cli) -> None:
+    result = cli("status", "--json", env={"MODAL_WEB_URL": closed_port_url()})
+    assert_exit(result, 1)
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 1 and doc["data"]["provider"] is None
+    again = cli("status", env={"MODAL_WEB_URL": closed_port_url()})
+    assert_exit(again, 1)  # a dead endpoint is probed again (it starts no GPU), not shown as "cold"
+    assert "unhealthy" in again.stdout

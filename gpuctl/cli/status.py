@@ -31,6 +31,15 @@ def status(
         return
     with out.spinner("Checking providers…"):
         report = collect_status(settings, deep=deep, wake=wake)
+    if report["provider"] is None:
+        # Nothing can answer: an error for scripts and monitors (exit 1), with the full report.
+        if out.json_mode:
+            out.result(report, status="error", exit_code=1,
+                       errors=[{"type": "AllProvidersFailedError", "message": report["reason"], "hint": None}])
+        else:
+            _render(out, report)
+            out.error(report["reason"], "see each provider's line above")
+        raise typer.Exit(1)
     _render(out, report)
 
 
