@@ -86,3 +86,12 @@ def test_no_colour_when_piped() -> None:
     proc = subprocess.run([sys.executable, "-m", "gpuctl", "profile", "list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b[" not in proc.stdout and "\x1b[" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--json", "cost", "estimate", "--bogus"], ["--json", "bogus"],
+                                  ["chat", "--temperature", "abc", "hi", "--json"]])
+def test_usage_errors_are_one_json_document_too(cli, args: list[str]) -> None:
+    result = cli(*args)
+    assert_exit(result, 2)
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 2 and doc["errors"][0]["type"] == "UsageError"

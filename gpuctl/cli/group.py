@@ -15,6 +15,21 @@ from gpuctl.cli.context import AppContext
 from gpuctl.cli.output import Output
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError
 
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Click's exception base: Typer ≥ 0.16 vendors click as `typer._click`; older uses `click`."""
+    import importlib
+
+    for module in ("typer._click.exceptions", "click.exceptions"):  # the first that exists
+        try:
+            return (importlib.import_module(module).ClickException,)
+        except (ImportError, AttributeError):
+            continue
+    return ()
+
+
+_CLICK_ERRORS = _click_errors()
+
 # Global options may also be written after the subcommand (`gpuctl status --json`).
 _GLOBAL_FLAGS = frozenset({"--json", "--debug", "-v", "-vv", "-vvv", "--verbose"})
 _GLOBAL_WITH_VALUE = frozenset({"--profile", "-p"})
@@ -51,6 +66,8 @@ class GpuctlGroup(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if ctx.parent is None:
             args = hoist_global_options(list(args))
+            # Known before the root callback runs, for errors raised while resolving a command.
+            ctx.meta["gpuctl.json"] = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
         return super().parse_args(ctx, args)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
@@ -67,6 +84,15 @@ class GpuctlGroup(TyperGroup):
         except GpuctlError as exc:
             code = report_error(ctx, exc)
             ctx.exit(code)
+        except _CLICK_ERRORS as exc:  # bad flags / values: still one JSON document with --json
+            out = _output(ctx)
+            if out.json_mode and not out.emitted:
+                from gpuctl.cli.output import envelope
+
+                code = int(getattr(exc, "exit_code", 2))
+                out.print_json(envelope(out.command, status="error", exit_code=code,
+                                        errors=[{"type": "UsageError", "message": exc.format_message(), "hint": None}]))
+            raise  # Typer prints the usage message on stderr and exits 2
         except KeyboardInterrupt:
             out = _output(ctx)
             if out.json_mode and not out.emitted:
@@ -84,7 +110,7 @@ def _output(ctx: Any) -> Output:
     if isinstance(obj, AppContext):
         out = obj.out
     else:
-        out = Output(json_mode="--json" in sys.argv, command_parts=root.meta.get("gpuctl.command", []))
+        out = Output(json_mode=bool(root.meta.get("gpuctl.json")), command_parts=root.meta.get("gpuctl.command", []))
     return out
 
 
