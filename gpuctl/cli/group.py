@@ -91,7 +91,7 @@ class GpuctlGroup(TyperGroup):
 
                 code = int(getattr(exc, "exit_code", 2))
                 out.print_json(envelope(out.command, status="error", exit_code=code,
-                                        errors=[{"type": "UsageError", "message": exc.format_message(), "hint": None}]))
+                                        errors=[{"type": "UsageError", "message": getattr(exc, "format_message", exc.__str__)(), "hint": None}]))
             raise  # Typer prints the usage message on stderr and exits 2
         except KeyboardInterrupt:
             out = _output(ctx)
