@@ -28,7 +28,7 @@ def test_dry_run_prints_the_plan_with_price(cli, mocker) -> None:
 
 def test_dry_run_shows_warm_cost(cli) -> None:
     doc = json.loads(cli("--json", "deploy", "modal", "--dry-run", "--min-containers", "1", "--max-containers", "2").stdout)
-    assert doc["data"]["plan"]["warm_cost_per_month"] == "584.00"  # L4 $0.80/h × 730 h
+    assert doc["data"]["plan"]["warm_cost_per_month"] == "576.00"  # L4 $0.80/h × 720 h (30 days)
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -112,7 +112,8 @@ def test_deployments_are_in_the_ledger_and_warm_ones_reported_by_cleanup(cli, mo
     quiet = cli("--json", "cleanup")
     assert_exit(quiet, 0)
     assert json.loads(quiet.stdout)["data"]["modal_warm"] == []  # scale-to-zero: nothing to say
-    assert_exit(cli("deploy", "modal", "--no-wait", "--min-containers", "1"), 0)
+    assert_exit(cli("deploy", "modal", "--no-wait", "--min-containers", "1"), 2)  # bills 24/7: asks first
+    assert_exit(cli("deploy", "modal", "--no-wait", "--min-containers", "1", "--yes"), 0)
     with open_state(gpuctl_home) as st:
         live = st.live_instances("modal")
     assert len(live) == 1 and live[0].dph == "0.80" and live[0].remote_id == "multi-agent-vllm-inference"
@@ -130,7 +131,7 @@ def test_destroy_stops_an_app_deployed_under_another_name(cli, mocker, gpuctl_ho
     mocker.patch.object(ModalSDK, "check_credentials")
     mocker.patch.object(ModalSDK, "ensure_secret")
     mocker.patch.object(ModalSDK, "deploy", return_value="https://org--team-llm-serve.modal.run")
-    assert_exit(cli("deploy", "modal", "--no-wait", "--app-name", "team-llm", "--min-containers", "1"), 0)
+    assert_exit(cli("deploy", "modal", "--no-wait", "--app-name", "team-llm", "--min-containers", "1", "--yes"), 0)
     assert load_settings(home=gpuctl_home, env={})["modal.app_name"] == "team-llm"  # remembered
     stop = mocker.patch.object(ModalSDK, "stop", return_value=True)
     assert_exit(cli("destroy", "modal", "--yes"), 0)

@@ -21,6 +21,7 @@ def modal(
     app_name: str = typer.Option(None, "--app-name", help="Modal app name."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its price; spend nothing."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Do not wait for the first healthy answer."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before keeping containers warm (--min-containers ≥ 1)."),
 ) -> None:
     """Deploy vLLM on Modal and save the endpoint URL in the profile.
 
@@ -43,6 +44,13 @@ def modal(
         return
     if not out.json_mode:
         _show_plan(out, plan)
+    if plan.spec.min_containers > 0:
+        # Scale-to-zero costs nothing while idle; a warm container bills around the clock.
+        from gpuctl.cli.prompts import confirm
+
+        monthly = f"${plan.warm_cost_per_month:,.2f}/month" if plan.warm_cost_per_month is not None else "an unknown price"
+        confirm(out, f"Keep {plan.spec.min_containers} {plan.spec.gpu} container(s) warm? That bills {monthly} "
+                     "whatever the traffic.", yes=yes)
     with out.spinner("Deploying to Modal…") as spin:
         result = deploy_modal(settings, plan, wait=not no_wait, progress=spin.update)
     out.result({"dry_run": False, "plan": plan.as_dict(), "deployment": result.as_dict()})

@@ -131,7 +131,11 @@ class Output:
 
 
 class Spinner:
-    """`with out.spinner("Deploying…") as s: s.update("cold start: loading weights…")`."""
+    """`with out.spinner("Deploying…") as s: s.update("cold start: loading weights…")`.
+
+    In a terminal the elapsed time ticks on its own (the status line re-renders a few times a
+    second); elsewhere each new message is one plain line on stderr.
+    """
 
     def __init__(self, console: Console, message: str) -> None:
         self.console = console
@@ -139,23 +143,23 @@ class Spinner:
         self.started = time.monotonic()
         self._status: Any = None
 
-    def _text(self) -> str:
-        return f"{self.message} [dim]({time.monotonic() - self.started:.0f}s)[/dim]"
+    def __rich__(self) -> str:
+        # Called on every refresh of the live status line, so the seconds keep counting.
+        return f"{escape(self.message)} [dim]({time.monotonic() - self.started:.0f}s)[/dim]"
 
     def update(self, message: str | None = None) -> None:
-        if message is not None and message != self.message:
-            self.message = message
-            if self._status is None:
-                self.console.print(f"… {message}", highlight=False)
-        if self._status is not None:
-            self._status.update(self._text())
+        if message is None or message == self.message:
+            return
+        self.message = message
+        if self._status is None:
+            self.console.print(f"… {escape(message)}", highlight=False)
 
     def __enter__(self) -> Spinner:
         if self.console.is_terminal:
-            self._status = self.console.status(self._text())
+            self._status = self.console.status(self)
             self._status.__enter__()
         else:
-            self.console.print(f"… {self.message}", highlight=False)
+            self.console.print(f"… {escape(self.message)}", highlight=False)
         return self
 
     def __exit__(self, *exc: object) -> None:

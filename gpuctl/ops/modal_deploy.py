@@ -21,7 +21,7 @@ from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.providers.modal import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
 
-HOURS_PER_MONTH = Decimal(730)  # 365 × 24 / 12
+HOURS_PER_MONTH = Decimal(720)  # 30 days, the month `gpuctl cost estimate` uses
 READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
 POLL_S = 5.0
 
