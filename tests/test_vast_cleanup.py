@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpuctl.config import Settings, load_settings
-from gpuctl.errors import CredentialsError, ProviderError
+from gpuctl.errors import CredentialsError, PartialError, ProviderError, UsageError
 from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import State, UsageRecord, open_state
 from gpuctl.vast.cleanup import CleanupReport, run_cleanup
@@ -376,8 +376,65 @@ def test_two_cleanups_at_once(cli, vast_env: FakeVast, gpuctl_home: Path) -> Non
     assert reports and not reports[0].skipped and vast_env.live_ids() == set() and iid not in vast_env.live_ids()
 
 
-def test_cli_max_idle_must_not_be_negative(cli) -> None:  # type: ignore[no-untyped-def]
-    assert_exit(cli("cleanup", "--max-idle", "-1"), 2)
+def test_cli_only_action_failing_is_exit_1_not_partial(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Finding 3: nothing succeeded, so it is a failure, with the actions still in --json."""
+    (bad,) = old_ready_rows(gpuctl_home, vast_env, 1)
+    vast_env.fail_destroy(bad)
+    result = cli("--json", "cleanup", "--max-idle", "0")
+    assert_exit(result, 1)
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 1
+    assert doc["data"]["counts"]["failed"] == 1 and doc["data"]["actions"][0]["instance_id"] == bad
+    assert doc["errors"][0]["message"] == f"1 of 1 cleanup action(s) failed (instances {bad})"
+    human = cli("cleanup", "--max-idle", "0")
+    assert_exit(human, 1)
+    assert "1 of 1 cleanup action(s) failed" in human.stderr and vast_env.live_ids() == {bad}
+
+
+def test_a_failure_beside_kept_instances_is_still_exit_1(settings: Settings, client: VastAIClient, state: State,
+                                                         vast: FakeVast, clock: FakeClock) -> None:
+    """Keeping an instance in use is a decision, not a success: with the only destroy failed,
+    nothing was done."""
+    from gpuctl.vast.cleanup import failure_error
+    from gpuctl.vast.instances import ActionsFailed
+
+    _, idle = seed_row(state, vast, created_at=clock())
+    busy_row, busy = seed_row(state, vast, created_at=clock())
+    clock.advance(50 * MIN)
+    endpoint = state.get_instance(busy_row).endpoint  # type: ignore[union-attr]
+    state.record_usage(UsageRecord(ts=clock() - MIN, provider="vastai", endpoint=endpoint))
+    assert idle is not None
+    vast.fail_destroy(idle)
+    report = cleanup(settings, client, state, clock)
+    assert by_instance(report)[busy][0] == "kept" and by_instance(report)[idle][0] == "failed"
+    error = failure_error(report, {"x": 1})
+    assert isinstance(error, ActionsFailed) and error.exit_code == 1 and error.data == {"x": 1}
+    vast.allow_destroy(idle)
+    other = vast.seed_instance(label="gpuctl:laptop:0123456789ab", created_at=clock() - 60 * MIN)  # an orphan
+    vast.fail_destroy(busy)
+    state.record_usage(UsageRecord(ts=clock(), provider="vastai", endpoint=endpoint))
+    clock.advance(60 * MIN)
+    mixed = cleanup(settings, client, state, clock)
+    assert {k: v[0] for k, v in by_instance(mixed).items()} == {idle: "destroyed", busy: "failed", other: "destroyed"}
+    partial = failure_error(mixed, None)
+    assert isinstance(partial, PartialError) and partial.exit_code == 4
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "-inf"])
+def test_cli_max_idle_must_be_finite_and_not_negative(cli, vast_env: FakeVast, gpuctl_home: Path, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Finding 4: `--max-idle nan` kept idle instances forever (NaN compares false)."""
+    (iid,) = old_ready_rows(gpuctl_home, vast_env, 1)
+    result = cli("cleanup", "--max-idle", value)
+    assert_exit(result, 2)
+    assert "--max-idle must be a finite number of minutes, 0 or more" in result.stderr
+    assert vast_env.requests == [] and vast_env.live_ids() == {iid}
+
+
+def test_run_cleanup_refuses_a_non_finite_max_idle(settings: Settings, client: VastAIClient, state: State,
+                                                   vast: FakeVast, clock: FakeClock) -> None:
+    with pytest.raises(UsageError, match="finite"):
+        cleanup(settings, client, state, clock, max_idle_minutes=float("nan"))
+    assert vast.requests == []
 
 
 def test_python_api_names(gpuctl_home: Path, vast: FakeVast, clock: FakeClock, vllm: FakeVLLM, state: State) -> None:

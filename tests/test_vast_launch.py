@@ -22,7 +22,7 @@ from gpuctl.vast.instances import budget_lock, try_lock
 from gpuctl.vast.lifecycle import LaunchInterrupted, launch, plan_launch
 from tests import test_vast_common as common
 from tests.conftest import assert_exit
-from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast
+from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast, make_offer
 from tests.fakes.vllm_server import FakeVLLM
 from tests.test_vast_common import KEY, MODEL, Sleeper, create_ids, health
 
@@ -237,12 +237,12 @@ def test_destroy_all_marks_an_id_less_row_only_when_a_non_empty_list_lacks_it_pa
     proof that an intent row never created anything."""
     from gpuctl.errors import PartialError
     from gpuctl.vast.destroy import execute_destroy, plan_destroy
-    from gpuctl.vast.instances import make_label
+    from gpuctl.vast.instances import ActionsFailed, make_label
 
     row_id = state.add_instance_intent(provider="vastai", label=make_label("default"), dph="0.18")
     clock.advance(20 * 60)
     vast.set_list_fault("empty")
-    with pytest.raises(PartialError):
+    with pytest.raises(ActionsFailed):  # its only target not done: a failure, not partial
         execute_destroy(client, state, plan_destroy(client, state, all_=True), home=settings.home, clock=clock)
     row = state.get_instance(row_id)
     assert row is not None and row.live and row.cost is None
@@ -268,7 +268,7 @@ def test_an_id_less_row_on_an_empty_account_is_cleared_by_naming_its_label(cli, 
     assert_exit(cleaned, 1)
     assert "gpuctl destroy gpuctl:default:0123456789ab --yes" in cleaned.stderr
     every = cli("destroy", "--all", "--yes")
-    assert_exit(every, 4)
+    assert_exit(every, 1)  # its only target could not be done: nothing succeeded
     assert "does not prove its create never happened" in every.stdout + every.stderr
     assert_exit(cli("destroy", "gpuctl:default:0123456789ab"), 2)  # no --yes, no terminal: refused
     named = cli("--json", "destroy", "gpuctl:default:0123456789ab", "--yes")
@@ -296,6 +296,52 @@ def test_destroy_failure_is_partial(cli, vast_env: FakeVast) -> None:  # type: i
     doc = json.loads(result.stdout)
     assert doc["status"] == "partial" and doc["data"]["failed"] == 1
     assert vast_env.live_ids() == {first} and second not in vast_env.live_ids()
+
+
+def test_destroy_refuses_an_id_gpuctl_did_not_create_unless_forced(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    """Finding 2: `gpuctl destroy ID --yes` destroyed someone's own training box."""
+    prod = vast_env.seed_instance(label="my-prod-training")
+    bare = vast_env.seed_instance(label=None)
+    for args in (("destroy", str(prod), "--yes"), ("destroy", "vastai", str(prod), "--dry-run")):
+        refused = cli(*args)
+        assert_exit(refused, 2)
+        (line,) = [x for x in refused.stderr.splitlines() if x.startswith("Error:")]
+        assert f"instance {prod} is labelled 'my-prod-training'" in line and "gpuctl did not create it" in line
+        assert "--force" in refused.stderr
+    assert_exit(cli("destroy", str(bare), "--yes"), 2)
+    assert vast_env.live_ids() == {prod, bare} and vast_env.received("DELETE") == []
+    assert_exit(cli("destroy", "--all", "--force", "--yes"), 2)  # --all never reaches past gpuctl's
+    assert_exit(cli("destroy", "--all", "--yes"), 0)
+    assert vast_env.live_ids() == {prod, bare}
+    forced = cli("--json", "destroy", str(prod), "--force", "--yes")
+    assert_exit(forced, 0)
+    (res,) = json.loads(forced.stdout)["data"]["results"]
+    assert res["result"] == "destroyed" and res["created_by_gpuctl"] is False
+    assert vast_env.live_ids() == {bare}
+
+
+def test_destroy_by_id_trusts_the_ledger_over_a_changed_label(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    iid = json.loads(cli("--json", "launch", "--yes", "--no-wait").stdout)["data"]["instance"]["instance_id"]
+    vast_env.instance(iid).label = "renamed-on-the-console"  # gpuctl created it: its ledger row says so
+    assert_exit(cli("destroy", str(iid), "--yes"), 0)
+    assert vast_env.live_ids() == set()
+
+
+def test_destroy_all_that_fails_everywhere_is_exit_1_not_partial(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    """Finding 3: "destroyed 0 of 1" is a failure (exit 1), with the results still in --json."""
+    iid = json.loads(cli("--json", "launch", "--yes").stdout)["data"]["instance"]["instance_id"]
+    vast_env.fail_destroy(iid)
+    result = cli("--json", "destroy", "--all", "--yes")
+    assert_exit(result, 1)
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 1
+    assert doc["data"]["failed"] == 1 and doc["data"]["destroyed"] == 0
+    assert doc["data"]["results"][0]["instance_id"] == iid and doc["data"]["results"][0]["result"] == "failed"
+    assert doc["errors"][0]["message"].startswith("destroyed 0 of 1")
+    assert "Error: destroyed 0 of 1" in result.stderr
+    human = cli("destroy", str(iid), "--yes")
+    assert_exit(human, 1)
+    assert "destroyed 0 of 1" in human.stderr and iid in vast_env.live_ids()
 
 
 # -- failure paths (fake clock) ---------------------------------------------------------------------
@@ -523,13 +569,90 @@ def test_stuck_loading_past_ten_minutes_is_destroyed(settings: Settings, client:
 
 def test_all_attempts_fail_nothing_left_running(settings: Settings, client: VastAIClient, state: State,
                                                 vast: FakeVast, clock: FakeClock) -> None:
-    for offer_id in (102, 101, 201, 401):
+    vast.add_offer(make_offer(108, dph_total="0.20", **OK))  # within $0.18 + 25%, like 101
+    for offer_id in (102, 108, 101, 201, 401):
         vast.fail_boot(offer_id=offer_id)
     with pytest.raises(ProviderError, match="after 3 attempt"):
         run_launch(settings, client, state, clock)
-    assert create_ids(vast) == [102, 101, 201]  # the limit, walking on to the next tier
+    assert create_ids(vast) == [102, 108, 101]  # the limit
     assert vast.live_ids() == set() and state.live_instances("vastai") == []
-    assert set(state.excluded_machines("vastai")) == {"50102", "50101", "50201"}
+    assert set(state.excluded_machines("vastai")) == {"50102", "50108", "50101"}
+
+
+# -- retries stay within what the user confirmed (review finding 1) ------------------------------
+
+OK = {"cuda_max_good": 13.0, "inet_down": 900.0, "reliability": 0.99}
+
+
+def test_a_failed_cheap_offer_is_never_replaced_by_a_dearer_tier(settings: Settings, client: VastAIClient,
+                                                                state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """The finding: the user confirmed an RTX 3090 at $0.18/h; its machine failed CDI, the other
+    cheap offers were gone, and the retry rented an H100 SXM at $2.40/h with no second question."""
+    vast.remove_offer(101)
+    vast.remove_offer(201)
+    vast.add_offer(make_offer(110, dph_total="0.30", **OK))  # same tier, but above $0.18 × 1.25
+    vast.fail_boot(offer_id=102)
+    plan = plan_launch(settings, client, state, clock=clock)
+    assert plan.retry_max_dph == Decimal("0.225") and [t.name for t in plan.retry_tiers] == ["RTX 3090"]
+    searches = len(vast.received("POST", "/api/v0/bundles/"))
+    with pytest.raises(ProviderError) as err:
+        launch(settings, plan, client=client, state=state, clock=clock, sleep=Sleeper(clock))
+    assert create_ids(vast) == [102]  # never 110 ($0.30), never 401 (the H100 at $2.40)
+    assert len(vast.received("POST", "/api/v0/bundles/")) == searches  # later tiers not even searched
+    message = err.value.message
+    assert err.value.exit_code == 1 and "CDI injection failure" in message
+    assert "RTX 3090 tier's offers at most $0.225/h (the confirmed $0.18/h + 25%) are exhausted" in message
+    assert "not rented without a new confirmation" in message and "gpuctl launch --dry-run" in (err.value.hint or "")
+    assert vast.live_ids() == set() and state.live_instances("vastai") == []
+
+
+def test_an_explicit_max_dph_is_the_retry_limit_but_not_a_licence_for_later_tiers(
+        settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock) -> None:
+    vast.remove_offer(101)
+    vast.add_offer(make_offer(110, dph_total="0.28", **OK))  # above $0.225, within --max-dph
+    vast.fail_boot(offer_id=102)
+    result = run_launch(settings, client, state, clock, max_dph="0.30")  # what the user asked for
+    assert result.ready and create_ids(vast) == [102, 110]
+    vast.fail_boot(offer_id=110)
+    vast.remove_offer(102)
+    vast.add_offer(make_offer(111, dph_total="0.19", **OK))
+    vast.fail_boot(offer_id=111)
+    with pytest.raises(ProviderError, match=r"at most \$3.00/h \(--max-dph\) are exhausted; dearer offers and later"):
+        run_launch(settings, client, state, clock, max_dph=3)  # the RTX 4090 at $0.40 fits $3, not the tier rule
+    assert create_ids(vast)[2:] == [111] and 201 not in create_ids(vast)
+
+
+def test_the_cli_confirmation_names_the_retry_limit_and_stops_at_it(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    asked = cli("launch")  # no terminal: refused, but the question is shown
+    assert_exit(asked, 2)
+    assert "Rent an instance with RTX 3090 at $0.18/h?" in asked.stderr
+    assert "retries stay within $0.225/h and the RTX 3090 tier" in asked.stderr
+    dry = json.loads(cli("--json", "launch", "--dry-run").stdout)
+    assert dry["data"]["plan"]["retry_max_dph"] == "0.225"
+    vast_env.remove_offer(101)
+    vast_env.remove_offer(201)
+    vast_env.fail_boot(offer_id=102)
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "are exhausted" in result.stderr and "gpuctl launch --dry-run" in result.stderr
+    assert create_ids(vast_env) == [102] and vast_env.live_ids() == set()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5", "0"])
+def test_max_dph_must_be_a_finite_positive_number(cli, vast_env: FakeVast, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Finding 4: NaN compares false with every price, so `--max-dph nan` capped nothing."""
+    result = cli("launch", "--dry-run", "--max-dph", value)
+    assert_exit(result, 2)
+    assert "--max-dph must be a finite number" in result.stderr
+    assert vast_env.requests == []  # refused before any API call
+
+
+def test_plan_launch_refuses_a_non_finite_max_dph(settings: Settings, client: VastAIClient, state: State,
+                                                  vast: FakeVast, clock: FakeClock) -> None:
+    for value in (float("nan"), float("inf"), Decimal("NaN")):
+        with pytest.raises(UsageError, match="finite"):
+            plan_launch(settings, client, state, clock=clock, max_dph=value)
+    assert vast.requests == []
 
 
 def test_vllm_that_never_answers_is_destroyed(settings: Settings, client: VastAIClient, state: State,
@@ -716,7 +839,7 @@ def test_budget_is_checked_again_before_each_retry(settings: Settings, client: V
                                                    vast: FakeVast, clock: FakeClock) -> None:
     vast.fail_boot(offer_id=102)
     settings = load_settings(env={"VAST_URL": vast.url, "VASTAI_API_KEY": KEY,
-                                  "VASTAI_SESSION_BUDGET_LIMIT": "0.15"}, home=settings.home)  # 0.25 × 0.75 > 0.15
+                                  "VASTAI_SESSION_BUDGET_LIMIT": "0.15"}, home=settings.home)  # 0.22 × 0.75 > 0.15
     with pytest.raises(BudgetError, match="1 attempt"):
         run_launch(settings, client, state, clock)
     assert create_ids(vast) == [102] and vast.live_ids() == set() and state.live_instances("vastai") == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import PartialError, UsageError
 
 
 def cleanup(
@@ -20,12 +19,12 @@ def cleanup(
 
     Example: */10 * * * * gpuctl cleanup --json >> ~/.gpuctl-cleanup.log
     """
-    from gpuctl.vast.cleanup import run_cleanup
+    from gpuctl.vast.cleanup import check_max_idle, failure_error, run_cleanup
+    from gpuctl.vast.instances import ActionsFailed
 
     actx = app_context(ctx)
     out = actx.out
-    if max_idle is not None and max_idle < 0:
-        raise UsageError(f"--max-idle must not be negative (got {max_idle:g})")
+    check_max_idle(max_idle)  # NaN or inf would keep idle instances forever
     from gpuctl.ops.modal_deploy import warm_deployments
 
     settings = actx.settings()
@@ -37,7 +36,6 @@ def cleanup(
     for app in data["modal_warm"]:
         out.warn(f"Modal app {app['app_name']} keeps {app['detail'].split(',')[0]} warm: ${app['dollars_per_hour']}/h "
                  "whatever the traffic. `gpuctl deploy modal --min-containers 0` scales it to zero.")
-    failed = report.failed
     if not out.json_mode:
         if report.message:
             out.info(report.message + ".")
@@ -50,9 +48,9 @@ def cleanup(
         if report.spent is not None:
             out.note(f"Vast.ai spend so far: ${report.spent} of ${report.budget_limit}."
                      + (" Dry run: nothing was changed." if dry_run else ""))
-    if failed:
-        ids = ", ".join(str(a.instance_id) for a in failed)
-        raise PartialError(f"{len(failed)} of {len(report.actions)} cleanup action(s) failed (instances {ids})",
-                           hint="they may still bill: run `gpuctl cleanup` again, or destroy them at https://console.vast.ai",
-                           data=data)
+    error = failure_error(report, data)  # exit 4 if some action was done, 1 if none was
+    if isinstance(error, ActionsFailed):  # --json still gets the per-instance results
+        out.result(data, status="error", exit_code=error.exit_code, errors=[error.envelope_error()])
+    if error is not None:
+        raise error
     out.result(data)

@@ -16,9 +16,11 @@ if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer
 
 def destroy(
     ctx: typer.Context,
-    target: str = typer.Argument("vastai", help="modal, vastai, or a Vast.ai instance id."),
+    target: str = typer.Argument("vastai", help="modal, vastai, a Vast.ai instance id, or a gpuctl label."),
     instance_id: str = typer.Argument(None, help="Vast.ai instance id."),
     all_: bool = typer.Option(False, "--all", help="Every instance gpuctl created."),
+    force: bool = typer.Option(False, "--force", help="Destroy the named Vast.ai instance id even though gpuctl did "
+                                                      "not create it (no gpuctl label)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be destroyed."),
 ) -> None:
@@ -31,9 +33,11 @@ def destroy(
     out = actx.out
     settings = actx.settings()
     if target == "modal":
+        if force:
+            raise UsageError("--force is for a Vast.ai instance id gpuctl did not create, not for modal")
         _destroy_modal(out, settings, yes=yes, dry_run=dry_run)
         return
-    _destroy_vastai(out, settings, target, instance_id, all_=all_, yes=yes, dry_run=dry_run)
+    _destroy_vastai(out, settings, target, instance_id, all_=all_, force=force, yes=yes, dry_run=dry_run)
 
 
 def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool) -> None:
@@ -59,7 +63,7 @@ def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool)
 
 
 def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: str | None, *, all_: bool,
-                    yes: bool, dry_run: bool) -> None:
+                    force: bool, yes: bool, dry_run: bool) -> None:
     from gpuctl.cli.prompts import confirm
     from gpuctl.config import ensure_home
     from gpuctl.state import open_state
@@ -70,10 +74,10 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
     if target.isdigit() or is_gpuctl_label(target):  # `gpuctl destroy 12345` / `gpuctl destroy gpuctl:dev:1a2b…`
         if instance_id is not None or all_:
             raise UsageError(f"{target!r} names one instance: no other argument or --all",
-                             hint="`gpuctl destroy [vastai] [ID | LABEL | --all]`")
+                             hint="`gpuctl destroy [vastai] [ID | LABEL | --all] [--force]`")
         instance_id, label = (target, None) if target.isdigit() else (None, target)
     elif target.lower() not in ("vastai", "vast"):
-        raise UsageError(f"unknown target {target!r}", hint="modal, vastai, or a Vast.ai instance id")
+        raise UsageError(f"unknown target {target!r}", hint="modal, vastai, a Vast.ai instance id, or a gpuctl label")
     if instance_id is not None and not instance_id.isdigit():
         raise UsageError(f"a Vast.ai instance id is a number, got {instance_id!r}")
     if label is None and (instance_id is None) == (not all_):
@@ -81,10 +85,11 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
                          hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
     out.note(LEGACY_NOTE)
     from gpuctl.vast.destroy import execute_destroy, plan_destroy
+    from gpuctl.vast.instances import ActionsFailed
 
     with open_client(settings) as client, open_state(ensure_home(settings.home)) as state:
         plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_,
-                            label=label)
+                            label=label, force=force)
         if not out.json_mode:
             _show_targets(out, plan)
         plan.check_listed()  # an unreadable list is exit 1, even with nothing in the ledger
@@ -98,9 +103,16 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
             confirm(out, f"No listed Vast.ai instance carries {label}. Mark {ids} as never created? Only if "
                          "https://console.vast.ai shows no such instance.", yes=yes)
         else:
-            confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?", yes=yes)
+            foreign = [t for t in plan.targets if t.foreign]
+            warning = "".join(f" Instance {t.instance_id} ({t.label or 'no label'}) was not created by gpuctl."
+                              for t in foreign)
+            confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?{warning}", yes=yes)
         with out.spinner("Destroying…"):
-            report = execute_destroy(client, state, plan, home=settings.home)
+            try:
+                report = execute_destroy(client, state, plan, home=settings.home)
+            except ActionsFailed as exc:  # exit 1, and --json still gets the per-instance results
+                out.result(exc.data, status="error", exit_code=exc.exit_code, errors=[exc.envelope_error()])
+                raise
     out.result(report.as_dict())
     if not out.json_mode:
         for o in report.outcomes:

@@ -126,7 +126,7 @@ def report_error(ctx: Any, exc: GpuctlError) -> int:
         from gpuctl.cli.output import envelope
 
         status = "partial" if isinstance(exc, PartialError) else "error"
-        data = exc.data if isinstance(exc, PartialError) else None
+        data = getattr(exc, "data", None)  # PartialError and other errors that carry their results
         errors = [{"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}]
         out.print_json(envelope(out.command, status=status, exit_code=code, data=data, errors=errors))
     out.error(exc.message, exc.hint)

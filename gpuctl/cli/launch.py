@@ -17,7 +17,7 @@ def launch(
     ctx: typer.Context,
     provider: str = typer.Argument("vastai", help="Only vastai launches instances (Modal scales itself)."),
     gpu: str = typer.Option(None, "--gpu", help="Only this GPU tier (e.g. 'RTX 3090')."),
-    max_dph: float = typer.Option(None, "--max-dph", help="Highest $/h to accept."),
+    max_dph: float = typer.Option(None, "--max-dph", help="Highest $/h to accept (retries stay within it too)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show candidates and the choice; spend nothing."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once created; do not wait for vLLM."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -32,7 +32,7 @@ def launch(
     from gpuctl.cli.prompts import confirm
     from gpuctl.vast.budget import money
     from gpuctl.vast.instances import open_client
-    from gpuctl.vast.lifecycle import LEGACY_NOTE, check_plan, plan_launch
+    from gpuctl.vast.lifecycle import LEGACY_NOTE, check_max_dph, check_plan, plan_launch
     from gpuctl.vast.lifecycle import launch as start
 
     actx = app_context(ctx)
@@ -40,6 +40,7 @@ def launch(
     if provider.lower() not in ("vastai", "vast"):
         hint = "Modal scales by itself: `gpuctl deploy modal`" if provider.lower() == "modal" else "e.g. `gpuctl launch vastai`"
         raise UsageError(f"only Vast.ai instances are launched, not {provider!r}", hint=hint)
+    check_max_dph(max_dph)  # NaN or inf would cap nothing: refused before any API call
     out.note(LEGACY_NOTE)
     settings = actx.settings()
     with open_client(settings) as client, actx.state() as state:
@@ -58,7 +59,9 @@ def launch(
         assert plan.choice is not None and plan.budget is not None
         offer = plan.choice.offer
         confirm(out, f"Rent an instance with {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
-                     f"(${money(plan.budget.projection)} per {plan.budget.keep_alive_minutes:g}-minute keep-alive).", yes=yes)
+                     f"(${money(plan.budget.projection)} per {plan.budget.keep_alive_minutes:g}-minute keep-alive). "
+                     f"If it fails to start, retries stay within ${money(plan.retry_max_dph)}/h and the "
+                     f"{plan.choice.tier.name} tier.", yes=yes)
         with _sigterm_as_ctrl_c(), out.spinner(f"Launching on Vast.ai: {offer.gpu_name}…") as spin:
             result = start(settings, plan, client=client, state=state, wait=not no_wait, keep=keep, progress=spin.update)
     out.result({"dry_run": False, "plan": plan.as_dict(), "instance": result.as_dict()})

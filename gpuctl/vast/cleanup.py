@@ -32,6 +32,7 @@ action is one `vastai_cleanup_action` event. Must not print.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings, ensure_home
-from gpuctl.errors import CredentialsError, ProviderError
+from gpuctl.errors import CredentialsError, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
 from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
@@ -49,6 +50,7 @@ from gpuctl.vast.budget import dec, money
 from gpuctl.vast.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
+    ActionsFailed,
     destroy_remote,
     is_gpuctl_label,
     launch_in_progress,
@@ -97,6 +99,11 @@ class CleanupReport:
     def failed(self) -> list[Action]:
         return [a for a in self.actions if a.result == "failed"]
 
+    @property
+    def done(self) -> list[Action]:
+        """Actions that changed something (a decision to keep is not one)."""
+        return [a for a in self.actions if a.result in ("destroyed", "already_gone", "marked", "promoted")]
+
     def as_dict(self) -> dict[str, Any]:
         count = {r: sum(a.result == r for a in self.actions)
                  for r in ("destroyed", "already_gone", "would_destroy", "kept", "marked", "promoted", "failed")}
@@ -119,6 +126,7 @@ def run_cleanup(
     ready_deadline_s: float = READY_DEADLINE_S,
 ) -> CleanupReport:
     """One cleanup pass under the cleanup lock; raises ProviderError when the API cannot be read."""
+    check_max_idle(max_idle_minutes)
     home = ensure_home(settings.home)
     with try_lock(home / "cleanup.lock") as held:
         if not held:
@@ -147,6 +155,27 @@ def run_cleanup(
                 client.close()
             if own_state:
                 st.close()
+
+
+def check_max_idle(minutes: float | None) -> None:
+    """--max-idle: NaN or infinity would keep idle instances billing forever (NaN compares
+    false with everything); negative is meaningless. 0 is fine: destroy whatever is idle."""
+    if minutes is not None and (not math.isfinite(minutes) or minutes < 0):
+        raise UsageError(f"--max-idle must be a finite number of minutes, 0 or more (got {minutes:g})")
+
+
+def failure_error(report: CleanupReport, data: Any) -> GpuctlError | None:
+    """What a run with failed actions raises: PartialError (exit 4) when some action was done,
+    else ActionsFailed (exit 1: nothing succeeded), each carrying `data` for --json."""
+    failed = report.failed
+    if not failed:
+        return None
+    ids = ", ".join(str(a.instance_id) if a.instance_id is not None else f"ledger row {a.ledger_row}" for a in failed)
+    message = f"{len(failed)} of {len(report.actions)} cleanup action(s) failed (instances {ids})"
+    hint = "they may still bill: run `gpuctl cleanup` again, or destroy them at https://console.vast.ai"
+    if report.done:
+        return PartialError(message, hint=hint, data=data)
+    return ActionsFailed(message, hint=hint, data=data)
 
 
 class _Cleanup:

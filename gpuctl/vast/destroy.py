@@ -1,5 +1,9 @@
-"""`gpuctl destroy [vastai] [ID | --all]`: plan which instances to destroy, then destroy them
-and mark their ledger rows with what they cost.
+"""`gpuctl destroy [vastai] [ID | LABEL | --all] [--force]`: plan which instances to destroy,
+then destroy them and mark their ledger rows with what they cost.
+
+Only what gpuctl created is destroyed: an id whose instance carries no gpuctl label and that no
+ledger row knows is refused (a usage error naming its label) unless `force`; `--all` never
+looks past gpuctl's labels and ledger rows, force or not.
 
 `--all` is every instance labelled by gpuctl in the remote list *plus* every live ledger row:
 neither source alone is trusted (the list can come back empty, the ledger can miss a crash).
@@ -8,12 +12,14 @@ instance id is marked never-created only as cleanup would: older than the grace 
 missing from a non-empty list; otherwise it is reported as not done, and the user, having checked
 the web console, can name the row by its label (`gpuctl destroy gpuctl:<profile>:<nonce>`):
 their word stands in for a list that cannot prove anything (an empty one). A list that cannot
-be read is an error even when the ledger has nothing to destroy. Must not print or exit; the command
-confirms between `plan_destroy` and `execute_destroy`.
+be read is an error even when the ledger has nothing to destroy. A run in which nothing
+succeeded is a failure (`ActionsFailed`, exit 1); one in which only some did is partial (exit 4).
+Must not print or exit; the command confirms between `plan_destroy` and `execute_destroy`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ from gpuctl.state import InstanceRow, State
 from gpuctl.vast.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
+    ActionsFailed,
     destroy_remote,
     is_gpuctl_label,
     launch_in_progress,
@@ -45,11 +52,13 @@ class Target:
     gpu: str | None
     dph: str | None
     named: bool = False  # an id-less row the user named by its label: no listed instance carries it
+    foreign: bool = False  # not gpuctl's (no gpuctl label, no ledger row): destroyed only with --force
 
     def as_dict(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "ledger_row": self.row.id if self.row else None,
                 "label": self.label, "gpu": self.gpu, "dph": self.dph,
-                "status": self.remote.actual_status if self.remote else (self.row.status if self.row else None)}
+                "status": self.remote.actual_status if self.remote else (self.row.status if self.row else None),
+                "created_by_gpuctl": not self.foreign}
 
 
 @dataclass(frozen=True)
@@ -106,10 +115,14 @@ def _target(instance_id: int | None, row: InstanceRow | None, remote: Instance |
 
 
 def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None = None, all_: bool = False,
-                 label: str | None = None) -> DestroyPlan:
+                 label: str | None = None, force: bool = False) -> DestroyPlan:
+    """`force` lets one named id that gpuctl did not create be destroyed; nothing else."""
     if sum((instance_id is not None, all_, label is not None)) != 1:
         raise UsageError("name one Vast.ai instance id or gpuctl label, or pass --all (one of them)",
                          hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
+    if force and instance_id is None:
+        raise UsageError("--force only applies to one Vast.ai instance id: --all and labels only ever touch "
+                         "what gpuctl created", hint="e.g. `gpuctl destroy 12345 --force --yes`")
     if label is not None:
         return _plan_label(client, state, label)
     if instance_id is not None:
@@ -118,7 +131,16 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
         if remote is None and (row is None or not row.live):
             raise UsageError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
                              hint="list what gpuctl runs with `gpuctl status`")
-        return DestroyPlan((_target(instance_id, row, remote),))
+        # A ledger row with this id means gpuctl created it, whatever its label says now.
+        foreign = remote is not None and row is None and not is_gpuctl_label(remote.label)
+        if foreign and not force:
+            assert remote is not None
+            what = f"is labelled {remote.label!r}" if remote.label else "has no label"
+            raise UsageError(f"Vast.ai instance {instance_id} {what}, not a gpuctl label: gpuctl did not create it, "
+                             "so it was not destroyed",
+                             hint=f"`gpuctl destroy {instance_id} --force` destroys it anyway")
+        target = _target(instance_id, row, remote)
+        return DestroyPlan((dataclasses.replace(target, foreign=foreign),))
     targets: dict[str, Target] = {}
     list_error = None
     try:
@@ -163,7 +185,8 @@ def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
 
 def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, home: Path | None = None,
                     clock: Callable[[], float] = time.time) -> DestroyReport:
-    """Destroy every target; a failure does not stop the others. PartialError if any failed;
+    """Destroy every target; a failure does not stop the others. PartialError if some failed
+    (or the list could not be read) and some succeeded; ActionsFailed if none succeeded;
     ProviderError if the list could not be read and there was nothing to destroy."""
     plan.check_listed()
     outcomes = []
@@ -171,7 +194,7 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
         outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed))
     report = DestroyReport(tuple(outcomes), plan.list_error)
     if report.failed or plan.list_error:
-        done = len(report.outcomes) - len(report.failed)
+        done = len(report.outcomes) - len(report.failed)  # targets is non-empty here (check_listed)
         parts = [f"destroyed {done} of {len(report.outcomes)}"]
         for o in report.failed[:3]:  # why, in the one line people read (the JSON has them all)
             what = f"instance {o.target.instance_id}" if o.target.instance_id is not None else (
@@ -180,8 +203,10 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
         if plan.list_error:
             parts.append(f"the instance list could not be read ({plan.list_error}), so instances missing from the "
                          "ledger may remain")
-        raise PartialError("; ".join(parts), data=report.as_dict(),
-                           hint="run `gpuctl destroy --all --yes` again, or `gpuctl cleanup`")
+        hint = "run `gpuctl destroy --all --yes` again, or `gpuctl cleanup`"
+        if done == 0:  # nothing succeeded: a failure, not a partial success
+            raise ActionsFailed("; ".join(parts), data=report.as_dict(), hint=hint)
+        raise PartialError("; ".join(parts), data=report.as_dict(), hint=hint)
     return report
 
 

@@ -1,5 +1,6 @@
 """What launch, destroy and cleanup share: gpuctl's instance label, the per-launch and cleanup
-locks, the client built from settings, and "destroy it and mark the ledger row with its cost".
+locks, the client built from settings, "destroy it and mark the ledger row with its cost", and
+the error for a run in which every destroy failed (`ActionsFailed`).
 
 The label is `gpuctl:<profile or 'env'>:<nonce>`. The `gpuctl:` prefix is how cleanup finds
 what gpuctl created without the ledger; the nonce is unique per launch, written to the ledger's
@@ -42,6 +43,20 @@ ORPHAN_GRACE_S = 15 * 60
 LABEL_PREFIX = "gpuctl:"
 _NONCE_RE = re.compile(r"^[0-9a-f]{8,32}$")
 _COST_PLACES = Decimal("0.000001")
+
+
+class ActionsFailed(ProviderError):
+    """Every destroy (or cleanup action) that was tried failed: exit 1, not the partial 4
+    ("destroyed 0 of 1" is a failure). Carries the per-instance results for --json as `data`,
+    as PartialError does."""
+
+    def __init__(self, message: str, *, data: object, hint: str | None = None) -> None:
+        super().__init__(message, provider=PROVIDER, kind="http", hint=hint)
+        self.data = data
+
+    def envelope_error(self) -> dict[str, str | None]:
+        """The `errors` entry of the --json envelope (what the error handler would write)."""
+        return {"type": type(self).__name__, "message": self.message, "hint": self.hint}
 
 
 def make_label(profile: str | None, nonce: str | None = None) -> str:

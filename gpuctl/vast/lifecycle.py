@@ -15,7 +15,9 @@ The order is the safety argument:
 5. then we watch: `running` (status and `status_msg` shown), vLLM's /health and a 1-token
    completion; on CDI injection failure, loading past 10 minutes, a boot exit, or vLLM never
    answering, the instance is destroyed (its cost recorded), its machine excluded, and the
-   next offer tried, up to `MAX_ATTEMPTS`;
+   next offer tried, up to `MAX_ATTEMPTS`; a retry never costs more than the user confirmed:
+   only offers of the chosen tier (or an earlier one) at most the chosen $/h × 1.25 (or within
+   an explicit --max-dph: `LaunchPlan.retry_max_dph`); when those run out the launch stops;
 6. Ctrl-C (or any error) destroys what was created, unless `keep`; a process that dies outright
    leaves a ledger row, a label and a released lock, which `gpuctl cleanup` acts on.
 
@@ -42,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings, set_profile_value, writable_profile
-from gpuctl.errors import EXIT_INTERRUPTED, BudgetError, GpuctlError, ProviderError
+from gpuctl.errors import EXIT_INTERRUPTED, BudgetError, GpuctlError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
 from gpuctl.providers.vastai import Instance, VastAIClient
@@ -73,6 +75,10 @@ CDI_MARKER = "failed to inject cdi devices"
 # at Vast): look for its label this long, this often, before giving up on knowing.
 CREATE_LOOKUP_S = 60.0
 CREATE_LOOKUP_POLL_S = 10.0
+# A retry may cost at most this much more per hour than the offer the user confirmed (unless
+# --max-dph said how much they accept): a failed RTX 3090 at $0.18/h never turns into an H100
+# at $2.40/h without a second question.
+RETRY_PRICE_FACTOR = Decimal("1.25")
 
 # (endpoint, vLLM API key, model) → Health; raises ProviderError(kind="auth") when vLLM refuses
 # the key (the one answer that waiting will not change).
@@ -132,10 +138,28 @@ class LaunchPlan:
     live: tuple[InstanceRow, ...]  # gpuctl's Vast.ai instances that are live now
     excluded: frozenset[int]
     reserved: Decimal = Decimal(0)  # what the live instances may still bill (a keep-alive each)
+    max_dph: Decimal | None = None  # --max-dph, when the user gave one
 
     @property
     def choice(self) -> Candidate | None:
         return self.search.choice
+
+    @property
+    def retry_max_dph(self) -> Decimal | None:
+        """The most $/h any attempt may cost: what the user asked for with --max-dph, else the
+        confirmed offer's price plus 25%. None without a choice."""
+        if self.max_dph is not None:
+            return self.max_dph
+        return self.choice.offer.dph_total * RETRY_PRICE_FACTOR if self.choice else None
+
+    @property
+    def retry_tiers(self) -> tuple[Tier, ...]:
+        """The tiers an attempt may rent from: the chosen one and those before it in the ladder
+        (never a later, dearer-class tier the user was not asked about)."""
+        if self.search.tier is None:
+            return ()
+        names = [t.name for t in self.tiers]
+        return self.tiers[: names.index(self.search.tier.name) + 1]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +172,7 @@ class LaunchPlan:
             "reserved": str(self.reserved),
             "live_instances": [r.remote_id or f"intent:{r.id}" for r in self.live],
             "excluded_machines": sorted(self.excluded),
+            "retry_max_dph": None if self.retry_max_dph is None else format(self.retry_max_dph.normalize(), "f"),
         }
 
 
@@ -167,7 +192,8 @@ def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: 
 
     The total budget is checked before the first search: with nothing left, no API call.
     `launch` checks it again under the global launch lock before each create."""
-    tiers = select_tiers(load_tiers(settings), gpu=gpu, max_dph=dec(max_dph) if max_dph is not None else None)
+    cap = check_max_dph(max_dph)
+    tiers = select_tiers(load_tiers(settings), gpu=gpu, max_dph=cap)
     rows = state.instances(PROVIDER)
     live = tuple(r for r in rows if r.live)
     spent = budget.spent(rows, clock())
@@ -188,7 +214,18 @@ def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: 
     if search.choice is not None:
         check = budget.check(search.choice.offer.dph_total, spent_so_far=spent, reserved_for_live=held,
                              **_limits(settings))
-    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held)
+    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held, cap)
+
+
+def check_max_dph(max_dph: float | Decimal | None) -> Decimal | None:
+    """--max-dph as a Decimal; NaN, infinity, zero or less is a usage error (NaN compares
+    false with everything, so it would silently cap nothing)."""
+    if max_dph is None:
+        return None
+    cap = dec(max_dph)
+    if cap is None or cap <= 0:
+        raise UsageError(f"--max-dph must be a finite number of dollars per hour above 0 (got {max_dph})")
+    return cap
 
 
 # -- launch ----------------------------------------------------------------------------------
@@ -324,8 +361,12 @@ class _Launch:
 
     def run(self, plan: LaunchPlan, max_attempts: int) -> LaunchResult:
         attempts: list[Attempt] = []
-        tiers = list(plan.tiers)
+        cap = plan.retry_max_dph
+        # Only the chosen tier and those before it: later tiers are never even searched.
+        tiers = list(plan.retry_tiers)
         for cand in candidates_in_order(self.client, tiers, plan.search, disk_gb=self.disk_gb, excluded=self.excluded):
+            if cap is not None and cand.offer.dph_total > cap:
+                continue  # dearer than what the user confirmed
             if len(attempts) >= max_attempts:
                 break
             try:
@@ -337,14 +378,33 @@ class _Launch:
                 if failed.fatal is not None:
                     raise failed.fatal from None
                 self.progress(f"Attempt {len(attempts)} failed: {failed.attempt.reason}. Trying the next offer…")
-        if not attempts:
-            raise ProviderError("no acceptable Vast.ai offer is left to try.", provider=PROVIDER, kind="not_found",
-                                hint="raise --max-dph or try another tier with --gpu")
-        raise ProviderError(
-            f"no Vast.ai instance came up after {len(attempts)} attempt(s): {_reasons(attempts)}. "
-            "Each was destroyed; nothing is left running.",
-            provider=PROVIDER, kind="http", hint="see docs/providers/vastai.md (troubleshooting), or use Modal",
-        )
+        if len(attempts) >= max_attempts:
+            raise ProviderError(
+                f"no Vast.ai instance came up after {len(attempts)} attempt(s): {_reasons(attempts)}. "
+                "Each was destroyed; nothing is left running.",
+                provider=PROVIDER, kind="http", hint="see docs/providers/vastai.md (troubleshooting), or use Modal",
+            )
+        raise self.exhausted(plan, attempts)
+
+    def exhausted(self, plan: LaunchPlan, attempts: list[Attempt]) -> ProviderError:
+        """Every offer within the confirmed price and tier was tried (or its machine excluded):
+        stop rather than rent something dearer that nobody confirmed."""
+        cap = plan.retry_max_dph
+        tier = plan.search.tier.name if plan.search.tier else "chosen"
+        if plan.max_dph is not None and cap is not None:
+            within = f"at most ${money(cap)}/h (--max-dph)"
+        elif cap is not None and plan.choice is not None:
+            within = f"at most ${money(cap)}/h (the confirmed ${money(plan.choice.offer.dph_total)}/h + 25%)"
+        else:
+            within = "within the confirmed price"
+        later = " and later tiers" if len(plan.tiers) > len(plan.retry_tiers) else ""
+        tried = (f"no Vast.ai instance came up after {len(attempts)} attempt(s): {_reasons(attempts)}. "
+                 "Each was destroyed; nothing is left running. " if attempts else "")
+        return ProviderError(
+            f"{tried}The {tier} tier's offers {within} are exhausted; dearer offers{later} are not rented "
+            "without a new confirmation.",
+            provider=PROVIDER, kind="not_found",
+            hint="`gpuctl launch --dry-run` shows the rest; launch again to confirm one, or pass --max-dph")
 
     # -- one offer -------------------------------------------------------------------------
 

@@ -69,9 +69,10 @@ class GPUOrchestrator:
         return launch(self.settings, plan, client=self.client, state=self.state, wait=wait, keep=keep,
                       progress=progress, clock=self.clock, sleep=self.sleep, probe=self.probe)
 
-    def destroy(self, instance_id: int | None = None) -> DestroyReport:
-        """Destroy one instance, or (None) every instance gpuctl created."""
-        plan = plan_destroy(self.client, self.state, instance_id=instance_id, all_=instance_id is None)
+    def destroy(self, instance_id: int | None = None, *, force: bool = False) -> DestroyReport:
+        """Destroy one instance, or (None) every instance gpuctl created. An id gpuctl did not
+        create (no gpuctl label) is refused with UsageError unless `force`."""
+        plan = plan_destroy(self.client, self.state, instance_id=instance_id, all_=instance_id is None, force=force)
         return execute_destroy(self.client, self.state, plan, home=self.settings.home, clock=self.clock)
 
     def cleanup(self, *, dry_run: bool = False, max_idle_minutes: float | None = None) -> CleanupReport:
