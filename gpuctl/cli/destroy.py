@@ -35,6 +35,9 @@ def destroy(
     if target == "modal":
         if force:
             raise UsageError("--force is for a Vast.ai instance id gpuctl did not create, not for modal")
+        if instance_id is not None or all_:
+            raise UsageError("`gpuctl destroy modal` takes no instance id and no --all: it stops the Modal app(s)",
+                             hint="for Vast.ai: gpuctl destroy [vastai] [ID | --all]")
         _destroy_modal(out, settings, yes=yes, dry_run=dry_run)
         return
     _destroy_vastai(out, settings, target, instance_id, all_=all_, force=force, yes=yes, dry_run=dry_run)

@@ -130,7 +130,7 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
         remote = client.get_instance(instance_id)
         if remote is None and (row is None or not row.live):
             raise UsageError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
-                             hint="list what gpuctl runs with `gpuctl status`")
+                             hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
         # A ledger row with this id means gpuctl created it, whatever its label says now.
         foreign = remote is not None and row is None and not is_gpuctl_label(remote.label)
         if foreign and not force:
@@ -174,7 +174,7 @@ def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
                            listed=len(remote_all))
     if row is None:
         raise UsageError(f"no live ledger row and no listed instance carries the label {label!r}",
-                         hint="list what gpuctl runs with `gpuctl status`")
+                         hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
     if row.remote_id and row.remote_id.isdigit():
         rid = int(row.remote_id)
         return DestroyPlan((_target(rid, row, client.get_instance(rid)),), listed=len(remote_all))

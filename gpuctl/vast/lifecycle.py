@@ -650,7 +650,8 @@ class _Launch:
             if waited > self.loading_timeout_s:
                 raise self.fail(cand, row_id, instance_id, f"stuck in {status or 'created'} for over "
                                 f"{self.loading_timeout_s / 60:g} minutes ({msg or 'no message'})", exclude=True)
-            self.progress(f"Instance {instance_id}: {status or 'created'} — {msg or 'waiting for the host'} ({waited:.0f}s)")
+            # the spinner shows the elapsed time itself
+            self.progress(f"Instance {instance_id}: {status or 'created'} — {msg or 'waiting for the host'}")
             self.sleep(POLL_S)
         self.state.update_instance(row_id, status="running", endpoint=endpoint)
         running = self.clock()
@@ -673,7 +674,7 @@ class _Launch:
             if waited > self.health_timeout_s:
                 raise self.fail(cand, row_id, instance_id, f"vLLM did not answer within "
                                 f"{self.health_timeout_s / 60:g} minutes of the container starting ({detail})", exclude=True)
-            self.progress(f"Instance {instance_id}: running; waiting for vLLM to load {self.model} ({waited:.0f}s: {detail})")
+            self.progress(f"Instance {instance_id}: running; waiting for vLLM to load {self.model} ({detail})")
             self.sleep(POLL_S)
             self.check_boot(cand, row_id, self.show(cand, row_id, instance_id, errors))
 
