@@ -559,3 +559,13 @@ def test_events_from_ledger_rows() -> None:
     ])
     assert [(e.started_at, e.latency_s, e.input_tokens, e.output_tokens) for e in events] == [
         (D("1000.5"), D("10.25"), 1000, 200), (D("1002.0"), D(0), 10, 5)]
+
+
+def test_modal_gpu_counts_multiply_the_rate() -> None:
+    from gpuctl.costs import estimate_gpu_time, load_catalog
+
+    one = estimate_gpu_time(load_catalog(), provider="modal", gpu="H100", hours_per_day=1)
+    two = estimate_gpu_time(load_catalog(), provider="modal", gpu="h100:2", hours_per_day=1)
+    assert one.per_month == Decimal("118.50") and two.per_month == Decimal("237.00")  # $3.95/h × 30 h (× 2)
+    with pytest.raises(UsageError, match=r"1\.\.8"):
+        estimate_gpu_time(load_catalog(), provider="modal", gpu="H100:9", hours_per_day=1)

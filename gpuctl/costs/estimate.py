@@ -113,13 +113,19 @@ def estimate_gpu_time(
     prices: tuple[PriceRow, ...] = ()
     assumptions: dict[str, str] = {}
     if provider == "modal":
-        mp = catalog.modal_price(gpu)
-        key = mp.gpu
+        # "H100:2", as `gpuctl deploy modal --gpu` takes it: N GPUs bill N times the rate.
+        name, _, count_text = gpu.partition(":")
+        if count_text and not (count_text.isdigit() and 1 <= int(count_text) <= 8):
+            raise UsageError(f"GPU count in {gpu!r} must be 1..8", hint="e.g. H100:2")
+        count = int(count_text) if count_text else 1
+        mp = catalog.modal_price(name)
+        key = mp.gpu if count == 1 else f"{mp.gpu}:{count}"
         if live is None:
-            rate = mp.dollars_per_hour
+            rate = mp.dollars_per_hour * count
             prices = (mp.row,)
-            assumptions["price"] = (f"{key} ${_usd(rate)}/h, Modal's published hourly rate "
-                                    f"(bills ${_usd(mp.dollars_per_second)}/s; {_price_note(mp.row)})")
+            assumptions["price"] = (f"{key} ${_usd(rate)}/h, Modal's published hourly rate"
+                                    f"{f' ({count} × ${_usd(mp.dollars_per_hour)})' if count > 1 else ''} "
+                                    f"(bills ${_usd(mp.dollars_per_second)}/s per GPU; {_price_note(mp.row)})")
             assumptions["rate_basis"] = ("published $/h: hour-based estimates match Modal's page and the seed "
                                          "($0.80 × 2 h × 30 = $48.00); per-second billing would be "
                                          "$/s × 3600 × hours")
