@@ -117,6 +117,7 @@ class BackendManager:
         self.timer = timer
         self.record_usage = record_usage
         self._prices: Any = None
+        self._settings_loaded = False
 
     # -------------------------------------------------------------- wiring
 
@@ -124,6 +125,7 @@ class BackendManager:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            self._settings_loaded = True  # ours to re-read on reload(); given settings are kept
         return self._settings
 
     @property
@@ -159,6 +161,18 @@ class BackendManager:
         extra = BUILDERS[only](self.settings, self.state)
         self._slots = [*slots, extra]
         return [extra]
+
+    async def reload(self) -> None:
+        """Read settings and the ledger again (a long-running app calls this after
+        `gpuctl deploy` or `gpuctl launch` changed what is available). Breakers are kept: they
+        live in the state database."""
+        for slot in self._slots or []:
+            if slot.provider is not None:
+                await slot.provider.aclose()
+        self._slots = None
+        self._prices = None
+        if self._settings_loaded:
+            self._settings = None
 
     async def aclose(self) -> None:
         for slot in self._slots or []:

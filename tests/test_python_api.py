@@ -100,3 +100,19 @@ def test_not_configured(fresh_gpuctl) -> None:  # type: ignore[no-untyped-def]
     assert fresh_gpuctl.is_modal_configured() is False
     with pytest.raises(ConfigError):
         fresh_gpuctl.get_modal_orchestrator()
+
+
+def test_reload_picks_up_a_new_endpoint(fresh_gpuctl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="from the new endpoint") as vllm:
+        manager = fresh_gpuctl.BackendManager()
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                before = manager.get_current_provider()
+                monkeypatch.setenv("MODAL_WEB_URL", vllm.url)  # e.g. `gpuctl deploy modal` ran meanwhile
+                await manager.reload()
+                return before, manager.get_current_provider(), (await manager.chat_completion(messages=MESSAGES)).text
+            finally:
+                await manager.aclose()
+
+        assert asyncio.run(go()) == (None, "modal", "from the new endpoint")
