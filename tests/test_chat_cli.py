@@ -164,10 +164,10 @@ def test_json_error_is_the_last_line_with_the_exit_code(cli) -> None:  # type: i
 
 
 def test_json_repl_lines(cli, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
-    result = cli("chat", "--json", input="hello\n/cost\n")
+    result = cli("chat", "--json", input="hello\n/cost\n/exit\n")
     assert_exit(result, 0)
     events = ndjson(result.stdout)
-    assert [e["type"] for e in events[-2:]] == ["summary", "cost"]
+    assert [e["type"] for e in events[-2:]] == ["summary", "cost"]  # /exit itself prints nothing
     assert events[-1]["answers"] == 1 and events[-1]["providers"]["modal"]["answers"] == 1
 
 
@@ -334,7 +334,7 @@ def test_reset_help_and_unknown_commands(cli, vllm: FakeVLLM, gpuctl_home: Path)
 
 
 def test_cost_sums_answers_per_provider(cli, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
-    result = cli("chat", "--json", input="a\nb\n/cost\n")
+    result = cli("chat", "--json", input="a\nb\n/cost\n/exit\n")
     assert_exit(result, 0)
     events = ndjson(result.stdout)
     summaries = [e for e in events if e["type"] == "summary"]
@@ -349,3 +349,12 @@ def test_cost_sums_answers_per_provider(cli, vllm: FakeVLLM) -> None:  # type: i
 def test_double_slash_sends_a_question_starting_with_slash(cli, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
     assert_exit(cli("chat", input="//etc/hosts: what is it?\n/exit\n"), 0)
     assert chat_bodies(vllm)[-1]["messages"][-1]["content"] == "/etc/hosts: what is it?"
+
+
+def test_a_pasted_line_that_looks_like_a_command_stays_in_one_prompt(cli, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
+    text = "Review this shell session:\n$ ls\n/save output to a file\nwhy did it fail?\n"
+    result = cli("chat", input=text)
+    assert_exit(result, 0)
+    assert vllm.hits("/v1/chat/completions") == 1  # one question, not three
+    sent = vllm.requests[-1].json()["messages"][-1]["content"]
+    assert "/save output to a file" in sent

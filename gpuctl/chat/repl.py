@@ -197,7 +197,10 @@ def _inputs(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO)
     if not _isatty(stdin):
         text = stdin.read()
         lines = text.splitlines()
-        if any(commands.COMMAND_LINE.match(line) for line in lines):
+        # REPL input only when it says so by ending with /exit (or /quit): a pasted transcript
+        # with a line like "/save output" in it stays one prompt, never several paid questions.
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        if last in ("/exit", "/quit"):
             return None, PlainLines(iter(lines))
         if not text.strip():
             raise UsageError("nothing to ask: stdin is empty", hint='gpuctl chat "your question", or run it in a terminal')

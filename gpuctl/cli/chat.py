@@ -35,8 +35,8 @@ def chat(
       gpuctl chat                       interactive (history, /help for the slash commands)
       gpuctl chat "question"            ask once; piped stdin, if any, is put before it
       gpuctl chat -f prompt.txt         ask once, the prompt from a file
-      echo "question" | gpuctl chat     piped stdin is ONE prompt, unless a line is a slash
-                                        command (/cost, /exit, ...): then each line is REPL input
+      echo "question" | gpuctl chat     piped stdin is ONE prompt, unless its last line is /exit
+                                        (or /quit): then each line is REPL input
     In the REPL: Esc-Enter (or text between \"\"\" lines) for multi-line input; Ctrl-C stops an
     answer (the partial answer is kept, marked partial); Ctrl-C at an empty prompt or Ctrl-D exits.
     Answers go to stdout (plain text when it is not a terminal); the stats line (provider, tokens,
