@@ -11,10 +11,11 @@ carries its reason, and every completion appends a usage row to the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,8 @@ SCALE_TO_ZERO = frozenset({"modal"})
 # After a cold probe, requests go straight to the next provider for this long, then probe again
 # (Modal's cold start is 10–30 s; the first probe already asked it to start a container).
 WAKE_GRACE_S = 45.0
+# A provider "waking up" for longer than this is down (Modal's startup_timeout for vLLM is 600 s).
+MAX_WAKE_S = 15 * 60.0
 
 
 @dataclass(frozen=True)
@@ -278,17 +281,26 @@ class BackendManager:
         if not self._idle_past_window(slot.name):
             return None  # answered recently: warm
         now = self.clock()
-        waking = self.state.metrics(slot.name).get("waking_since")
-        if waking is not None and now - waking < WAKE_GRACE_S:
+        waking = self.state.metrics(slot.name).get("waking")  # {"since": t0, "probed": t}
+        if isinstance(waking, dict) and now - float(waking["probed"]) < WAKE_GRACE_S:
             # Probed cold moments ago: don't make every request of a burst pay another probe.
-            return Attempt(slot.name, "cold", f"{slot.name}: still waking up (cold start began {now - waking:.0f}s ago)")
+            began = now - float(waking["since"])
+            return Attempt(slot.name, "cold", f"{slot.name}: still waking up (cold start began {began:.0f}s ago)")
         assert slot.provider is not None
         health = await slot.provider.health(timeout=self.settings["routing.cold_probe_timeout_s"])  # type: ignore[call-arg]
         if health.status == "cold":
-            self.state.set_metric(slot.name, "waking_since", now)
+            since = float(waking["since"]) if isinstance(waking, dict) else now
+            if now - since > MAX_WAKE_S:
+                # Far longer than any cold start (Modal gives vLLM 10 min to open its port): a
+                # 503 for a lost quota or a crashed app, not a GPU waking up.
+                self.state.set_metric(slot.name, "waking", None)
+                why = f"still not answering {now - since:.0f}s after it began waking up ({_why(slot.name, health.detail)})"
+                self._failure(slot.name, why)
+                return Attempt(slot.name, "failed", f"{slot.name}: {why}")
+            self.state.set_metric(slot.name, "waking", {"since": since, "probed": now})
             return Attempt(slot.name, "cold", f"{slot.name}: waking up (cold start, usually 10–30 s)")
         if waking is not None:
-            self.state.set_metric(slot.name, "waking_since", None)
+            self.state.set_metric(slot.name, "waking", None)
         if health.status == "unhealthy":
             why = _why(slot.name, health.detail or "health check failed")
             self._failure(slot.name, why)
@@ -331,36 +343,62 @@ class BackendManager:
         self._ledger(slot, request, None, self.timer() - started, started_at, error=why)
         return Attempt(slot.name, "failed", f"{slot.name}: {why}", exc.kind)
 
-    async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
-        attempts: list[Attempt] = []
+    async def _candidates(self, only: str | None, attempts: list[Attempt],
+                          trying: Callable[[str], None] = lambda name: None) -> AsyncGenerator[tuple[Slot, bool], None]:
+        """The providers to try, in order, each with "is there another after it?".
+
+        Skips are recorded in `attempts`. A provider that is only waking up is tried again at
+        the end, with the full first-byte budget: if every other provider fails, waiting for a
+        cold GPU still beats no answer.
+        """
         order = self._order(only)
         now = self.clock()
+        deferred: list[Slot] = []
         for index, slot in enumerate(order):
             why = self._gate(slot, now, claim=True)
             if why is not None:
                 attempts.append(Attempt(slot.name, "skipped", why))
                 continue
             has_next = only is None and self._has_next(order, index, now)
+            trying(slot.name)
             cold = await self._cold_gate(slot, has_next)
             if cold is not None:
                 attempts.append(cold)
+                if cold.outcome == "cold":
+                    deferred.append(slot)
                 continue
-            assert slot.provider is not None
-            started, started_at = self.timer(), self.clock()
-            try:
-                response = await slot.provider.chat(request)
-            except ProviderError as exc:
-                attempts.append(self._on_error(slot, exc, request, started, started_at))
-                if exc.failover and has_next:
-                    continue
-                raise self._give_up(attempts, exc) from None
-            self._success(slot.name)
-            reason = fallback_reason(attempts)
-            response = replace(response, provider=slot.name, fallback_reason=reason,
-                               latency_s=response.latency_s or self.timer() - started)
-            self._ledger(slot, request, response, response.latency_s, started_at, fallback=reason)
-            return response
+            yield slot, has_next or bool(deferred)
+        for index, slot in enumerate(deferred):
+            trying(slot.name)
+            yield slot, index + 1 < len(deferred)
+
+    async def complete(self, request: ChatRequest, *, only: str | None = None) -> ChatResponse:
+        attempts: list[Attempt] = []
+        async with contextlib.aclosing(self._candidates(only, attempts)) as candidates:
+            async for slot, has_next in candidates:
+                response = await self._complete_on(slot, request, attempts, has_next)
+                if response is not None:
+                    return response
         raise self._give_up(attempts, None)
+
+    async def _complete_on(self, slot: Slot, request: ChatRequest, attempts: list[Attempt],
+                           has_next: bool) -> ChatResponse | None:
+        """One provider's try: the answer, or None to go on to the next (else it raises)."""
+        assert slot.provider is not None
+        started, started_at = self.timer(), self.clock()
+        try:
+            response = await slot.provider.chat(request)
+        except ProviderError as exc:
+            attempts.append(self._on_error(slot, exc, request, started, started_at))
+            if exc.failover and has_next:
+                return None
+            raise self._give_up(attempts, exc) from None
+        self._success(slot.name)
+        reason = fallback_reason(attempts)
+        response = replace(response, provider=slot.name, fallback_reason=reason,
+                           latency_s=response.latency_s or self.timer() - started)
+        self._ledger(slot, request, response, response.latency_s, started_at, fallback=reason)
+        return response
 
     def _give_up(self, attempts: list[Attempt], last: ProviderError | None) -> Exception:
         tried = [a for a in attempts if a.outcome != "skipped" or "not configured" not in a.reason]
@@ -479,6 +517,7 @@ class BackendManager:
         now = self.clock()
         rows: list[ProviderStatus] = []
         current: str | None = None
+        waiting_on: str | None = None
         reasons: list[str] = []
         for slot, health in zip(slots, healths, strict=True):
             if health is None:
@@ -491,7 +530,8 @@ class BackendManager:
                 self.state.set_metric(slot.name, "last_health",
                                       {"status": health.status, "latency_s": health.latency_s, "at": now,
                                        "models": list(health.models)})
-                if health.status == "ready":
+                if health.status == "ready" and deep:
+                    # Only a generated token closes a breaker: /health can answer while chat fails.
                     self._success(slot.name)
                 elif health.status in ("unhealthy", "degraded"):
                     self._failure(slot.name, _why(slot.name, health.detail or health.status))
@@ -502,11 +542,21 @@ class BackendManager:
                                        health.models))
             allowed, why = breaker.check(rec, now)
             if current is None:
-                if allowed and health.ok:
+                if allowed and health.status == "ready":
                     current = slot.name
-                    reasons.append(f"{slot.name}: {health.status}" + (" (waking up)" if health.status == "cold" else ""))
+                    reasons.append(f"{slot.name}: ready")
+                elif allowed and health.status == "cold":
+                    # Waking up: with a fallback configured, the next ready provider answers now.
+                    waiting_on = waiting_on or slot.name
+                    reasons.append(f"{slot.name}: waking up")
                 else:
                     reasons.append(f"{slot.name}: {why or _why(slot.name, health.detail) or health.status}")
+        if current is None and waiting_on is not None:
+            current = waiting_on  # nothing ready: the request will wait for the waking GPU
+            reasons = [r for r in reasons if not r.startswith(f"{waiting_on}:")] + [f"{waiting_on}: waking up"]
+        elif waiting_on is not None and not self.settings["routing.fallback_on_cold"]:
+            current = waiting_on  # told to wait for a cold GPU rather than fall back
+            reasons = [f"{waiting_on}: waking up (routing.fallback_on_cold is off)"]
         if current is None:
             if not any(r.configured for r in rows):
                 raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
@@ -566,73 +616,75 @@ class RoutedStream:
 
     async def _run(self) -> AsyncIterator[StreamChunk]:
         m = self.manager
-        order = m._order(self.only)
-        now = m.clock()
-        for index, slot in enumerate(order):
-            why = m._gate(slot, now, claim=True)
-            if why is not None:
-                self.attempts.append(Attempt(slot.name, "skipped", why))
-                continue
-            has_next = self.only is None and m._has_next(order, index, now)
-            self.trying = slot.name
-            cold = await m._cold_gate(slot, has_next)
-            if cold is not None:
-                self.attempts.append(cold)
-                continue
-            assert slot.provider is not None
-            started = self._started = m.timer()
-            self._started_at = m.clock()
-            chunks = slot.provider.stream(self.request)
-            buffered: list[StreamChunk] = []
-            try:
-                # Pull until the first text (or the end): failures up to here can still fail over.
-                async for chunk in chunks:
-                    buffered.append(chunk)
-                    if chunk.text or chunk.finish_reason is not None:
-                        break
-            except ProviderError as exc:
-                await _close(chunks)
-                self.attempts.append(m._on_error(slot, exc, self.request, started, self._started_at))
-                if exc.failover and has_next:
-                    continue
-                raise m._give_up(self.attempts, exc) from None
-            self.provider = slot.name
-            self.fallback_reason = fallback_reason(self.attempts)
-            self.ttft_s = m.timer() - started
-            parts = self.parts
-            try:
-                for chunk in buffered:
-                    self._take(chunk)
-                    yield chunk
-                async for chunk in chunks:
-                    # The hot path of every stream: plain text chunks skip the bookkeeping call.
-                    if chunk.finish_reason is None and chunk.usage is None:
-                        if chunk.text:
-                            parts.append(chunk.text)
-                    else:
+        async with contextlib.aclosing(m._candidates(self.only, self.attempts, self._trying)) as candidates:
+            async for slot, has_next in candidates:
+                opened = await self._open(slot, has_next)
+                if opened is None:
+                    continue  # failed before its first token; the next provider answers
+                chunks, buffered, started = opened
+                self.provider = slot.name
+                self.fallback_reason = fallback_reason(self.attempts)
+                self.ttft_s = m.timer() - started
+                parts = self.parts
+                try:
+                    for chunk in buffered:
                         self._take(chunk)
-                    yield chunk
-            except ProviderError as exc:
-                self.latency_s = m.timer() - started
-                if exc.counts_against_breaker:
-                    m._failure(slot.name, _why(slot.name, exc.message))
-                m._ledger(slot, self.request, None, self.latency_s, self._started_at, error=_why(slot.name, exc.message), usage=self.usage,
-                          model=self.model, ttft=self.ttft_s)
-                shown = len(self.text)
-                raise StreamBrokenError(
-                    f"{slot.name}: the answer broke off after {shown} characters ({exc.message}); it was not re-sent",
-                    provider=slot.name, partial_text=self.text,
-                    hint="retry the question (in chat: /retry)",
-                ) from None
-            finally:
-                await _close(chunks)
-                if not self.complete and self.latency_s is None:
-                    # The consumer stopped early (Ctrl-C): keep an honest ledger row.
+                        yield chunk
+                    async for chunk in chunks:
+                        # The hot path of every stream: plain text chunks skip the bookkeeping call.
+                        if chunk.finish_reason is None and chunk.usage is None:
+                            if chunk.text:
+                                parts.append(chunk.text)
+                        else:
+                            self._take(chunk)
+                        yield chunk
+                except ProviderError as exc:
                     self.latency_s = m.timer() - started
-                    m._ledger(slot, self.request, None, self.latency_s, self._started_at, error="stopped by user",
-                              usage=self.usage, model=self.model, ttft=self.ttft_s)
-            return
+                    if exc.counts_against_breaker:
+                        m._failure(slot.name, _why(slot.name, exc.message))
+                    m._ledger(slot, self.request, None, self.latency_s, self._started_at,
+                              error=_why(slot.name, exc.message), usage=self.usage, model=self.model, ttft=self.ttft_s)
+                    shown = len(self.text)
+                    raise StreamBrokenError(
+                        f"{slot.name}: the answer broke off after {shown} characters ({exc.message}); it was not re-sent",
+                        provider=slot.name, partial_text=self.text,
+                        hint="retry the question (in chat: /retry)",
+                    ) from None
+                finally:
+                    await _close(chunks)
+                    if not self.complete and self.latency_s is None:
+                        # The consumer stopped early (Ctrl-C): keep an honest ledger row.
+                        self.latency_s = m.timer() - started
+                        m._ledger(slot, self.request, None, self.latency_s, self._started_at, error="stopped by user",
+                                  usage=self.usage, model=self.model, ttft=self.ttft_s)
+                return
         raise m._give_up(self.attempts, None)
+
+    def _trying(self, name: str) -> None:
+        self.trying = name
+
+    async def _open(self, slot: Slot, has_next: bool) -> tuple[Any, list[StreamChunk], float] | None:
+        """Start streaming from one provider and pull up to its first text. None when it
+        failed before that and another provider may answer; raises otherwise."""
+        m = self.manager
+        assert slot.provider is not None
+        started = self._started = m.timer()
+        self._started_at = m.clock()
+        chunks = slot.provider.stream(self.request)
+        buffered: list[StreamChunk] = []
+        try:
+            # Pull until the first text (or the end): failures up to here can still fail over.
+            async for chunk in chunks:
+                buffered.append(chunk)
+                if chunk.text or chunk.finish_reason is not None:
+                    break
+        except ProviderError as exc:
+            await _close(chunks)
+            self.attempts.append(m._on_error(slot, exc, self.request, started, self._started_at))
+            if exc.failover and has_next:
+                return None
+            raise m._give_up(self.attempts, exc) from None
+        return chunks, buffered, started
 
     def _take(self, chunk: StreamChunk) -> None:
         if chunk.text:

@@ -330,3 +330,79 @@ def test_a_refused_key_everywhere_is_a_credentials_error(gpuctl_home: Path) -> N
         with pytest.raises(AllProvidersFailedError) as info:
             ask(BackendManager(settings))
     assert info.value.exit_code == 3 and "sk-ant-a-wrong-key" not in info.value.message
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_waking_modal_answers_when_the_fallback_fails(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic,
+                                                        streaming: bool) -> None:
+    vllm.slow(1.0, paths=["/health"])  # waking: the short probe gets no answer
+    claude.status = 529  # and the fallback is overloaded
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+    m._settings = _with(m.settings, **{"routing.cold_probe_timeout_s": 0.2})
+
+    async def go() -> tuple[str, str, str | None]:
+        try:
+            if streaming:
+                stream = await m.chat_completion(MESSAGES, stream=True, max_tokens=64)
+                text = "".join([c.text async for c in stream])
+                return stream.provider or "", text, stream.fallback_reason
+            response = await m.chat_completion(MESSAGES, max_tokens=64)
+            return response.provider, response.text, response.fallback_reason
+        finally:
+            await m.aclose()
+
+    provider, text, reason = asyncio.run(go())
+    assert (provider, text) == ("modal", "Hi from vLLM")  # waited for the cold GPU instead of failing
+    assert reason and "waking up" in reason and "anthropic" in reason
+
+
+def test_a_plain_health_check_does_not_close_an_open_breaker(gpuctl_home: Path, vllm: FakeVLLM,
+                                                             claude: FakeAnthropic) -> None:
+    from gpuctl.state import BreakerRecord
+
+    now = [1_000_000.0]
+    with open_state(gpuctl_home) as st:
+        st.put_breaker(BreakerRecord("modal", "open", 3, now[0] - 10, now[0] + 50, "stream cut"))
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await m.get_vllm_status()
+        finally:
+            await m.aclose()
+
+    status = asyncio.run(go())
+    assert status["provider"] == "anthropic"  # /health answering proves nothing about chat
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").state == "open"
+
+
+def test_a_503_that_never_ends_is_a_failure_not_a_cold_start(gpuctl_home: Path, vllm: FakeVLLM,
+                                                            claude: FakeAnthropic) -> None:
+    vllm.fail(503)
+    now = [1_000_000.0]
+
+    def one() -> str | None:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
+        return ask(m).fallback_reason
+
+    assert "waking up" in (one() or "")
+    now[0] += 20 * 60  # far past any cold start
+    assert "still not answering" in (one() or "")
+    with open_state(gpuctl_home) as st:
+        assert st.get_breaker("modal").failures == 1
+
+
+def test_status_names_the_fallback_while_modal_wakes(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    vllm.slow(3.0, paths=["/health"])  # beyond the health budget (0.2 s + 1 s of slack)
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+    m._settings = _with(m.settings, **{"routing.health_timeout_s": 0.2})
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await m.get_vllm_status()
+        finally:
+            await m.aclose()
+
+    status = asyncio.run(go())
+    assert status["provider"] == "anthropic" and "modal: waking up" in status["reason"]
