@@ -39,6 +39,8 @@ logger = logging.getLogger("gpuctl.router")
 NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, "
                     "or ANTHROPIC_API_KEY")
 
+STOPPED = "stopped by user"  # the ledger's error for an answer the user interrupted
+
 # Providers that scale to zero: silence from them may mean "waking up", not "down".
 SCALE_TO_ZERO = frozenset({"modal"})
 # After a cold probe, requests go straight to the next provider for this long, then probe again
@@ -308,6 +310,10 @@ class BackendManager:
             return Attempt(slot.name, "failed", f"{slot.name}: {why}")
         return None
 
+    def likely_cold(self, name: str) -> bool:
+        """Whether a request to `name` would probably meet a cold start (for what a UI says)."""
+        return self._idle_past_window(name)
+
     def _idle_past_window(self, name: str) -> bool:
         """Has this scale-to-zero provider been idle long enough to have scaled down?"""
         if name not in SCALE_TO_ZERO:
@@ -427,7 +433,8 @@ class BackendManager:
             return
         usage = usage or (response.usage if response else Usage())
         model = model or (response.model if response else request.model)
-        cost = self.estimate_cost(slot.name, model, usage, latency) if error is None else None
+        # An answer stopped mid-way still used the GPU (and tokens): price it too.
+        cost = self.estimate_cost(slot.name, model, usage, latency) if error in (None, STOPPED) else None
         self.state.record_usage(UsageRecord(
             # ts is when the request started: replays of real traffic (cost --from-usage) need it
             ts=started_at, provider=slot.name, model=model,
@@ -655,7 +662,7 @@ class RoutedStream:
                     if not self.complete and self.latency_s is None:
                         # The consumer stopped early (Ctrl-C): keep an honest ledger row.
                         self.latency_s = m.timer() - started
-                        m._ledger(slot, self.request, None, self.latency_s, self._started_at, error="stopped by user",
+                        m._ledger(slot, self.request, None, self.latency_s, self._started_at, error=STOPPED,
                                   usage=self.usage, model=self.model, ttft=self.ttft_s)
                 return
         raise m._give_up(self.attempts, None)

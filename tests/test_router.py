@@ -406,3 +406,20 @@ def test_status_names_the_fallback_while_modal_wakes(gpuctl_home: Path, vllm: Fa
 
     status = asyncio.run(go())
     assert status["provider"] == "anthropic" and "modal: waking up" in status["reason"]
+
+
+def test_a_stopped_answer_is_priced_in_the_ledger(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="one two three four five six") as vllm:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+        m._settings = _with(m.settings, **{"routing.fallback_on_cold": False})
+
+        async def go() -> None:
+            stream = await m.chat_completion(MESSAGES, stream=True)
+            chunks = stream.__aiter__()
+            await chunks.__anext__()
+            await chunks.aclose()  # the user pressed Ctrl-C after the first words
+            await m.aclose()
+
+        asyncio.run(go())
+    rows = [r for r in ledger(gpuctl_home) if r.error == "stopped by user"]
+    assert rows and rows[0].cost is not None  # the GPU time it used is still money spent

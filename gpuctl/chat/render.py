@@ -199,9 +199,11 @@ class WaitIndicator:
     """The spinner on stderr before the first token: elapsed time and what is happening."""
 
     def __init__(self, console: Console, trying: Callable[[], str | None], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 likely_cold: Callable[[], bool] = lambda: True) -> None:
         self.console = console
         self.trying = trying
+        self.likely_cold = likely_cold  # idle past its scaledown window: a slow start is a cold start
         self.clock = clock
         self.started = clock()
         self._status: Status | None = None
@@ -209,7 +211,7 @@ class WaitIndicator:
     def message(self) -> str:
         elapsed = self.clock() - self.started
         provider = self.trying()
-        if provider == "modal" and elapsed >= COLD_AFTER_S:
+        if provider == "modal" and elapsed >= COLD_AFTER_S and self.likely_cold():
             what = MODAL_COLD
         else:
             what = f"waiting for {provider or 'a provider'}…"
@@ -314,8 +316,8 @@ class HumanUI:
         return self.stdout.is_terminal
 
     # an answer's life: begin → text* → done | stopped | failed (close() always)
-    def begin(self, trying: Callable[[], str | None]) -> None:
-        self._waiting = WaitIndicator(self.stderr, trying)
+    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
+        self._waiting = WaitIndicator(self.stderr, trying, likely_cold=likely_cold)
         self._waiting.start()
         self._renderer = StreamRenderer(self.stdout, markdown=self.markdown)
 
@@ -389,7 +391,7 @@ class JsonUI:
     def __init__(self, emit: Callable[[Any], None]) -> None:
         self.emit = emit
 
-    def begin(self, trying: Callable[[], str | None]) -> None:
+    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
         pass
 
     def tick(self) -> None:

@@ -158,7 +158,9 @@ def _turn(session: ChatSession, ui: ChatUI, runner: asyncio.Runner,
 
 async def _answer(session: ChatSession, ui: ChatUI,
                   ask: Callable[[Callable[[str], None]], Awaitable[Answer]]) -> Answer:
-    ui.begin(session.trying)
+    # Read once, before the request: the answer it starts is itself "use" in the ledger.
+    cold = session.manager.likely_cold("modal")
+    ui.begin(session.trying, lambda: cold)
     ticker = asyncio.create_task(_tick(ui))
     try:
         return await ask(ui.text)

@@ -27,7 +27,10 @@ def status(
     out = actx.out
     settings = actx.settings()
     if watch:
-        watch_status(settings, deep=deep, wake=wake, render=lambda report: _render(out, report, clear=True))
+        try:
+            watch_status(settings, deep=deep, wake=wake, render=lambda report: _render(out, report, clear=True))
+        except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
+            return
         return
     with out.spinner("Checking providers…"):
         report = collect_status(settings, deep=deep, wake=wake)

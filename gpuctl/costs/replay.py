@@ -70,7 +70,11 @@ def events_from_ledger(records: Iterable[Any]) -> list[UsageEvent]:
     for rec in records:
         if not getattr(rec, "ok", True):
             continue
-        out.append(UsageEvent.build(started_at=rec.ts, latency_s=getattr(rec, "latency_s", None),
+        # Times to the millisecond: the ledger's floats would otherwise carry binary noise
+        # ("354.990730451000026509") into exact decimal output.
+        latency = getattr(rec, "latency_s", None)
+        out.append(UsageEvent.build(started_at=round(rec.ts, 3),
+                                    latency_s=None if latency is None else round(latency, 3),
                                     input_tokens=getattr(rec, "prompt_tokens", 0) or 0,
                                     output_tokens=getattr(rec, "completion_tokens", 0) or 0))
     return out
