@@ -47,10 +47,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def wall_times(command: list[str], runs: int, *, env: dict[str, str] | None = None) -> list[float]:
-    """Wall time of `runs` fresh processes (after one warm-up run)."""
+def wall_times(command: list[str], runs: int, *, env: dict[str, str] | None = None,
+               warmup: bool = True) -> list[float]:
+    """Wall time of `runs` fresh processes (after one warm-up run, unless `warmup=False`)."""
     full_env = {**os.environ, **(env or {})}
-    subprocess.run(command, capture_output=True, env=full_env, check=False)
+    if warmup:
+        subprocess.run(command, capture_output=True, env=full_env, check=False)
     out = []
     for _ in range(runs):
         started = time.perf_counter()
