@@ -51,6 +51,8 @@ def wall_times(command: list[str], runs: int, *, env: dict[str, str] | None = No
                warmup: bool = True) -> list[float]:
     """Wall time of `runs` fresh processes (after one warm-up run, unless `warmup=False`)."""
     full_env = {**os.environ, **(env or {})}
+    # Measure what users get: bytecode cached after the first run (a shell may disable that).
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     if warmup:
         subprocess.run(command, capture_output=True, env=full_env, check=False)
     out = []
