@@ -56,6 +56,16 @@ def ask(m: BackendManager, **kw):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
+def status_of(m: BackendManager):  # type: ignore[no-untyped-def]
+    """`get_vllm_status()` once, closing the manager after."""
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await m.get_vllm_status()
+        finally:
+            await m.aclose()
+    return asyncio.run(go())
+
+
 def ledger(home: Path):  # type: ignore[no-untyped-def]
     with open_state(home) as st:
         return st.usage_since()
@@ -260,13 +270,7 @@ def test_all_failed_lists_every_reason(gpuctl_home: Path, claude: FakeAnthropic)
 def test_status_done_when(gpuctl_home: Path, claude: FakeAnthropic) -> None:
     m = manager(gpuctl_home, modal_url=closed_port_url(), claude=claude)
 
-    async def go():  # type: ignore[no-untyped-def]
-        try:
-            return await m.get_vllm_status()
-        finally:
-            await m.aclose()
-
-    status = asyncio.run(go())
+    status = status_of(m)
     assert status["provider"] == "anthropic" and status["status"] == "ready"
     rows = {p["provider"]: p for p in status["providers"]}
     assert rows["modal"]["status"] == "unhealthy" and rows["anthropic"]["status"] == "ready"
@@ -365,13 +369,7 @@ def test_a_plain_health_check_does_not_close_an_open_breaker(gpuctl_home: Path, 
         st.put_breaker(BreakerRecord("modal", "open", 3, now[0] - 10, now[0] + 50, "stream cut"))
     m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, clock=now)
 
-    async def go():  # type: ignore[no-untyped-def]
-        try:
-            return await m.get_vllm_status()
-        finally:
-            await m.aclose()
-
-    status = asyncio.run(go())
+    status = status_of(m)
     assert status["provider"] == "anthropic"  # /health answering proves nothing about chat
     with open_state(gpuctl_home) as st:
         assert st.get_breaker("modal").state == "open"
@@ -398,13 +396,7 @@ def test_status_names_the_fallback_while_modal_wakes(gpuctl_home: Path, vllm: Fa
     m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
     m._settings = _with(m.settings, **{"routing.health_timeout_s": 0.2})
 
-    async def go():  # type: ignore[no-untyped-def]
-        try:
-            return await m.get_vllm_status()
-        finally:
-            await m.aclose()
-
-    status = asyncio.run(go())
+    status = status_of(m)
     assert status["provider"] == "anthropic" and "modal: waking up" in status["reason"]
 
 
