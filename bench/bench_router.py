@@ -32,7 +32,7 @@ def _closed_port() -> str:
 
 def _manager(home: Path, priority: str, **env: str) -> Any:
     from gpuctl.config import load_settings
-    from gpuctl.router import BackendManager
+    from gpuctl.routing.manager import BackendManager
 
     settings = load_settings(env={"GPUCTL_PRIORITY": priority, **env}, home=home)
     return BackendManager(settings)

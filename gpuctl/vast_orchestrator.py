@@ -1,4 +1,11 @@
-"""The seed's `GPUOrchestrator` (Vast.ai, deprecated), re-exported for `from gpuctl import GPUOrchestrator`."""
+"""Deprecated: `gpuctl.vast_orchestrator` moved to `gpuctl.vastai.compat`. This re-export goes away in the next release."""
+
 from __future__ import annotations
 
-from gpuctl.vast.orchestrator import GPUOrchestrator as GPUOrchestrator
+import warnings
+
+from gpuctl.vastai.compat import *  # noqa: F403
+from gpuctl.vastai.compat import GPUOrchestrator  # noqa: F401
+
+warnings.warn("`gpuctl.vast_orchestrator` is deprecated; import from `gpuctl.vastai.compat` (or `gpuctl`) instead",
+              DeprecationWarning, stacklevel=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuctl import config, costs
-from gpuctl.vast.tiers import load_tiers_file
+from gpuctl.vastai.tiers import load_tiers_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

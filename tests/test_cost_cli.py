@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpuctl import costs
-from gpuctl.ops import cost_report
+from gpuctl.ops import cost as cost_report
 from gpuctl.state import UsageRecord, open_state
 from tests.conftest import assert_exit
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gpuctl.errors import UsageError
-from gpuctl.ops import cost_report
-from gpuctl.ops.cost_report import parse_since
+from gpuctl.ops import cost as cost_report
+from gpuctl.ops.cost import parse_since
 from gpuctl.state import InstanceRow, State, UsageRecord, open_state
 from tests.conftest import assert_exit
 
@@ -263,7 +263,7 @@ def test_instance_cost_inside_the_period_is_pro_rata() -> None:
 def test_a_warm_modal_app_is_billed_every_hour(gpuctl_home) -> None:  # type: ignore[no-untyped-def]
     """min_containers=1 on an L4 for 10 hours: $8.00, whatever the (zero) traffic."""
     from gpuctl.config import load_settings
-    from gpuctl.ops import cost_report
+    from gpuctl.ops import cost as cost_report
     from gpuctl.state import State
 
     now = 1_800_000_000.0

@@ -9,7 +9,7 @@ import pytest
 
 from gpuctl.config import load_settings
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.providers.modal import ModalSDK
+from gpuctl.modal.sdk import ModalSDK
 from tests.conftest import assert_exit
 from tests.fakes.vllm_server import FakeVLLM
 
@@ -157,7 +157,7 @@ def test_a_deploy_that_times_out_stays_in_the_ledger(cli, mocker, gpuctl_home: P
 
 
 def test_wait_stops_at_once_when_the_key_is_refused() -> None:
-    from gpuctl.ops.modal_deploy import wait_until_ready
+    from gpuctl.ops.deploy import wait_until_ready
 
     with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-real-key") as vllm, \
             pytest.raises(ProviderError) as info:

@@ -12,8 +12,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from gpuctl import http as gh
-from gpuctl.http import RETRY_STATUSES, Timeouts, build_async_client, build_client, redact
+from gpuctl.http import client as gh
+from gpuctl.http.client import RETRY_STATUSES, Timeouts, build_async_client, build_client, redact
 from tests.fakes.vllm_server import FakeVLLM
 
 KEY = "sk-test-0123456789abcdefSECRET"

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from gpuctl import deploy_assets
+from gpuctl import bundle as deploy_assets
 from gpuctl.errors import ConfigError
-from gpuctl.providers.modal import API_KEY_ENV, ModalDeploySpec
+from gpuctl.modal.sdk import API_KEY_ENV, ModalDeploySpec
 
 REPO = Path(__file__).resolve().parent.parent
 APP_FILE = REPO / "deploy" / "modal" / "vllm_app.py"
@@ -278,11 +278,11 @@ def test_vast_settings_share_the_pin_and_the_limits(load_app: Callable[..., Modu
 
 
 def test_missing_deploy_dir_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import gpuctl.paths
+    import gpuctl.bundle
 
-    monkeypatch.setattr(gpuctl.paths, "_PACKAGE_PARENT", tmp_path)
-    monkeypatch.setattr(gpuctl.paths.sys, "prefix", str(tmp_path))
-    monkeypatch.setattr(gpuctl.paths.sys, "base_prefix", str(tmp_path))
+    monkeypatch.setattr(gpuctl.bundle, "_PACKAGE_PARENT", tmp_path)
+    monkeypatch.setattr(gpuctl.bundle.sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(gpuctl.bundle.sys, "base_prefix", str(tmp_path))
     with pytest.raises(ConfigError) as caught:
         deploy_assets.vllm_pin()
     assert caught.value.hint is not None and "install" in caught.value.hint
@@ -294,9 +294,9 @@ def test_a_literal_tag_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     (tmp_path / "deploy" / "versions.toml").write_text(
         '[vllm]\nversion = "0.32.0"\nimage = "vllm/vllm-openai"\ntag = "v0.31.0"\n'
     )
-    import gpuctl.paths
+    import gpuctl.bundle
 
-    monkeypatch.setattr(gpuctl.paths, "_PACKAGE_PARENT", tmp_path)
+    monkeypatch.setattr(gpuctl.bundle, "_PACKAGE_PARENT", tmp_path)
     with pytest.raises(ConfigError, match="template"):
         deploy_assets.vllm_pin()
 

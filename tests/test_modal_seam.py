@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from gpuctl.errors import ConfigError, CredentialsError, GpuctlError, ProviderError, UsageError
-from gpuctl.providers import modal as modal_provider
-from gpuctl.providers.modal import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+from gpuctl.modal import sdk as modal_provider
+from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
 
 URL = "https://acme--multi-agent-vllm-inference-serve.modal.run"
 
@@ -114,7 +114,7 @@ def test_deploy_runs_modal_deploy_with_the_spec_and_returns_the_url(
     mocker: Any, mexc: Any, app_file: Path
 ) -> None:
     run = mocker.patch(
-        "gpuctl.providers.modal.subprocess.run",
+        "gpuctl.modal.sdk.subprocess.run",
         return_value=subprocess.CompletedProcess([], 0, stdout="✓ App deployed!", stderr=""),
     )
     lookups: list[tuple[str, str]] = []
@@ -136,7 +136,7 @@ def test_deploy_runs_modal_deploy_with_the_spec_and_returns_the_url(
 
 
 def test_deploy_validates_before_running_anything(mocker: Any, app_file: Path) -> None:
-    run = mocker.patch("gpuctl.providers.modal.subprocess.run")
+    run = mocker.patch("gpuctl.modal.sdk.subprocess.run")
     with pytest.raises(UsageError):
         ModalSDK().deploy(ModalDeploySpec(gpu="Z9"), app_file)
     run.assert_not_called()
@@ -144,7 +144,7 @@ def test_deploy_validates_before_running_anything(mocker: Any, app_file: Path) -
 
 def test_deploy_timeout_is_one_line(mocker: Any, app_file: Path) -> None:
     mocker.patch(
-        "gpuctl.providers.modal.subprocess.run",
+        "gpuctl.modal.sdk.subprocess.run",
         side_effect=subprocess.TimeoutExpired(cmd=["modal"], timeout=5),
     )
     with pytest.raises(ProviderError) as caught:
@@ -162,7 +162,7 @@ def test_deploy_without_a_token_is_a_credentials_error(mocker: Any, app_file: Pa
         "modal.com/docs/sdk/py/latest/config for setup help. If you are a new user, register an "
         "account at modal.com, then run `modal token new`.\n"
     )
-    mocker.patch("gpuctl.providers.modal.subprocess.run", return_value=subprocess.CompletedProcess([], 1, "", stderr))
+    mocker.patch("gpuctl.modal.sdk.subprocess.run", return_value=subprocess.CompletedProcess([], 1, "", stderr))
     with pytest.raises(CredentialsError) as caught:
         ModalSDK().deploy(ModalDeploySpec(), app_file)
     assert caught.value.exit_code == 3
@@ -172,7 +172,7 @@ def test_deploy_without_a_token_is_a_credentials_error(mocker: Any, app_file: Pa
 
 def test_deploy_unreachable_modal_is_a_connect_error(mocker: Any, app_file: Path) -> None:
     mocker.patch(
-        "gpuctl.providers.modal.subprocess.run",
+        "gpuctl.modal.sdk.subprocess.run",
         return_value=subprocess.CompletedProcess([], 1, "", "Error: Could not connect to the Modal server.\n"),
     )
     with pytest.raises(ProviderError) as caught:
@@ -190,7 +190,7 @@ def test_deploy_failure_shows_the_last_line_with_secrets_redacted(
         "│ Image build failed for as-abcdefghijklmnopqrst plainsecretvalue │\n"
         "╰──────────────────────────────────────╯\n"
     )
-    mocker.patch("gpuctl.providers.modal.subprocess.run", return_value=subprocess.CompletedProcess([], 2, "", stderr))
+    mocker.patch("gpuctl.modal.sdk.subprocess.run", return_value=subprocess.CompletedProcess([], 2, "", stderr))
     with pytest.raises(ProviderError) as caught:
         ModalSDK().deploy(ModalDeploySpec(), app_file)
     message = caught.value.message
@@ -283,7 +283,7 @@ class _Secrets:
 def test_ensure_secret_creates_it(mocker: Any, mexc: Any) -> None:
     secrets = _Secrets(mexc, exists=False)
     mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Secret=secrets))
-    run = mocker.patch("gpuctl.providers.modal.subprocess.run")
+    run = mocker.patch("gpuctl.modal.sdk.subprocess.run")
     ModalSDK().ensure_secret("gpuctl-vllm-api-key", "key-123")
     assert secrets.created == [("gpuctl-vllm-api-key", {"VLLM_API_KEY": "key-123"})]
     run.assert_not_called()  # never on a command line

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gpuctl.errors import ConfigError, ProviderError, StreamBrokenError
-from gpuctl.http import Timeouts
+from gpuctl.http.client import Timeouts
 from gpuctl.providers.base import ChatRequest, StreamChunk
 from gpuctl.providers.openai_compat import VLLMEndpoint, normalise_base_url, parse_metrics
 from tests.fakes.vllm_server import FakeVLLM, count_prompt_tokens, tokenize

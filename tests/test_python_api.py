@@ -23,7 +23,7 @@ def fresh_gpuctl():  # type: ignore[no-untyped-def]
     for name in [m for m in sys.modules if m == "gpuctl"]:
         del sys.modules[name]
     module = importlib.import_module("gpuctl")
-    import gpuctl.modal_api as mo
+    import gpuctl.modal.compat as mo
 
     mo._orchestrator = None
     yield module

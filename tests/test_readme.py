@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuctl.providers.modal import ModalSDK
-from gpuctl.vast import lifecycle
+from gpuctl.modal.sdk import ModalSDK
+from gpuctl.vastai import launch as lifecycle
 from tests.conftest import assert_exit
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vastai_server import FakeVast

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpuctl.errors import AllProvidersFailedError, NoProviderError, StreamBrokenError
-from gpuctl.router import BackendManager
+from gpuctl.routing.manager import BackendManager
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
@@ -156,7 +156,7 @@ def test_breaker_is_shared_across_processes(gpuctl_home: Path, vllm: FakeVLLM, c
     dead = closed_port_url()
     code = (
         "import asyncio, os\n"
-        "from gpuctl.router import BackendManager\n"
+        "from gpuctl.routing.manager import BackendManager\n"
         "async def main():\n"
         "    m = BackendManager()\n"
         "    r = await m.chat_completion([{'role': 'user', 'content': 'hi'}], max_tokens=8)\n"

@@ -13,10 +13,10 @@ import pytest
 
 from gpuctl.config import Settings, load_settings
 from gpuctl.errors import CredentialsError, PartialError, ProviderError, UsageError
-from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import State, UsageRecord, open_state
-from gpuctl.vast.cleanup import CleanupReport, run_cleanup
-from gpuctl.vast.instances import launch_lock, make_label
+from gpuctl.vastai.cleanup import CleanupReport, run_cleanup
+from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.instances import launch_lock, make_label
 from tests import test_vast_common as common
 from tests.conftest import assert_exit
 from tests.fakes.vastai_server import FakeClock, FakeVast
@@ -395,8 +395,8 @@ def test_a_failure_beside_kept_instances_is_still_exit_1(settings: Settings, cli
                                                          vast: FakeVast, clock: FakeClock) -> None:
     """Keeping an instance in use is a decision, not a success: with the only destroy failed,
     nothing was done."""
-    from gpuctl.vast.cleanup import failure_error
-    from gpuctl.vast.instances import ActionsFailed
+    from gpuctl.vastai.cleanup import failure_error
+    from gpuctl.vastai.instances import ActionsFailed
 
     _, idle = seed_row(state, vast, created_at=clock())
     busy_row, busy = seed_row(state, vast, created_at=clock())
@@ -439,7 +439,7 @@ def test_run_cleanup_refuses_a_non_finite_max_idle(settings: Settings, client: V
 
 def test_python_api_names(gpuctl_home: Path, vast: FakeVast, clock: FakeClock, vllm: FakeVLLM, state: State) -> None:
     import gpuctl
-    from gpuctl.vast.orchestrator import GPUOrchestrator
+    from gpuctl.vastai.compat import GPUOrchestrator
 
     assert gpuctl.GPUOrchestrator is GPUOrchestrator and gpuctl.VastAIClient is VastAIClient
     try:  # the seed's singleton is built lazily and reads nothing until used

@@ -17,10 +17,10 @@ import pytest
 
 from gpuctl.config import Settings, load_settings
 from gpuctl.providers.base import Health
-from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import State, open_state
-from gpuctl.vast import lifecycle
-from gpuctl.vast.instances import (
+from gpuctl.vastai import launch as lifecycle
+from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.instances import (
     destroy_remote,
     is_gpuctl_label,
     label_nonce,

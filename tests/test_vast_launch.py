@@ -15,11 +15,11 @@ import pytest
 
 from gpuctl.config import Settings, load_settings
 from gpuctl.errors import BudgetError, ProviderError, UsageError
-from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import State, open_state
-from gpuctl.vast import lifecycle
-from gpuctl.vast.instances import budget_lock, try_lock
-from gpuctl.vast.lifecycle import LaunchInterrupted, launch, plan_launch
+from gpuctl.vastai import launch as lifecycle
+from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.instances import budget_lock, try_lock
+from gpuctl.vastai.launch import LaunchInterrupted, launch, plan_launch
 from tests import test_vast_common as common
 from tests.conftest import assert_exit
 from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast, make_offer
@@ -71,7 +71,7 @@ def test_launch_picks_the_cheapest_waits_for_vllm_then_the_router_answers_throug
 
     # The router now finds the ready instance in the ledger (`gpuctl chat` is being built
     # elsewhere; test_chat_cli_answers_through_vast covers it once it lands).
-    from gpuctl.router import BackendManager
+    from gpuctl.routing.manager import BackendManager
 
     async def ask():  # type: ignore[no-untyped-def]
         async with BackendManager(load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})) as manager:
@@ -236,8 +236,8 @@ def test_destroy_all_marks_an_id_less_row_only_when_a_non_empty_list_lacks_it_pa
     """Finding 1 (destroy --all): an empty list, or a create that may still be in flight, is no
     proof that an intent row never created anything."""
     from gpuctl.errors import PartialError
-    from gpuctl.vast.destroy import execute_destroy, plan_destroy
-    from gpuctl.vast.instances import ActionsFailed, make_label
+    from gpuctl.vastai.destroy import execute_destroy, plan_destroy
+    from gpuctl.vastai.instances import ActionsFailed, make_label
 
     row_id = state.add_instance_intent(provider="vastai", label=make_label("default"), dph="0.18")
     clock.advance(20 * 60)
@@ -378,7 +378,7 @@ def test_create_500_polls_for_its_label_then_stops_and_keeps_the_row(settings: S
     (row,) = state.live_instances("vastai")
     assert row.status == "failed" and row.remote_id is None and row.cost is None
     # It counts against the budget until cleanup settles it.
-    from gpuctl.vast import budget
+    from gpuctl.vastai import budget
 
     assert budget.spent(state.instances("vastai"), clock()) > 0
     assert budget.reserved(state.instances("vastai"), 45) == Decimal("0.135")
@@ -410,7 +410,7 @@ def test_dropped_create_never_listed_stops_the_launch_and_cleanup_finishes_it(se
     (row,) = state.live_instances("vastai")
     assert row.status == "failed" and row.remote_id is None
     vast.instance(FIRST_INSTANCE_ID).hidden_lists = 0  # Vast lists it at last
-    from gpuctl.vast.cleanup import run_cleanup
+    from gpuctl.vastai.cleanup import run_cleanup
 
     report = run_cleanup(settings, client=client, state=state, clock=clock,
                          probe=lambda e, k, m: health("unhealthy", "connection refused"))

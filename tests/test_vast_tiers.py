@@ -10,11 +10,11 @@ import pytest
 
 from gpuctl.config import load_settings
 from gpuctl.errors import BudgetError, ConfigError, UsageError
-from gpuctl.providers.vastai import Offer, VastAIClient
 from gpuctl.state import InstanceRow
-from gpuctl.vast import budget
-from gpuctl.vast.offers import acceptable, candidates_in_order, first_tier_with_offers
-from gpuctl.vast.tiers import (
+from gpuctl.vastai import budget
+from gpuctl.vastai.client import Offer, VastAIClient
+from gpuctl.vastai.offers import acceptable, candidates_in_order, first_tier_with_offers
+from gpuctl.vastai.tiers import (
     default_tiers_file,
     load_tiers,
     load_tiers_file,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.http import Timeouts
-from gpuctl.providers.vastai import DEFAULT_API_URL, Instance, Offer, VastAIClient
+from gpuctl.http.client import Timeouts
+from gpuctl.vastai.client import DEFAULT_API_URL, Instance, Offer, VastAIClient
 from tests.fakes.vastai_server import FakeVast, make_offer
 
 # Shaped like a real Vast key (64 hex digits) so any leak would be a realistic one.

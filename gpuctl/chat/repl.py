@@ -71,7 +71,7 @@ def run_chat(options: ChatOptions, settings: Settings, ui: ChatUI, *, stdin: Tex
 def _run(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO) -> None:
     prompt, source = _inputs(options, settings, ui, stdin)
     from gpuctl.config import ensure_home
-    from gpuctl.router import BackendManager
+    from gpuctl.routing.manager import BackendManager
     from gpuctl.state import open_state
 
     state = open_state(ensure_home(settings.home))

@@ -21,7 +21,7 @@ from gpuctl.providers.base import ChatRequest, Message, Usage
 
 if TYPE_CHECKING:
     from gpuctl.config import Settings
-    from gpuctl.router import BackendManager, RoutedStream
+    from gpuctl.routing.manager import BackendManager, RoutedStream
     from gpuctl.state import State
 
 TITLE_CHARS = 60

@@ -19,13 +19,13 @@ def cleanup(
 
     Example: */10 * * * * gpuctl cleanup --json >> ~/.gpuctl-cleanup.log
     """
-    from gpuctl.vast.cleanup import check_max_idle, failure_error, run_cleanup
-    from gpuctl.vast.instances import ActionsFailed
+    from gpuctl.vastai.cleanup import check_max_idle, failure_error, run_cleanup
+    from gpuctl.vastai.instances import ActionsFailed
 
     actx = app_context(ctx)
     out = actx.out
     check_max_idle(max_idle)  # NaN or inf would keep idle instances forever
-    from gpuctl.ops.modal_deploy import warm_deployments
+    from gpuctl.ops.deploy import warm_deployments
 
     settings = actx.settings()
     report = run_cleanup(settings, dry_run=dry_run, max_idle_minutes=max_idle)

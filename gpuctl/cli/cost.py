@@ -15,7 +15,7 @@ from gpuctl.cli.context import AppContext, app_context
 from gpuctl.cli.group import new_app
 
 if TYPE_CHECKING:  # annotations of helpers only, never of Typer signatures
-    from gpuctl.ops.cost_report import CostView
+    from gpuctl.ops.cost import CostView
 
 app = new_app(help="Estimate and report costs.\n\nExample: [bold]gpuctl cost estimate[/bold]")
 
@@ -42,7 +42,7 @@ def estimate(
 
     Example: gpuctl cost estimate --provider modal --gpu L4 --hours-per-day 2
     """
-    from gpuctl.ops.cost_report import EstimateRequest, cost_estimate
+    from gpuctl.ops.cost import EstimateRequest, cost_estimate
 
     actx = app_context(ctx)
     req = EstimateRequest(provider=provider, gpu=gpu, hours_per_day=hours_per_day, hours=hours, days=days,
@@ -62,7 +62,7 @@ def report(
 
     Example: gpuctl cost report --since 7d --by day
     """
-    from gpuctl.ops.cost_report import cost_report
+    from gpuctl.ops.cost import cost_report
 
     actx = app_context(ctx)
     settings = actx.settings()

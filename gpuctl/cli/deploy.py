@@ -27,7 +27,7 @@ def modal(
 
     Example: gpuctl deploy modal --gpu L4 --dry-run
     """
-    from gpuctl.ops.modal_deploy import deploy_modal, plan_modal_deploy
+    from gpuctl.ops.deploy import deploy_modal, plan_modal_deploy
 
     actx = app_context(ctx)
     out = actx.out

@@ -45,7 +45,7 @@ def destroy(
 
 def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool) -> None:
     from gpuctl.cli.prompts import confirm
-    from gpuctl.ops.modal_deploy import apps_to_stop, destroy_modal
+    from gpuctl.ops.deploy import apps_to_stop, destroy_modal
 
     names = apps_to_stop(settings)
     listed = ", ".join(names)
@@ -70,8 +70,8 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
     from gpuctl.cli.prompts import confirm
     from gpuctl.config import ensure_home
     from gpuctl.state import open_state
-    from gpuctl.vast.instances import is_gpuctl_label, open_client
-    from gpuctl.vast.lifecycle import LEGACY_NOTE
+    from gpuctl.vastai.instances import is_gpuctl_label, open_client
+    from gpuctl.vastai.launch import LEGACY_NOTE
 
     label = None
     if target.isdigit() or is_gpuctl_label(target):  # `gpuctl destroy 12345` / `gpuctl destroy gpuctl:dev:1a2b…`
@@ -87,8 +87,8 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
         raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
                          hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
     out.note(LEGACY_NOTE)
-    from gpuctl.vast.destroy import execute_destroy, plan_destroy
-    from gpuctl.vast.instances import ActionsFailed
+    from gpuctl.vastai.destroy import execute_destroy, plan_destroy
+    from gpuctl.vastai.instances import ActionsFailed
 
     with open_client(settings) as client, open_state(ensure_home(settings.home)) as state:
         plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_,

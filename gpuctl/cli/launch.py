@@ -30,10 +30,10 @@ def launch(
     from decimal import Decimal
 
     from gpuctl.cli.prompts import confirm
-    from gpuctl.vast.budget import money
-    from gpuctl.vast.instances import open_client
-    from gpuctl.vast.lifecycle import LEGACY_NOTE, check_max_dph, check_plan, plan_launch
-    from gpuctl.vast.lifecycle import launch as start
+    from gpuctl.vastai.budget import money
+    from gpuctl.vastai.instances import open_client
+    from gpuctl.vastai.launch import LEGACY_NOTE, check_max_dph, check_plan, plan_launch
+    from gpuctl.vastai.launch import launch as start
 
     actx = app_context(ctx)
     out = actx.out
@@ -98,7 +98,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 def _show_plan(out: Any, plan: Any) -> None:
-    from gpuctl.vast.budget import money
+    from gpuctl.vastai.budget import money
 
     empty = [name for name, n in plan.search.checked if n == 0]
     if empty:

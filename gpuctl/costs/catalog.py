@@ -286,7 +286,7 @@ def resolve_model(catalog: Catalog, name: str) -> str:
 
 def default_configs_dir() -> Path:
     """The shipped configs/: beside the package in a checkout, under share/gpuctl in a wheel."""
-    from gpuctl.paths import asset_dir
+    from gpuctl.bundle import asset_dir
 
     return asset_dir("configs")
 

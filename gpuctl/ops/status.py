@@ -12,7 +12,7 @@ from gpuctl.config import Settings
 
 def collect_status(settings: Settings, *, deep: bool = False, wake: bool = False) -> dict[str, Any]:
     """The seed's `{"status", "endpoint", "provider"}` plus one row per provider."""
-    from gpuctl.router import BackendManager
+    from gpuctl.routing.manager import BackendManager
 
     async def run() -> dict[str, Any]:
         async with BackendManager(settings) as manager:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import httpx
 
 from gpuctl.errors import ConfigError, ProviderError, StreamBrokenError
-from gpuctl.http import Timeouts, build_async_client, redact
+from gpuctl.http.client import Timeouts, build_async_client, redact
 from gpuctl.providers.base import (
     ChatRequest,
     ChatResponse,

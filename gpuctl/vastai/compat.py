@@ -16,12 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings, load_settings
-from gpuctl.providers.vastai import VastAIClient
 from gpuctl.state import InstanceRow, State
-from gpuctl.vast.cleanup import CleanupReport, run_cleanup
-from gpuctl.vast.destroy import DestroyReport, execute_destroy, plan_destroy
-from gpuctl.vast.instances import PROVIDER, open_client
-from gpuctl.vast.lifecycle import LaunchPlan, LaunchResult, Probe, launch, plan_launch
+from gpuctl.vastai.cleanup import CleanupReport, run_cleanup
+from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.destroy import DestroyReport, execute_destroy, plan_destroy
+from gpuctl.vastai.instances import PROVIDER, open_client
+from gpuctl.vastai.launch import LaunchPlan, LaunchResult, Probe, launch, plan_launch
 
 
 class GPUOrchestrator:

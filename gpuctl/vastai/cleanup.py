@@ -43,11 +43,11 @@ from gpuctl.config import Settings, ensure_home
 from gpuctl.errors import CredentialsError, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
-from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
 from gpuctl.state import InstanceRow, State, open_state
-from gpuctl.vast import budget
-from gpuctl.vast.budget import dec, money
-from gpuctl.vast.instances import (
+from gpuctl.vastai import budget
+from gpuctl.vastai.budget import dec, money
+from gpuctl.vastai.client import AUTH_HINT, Instance, VastAIClient
+from gpuctl.vastai.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
     ActionsFailed,
@@ -60,7 +60,7 @@ from gpuctl.vast.instances import (
     record_untracked,
     try_lock,
 )
-from gpuctl.vast.lifecycle import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
+from gpuctl.vastai.launch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
 READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
 _LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed"})
@@ -284,7 +284,7 @@ class _Cleanup:
 
     def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:
         if inst.actual_status == "running":
-            from gpuctl.deploy_assets import vast_container_settings
+            from gpuctl.bundle import vast_container_settings
 
             endpoint = inst.endpoint(int(vast_container_settings()["vllm"]["port"]))
             if endpoint:

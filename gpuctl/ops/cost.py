@@ -421,7 +421,7 @@ def cost_report(settings: Settings, state: State, *, since: str = "30d", by: str
 
     # Vast.ai instances, priced the way the budget checks of `launch` and `cleanup` price them
     # (gpuctl.vast.budget): the recorded cost, else $/h × time alive, a live one up to now.
-    from gpuctl.vast import budget as vast_budget
+    from gpuctl.vastai import budget as vast_budget
 
     instances = state.instances(provider="vastai")
     vast_all = vast_budget.spent(instances, now)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuctl.providers.vastai import Offer, VastAIClient
-from gpuctl.vast.tiers import Tier
+from gpuctl.vastai.client import Offer, VastAIClient
+from gpuctl.vastai.tiers import Tier
 
 
 @dataclass(frozen=True)

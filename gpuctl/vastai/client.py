@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.http import RETRY_RATE_LIMITED_ONLY, Timeouts, build_client, redact
+from gpuctl.http.client import RETRY_RATE_LIMITED_ONLY, Timeouts, build_client, redact
 
 log = logging.getLogger("gpuctl.providers.vastai")
 

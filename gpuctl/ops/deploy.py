@@ -19,7 +19,7 @@ from typing import Any
 from gpuctl.config import Settings, set_profile_value, unset_profile_value, writable_profile
 from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
-from gpuctl.providers.modal import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
 
 HOURS_PER_MONTH = Decimal(720)  # 30 days, the month `gpuctl cost estimate` uses
 READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
@@ -57,7 +57,7 @@ class DeployPlan:
 
 def plan_modal_deploy(settings: Settings) -> DeployPlan:
     """The exact deployment the settings describe, validated, with its price. No network."""
-    from gpuctl.deploy_assets import vllm_pin
+    from gpuctl.bundle import vllm_pin
 
     window_s = math.ceil(float(settings["modal.scaledown_window_minutes"]) * 60)
     spec = ModalDeploySpec(
@@ -144,7 +144,7 @@ def deploy_modal(
 
 
 def _app_file():  # type: ignore[no-untyped-def]
-    from gpuctl.deploy_assets import modal_app_file
+    from gpuctl.bundle import modal_app_file
 
     return modal_app_file()
 

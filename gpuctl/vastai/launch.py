@@ -47,11 +47,11 @@ from gpuctl.config import Settings, set_profile_value, writable_profile
 from gpuctl.errors import EXIT_INTERRUPTED, BudgetError, GpuctlError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
-from gpuctl.providers.vastai import Instance, VastAIClient
 from gpuctl.state import InstanceRow, State
-from gpuctl.vast import budget
-from gpuctl.vast.budget import BudgetCheck, dec, money
-from gpuctl.vast.instances import (
+from gpuctl.vastai import budget
+from gpuctl.vastai.budget import BudgetCheck, dec, money
+from gpuctl.vastai.client import Instance, VastAIClient
+from gpuctl.vastai.instances import (
     PROVIDER,
     budget_lock,
     destroy_remote,
@@ -60,8 +60,8 @@ from gpuctl.vast.instances import (
     mark_destroyed,
     record_live_price,
 )
-from gpuctl.vast.offers import Candidate, Search, candidates_in_order, first_tier_with_offers
-from gpuctl.vast.tiers import Tier, load_tiers, select_tiers
+from gpuctl.vastai.offers import Candidate, Search, candidates_in_order, first_tier_with_offers
+from gpuctl.vastai.tiers import Tier, load_tiers, select_tiers
 
 LEGACY_NOTE = "Note: Vast.ai is gpuctl's legacy provider; Modal is recommended (`gpuctl deploy modal`)."
 POLL_S = 5.0
@@ -337,7 +337,7 @@ class _Launch:
     def __init__(self, settings: Settings, client: VastAIClient, state: State, *, wait: bool, keep: bool,
                  progress: Callable[[str], None], clock: Callable[[], float], sleep: Callable[[float], None],
                  probe: Probe, loading_timeout_s: float, health_timeout_s: float, create_lookup_s: float) -> None:
-        from gpuctl.deploy_assets import render_vllm_args, vast_container_settings
+        from gpuctl.bundle import render_vllm_args, vast_container_settings
 
         self.settings, self.client, self.state = settings, client, state
         self.wait, self.keep, self.progress, self.clock, self.sleep, self.probe = wait, keep, progress, clock, sleep, probe

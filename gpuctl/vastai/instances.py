@@ -31,9 +31,9 @@ from pathlib import Path
 
 from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.providers.vastai import AUTH_HINT, Instance, VastAIClient
 from gpuctl.state import InstanceRow, State
-from gpuctl.vast.budget import dec, higher_dph, lifetime_cost
+from gpuctl.vastai.budget import dec, higher_dph, lifetime_cost
+from gpuctl.vastai.client import AUTH_HINT, Instance, VastAIClient
 
 PROVIDER = "vastai"
 # How long a gpuctl-labelled instance the ledger does not know, or an intent row the list does

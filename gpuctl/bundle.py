@@ -12,12 +12,27 @@ the parent of this package's directory.
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpuctl.errors import ConfigError
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def asset_dir(name: str) -> Path:
+    """`deploy` or `configs`: the checkout's copy if present, else the installed one."""
+    local = _PACKAGE_PARENT / name
+    if local.is_dir():
+        return local
+    for prefix in (sys.prefix, sys.base_prefix):
+        installed = Path(prefix) / "share" / "gpuctl" / name
+        if installed.is_dir():
+            return installed
+    return local  # let the caller report it missing, naming the expected place
 
 # The repository root in a checkout or editable install. A module constant so tests can
 # point it elsewhere.
@@ -41,7 +56,6 @@ class VllmPin:
 
 def deploy_dir() -> Path:
     """The deploy/ directory, or ConfigError when this install does not ship it."""
-    from gpuctl.paths import asset_dir
 
     path = asset_dir("deploy")
     if not (path / "versions.toml").is_file():

@@ -42,7 +42,7 @@ class Tier:
 
 def default_tiers_file() -> Path:
     """configs/gpu_tiers.toml as shipped (beside the package, or under share/gpuctl)."""
-    from gpuctl.paths import asset_dir
+    from gpuctl.bundle import asset_dir
 
     return asset_dir("configs") / "gpu_tiers.toml"
 

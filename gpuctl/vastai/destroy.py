@@ -29,9 +29,9 @@ from typing import Any
 
 from gpuctl.errors import PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
-from gpuctl.providers.vastai import Instance, VastAIClient
 from gpuctl.state import InstanceRow, State
-from gpuctl.vast.instances import (
+from gpuctl.vastai.client import Instance, VastAIClient
+from gpuctl.vastai.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
     ActionsFailed,

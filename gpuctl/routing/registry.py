@@ -29,7 +29,7 @@ class Slot:
 
 
 def _timeouts(settings: Settings):  # type: ignore[no-untyped-def]
-    from gpuctl.http import Timeouts
+    from gpuctl.http.client import Timeouts
 
     return Timeouts(
         connect=settings["routing.connect_timeout_s"],

@@ -1,0 +1,1 @@
+"""The backend manager: priority, cold gate, breaker, fallback, typed reasons, usage ledger."""
