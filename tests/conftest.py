@@ -69,11 +69,5 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
     return invoke
 
 
-def assert_exit(result, code: int) -> None:  # type: ignore[no-untyped-def]
-    """Assert the exit code first, showing both streams when it is wrong."""
-    assert result.exit_code == code, (
-        f"exit {result.exit_code} != {code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-
 
 from tests.fakes.vllm_server import fake_vllm  # noqa: E402,F401  (registers the fixture)

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from gpuctl.state import open_state
-from tests.conftest import assert_exit
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.helpers import closed_port_url
+from tests.support import assert_exit, closed_port_url
 
 ANSWER = "Paged attention keeps the KV cache in blocks."
 KEY = "sk-ant-fake-key"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gpuctl import __version__
-from tests.conftest import assert_exit
+from tests.support import assert_exit
 
 COMMANDS = ["deploy", "status", "chat", "launch", "destroy", "cleanup", "cost", "profile"]
 

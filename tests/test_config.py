@@ -11,7 +11,7 @@ import pytest
 
 from gpuctl import config
 from gpuctl.errors import ConfigError
-from tests.conftest import assert_exit
+from tests.support import assert_exit
 
 REPO = Path(__file__).resolve().parents[1]
 

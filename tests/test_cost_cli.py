@@ -15,7 +15,7 @@ import pytest
 from gpuctl import costs
 from gpuctl.ops import cost as cost_report
 from gpuctl.state import UsageRecord, open_state
-from tests.conftest import assert_exit
+from tests.support import assert_exit
 
 D = Decimal
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()  # the day the prices were collected

@@ -16,7 +16,7 @@ from gpuctl.errors import UsageError
 from gpuctl.ops import cost as cost_report
 from gpuctl.ops.cost import parse_since
 from gpuctl.state import InstanceRow, State, UsageRecord, open_state
-from tests.conftest import assert_exit
+from tests.support import assert_exit
 
 D = Decimal
 DAY = 86400

@@ -10,8 +10,8 @@ import pytest
 from gpuctl.config import load_settings
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.modal.sdk import ModalSDK
-from tests.conftest import assert_exit
 from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
 
 
 def test_dry_run_prints_the_plan_with_price(cli, mocker) -> None:

@@ -11,7 +11,7 @@ import pytest
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.helpers import closed_port_url
+from tests.support import closed_port_url
 
 KEY = "sk-ant-fake-key"
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}]

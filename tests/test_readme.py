@@ -16,10 +16,10 @@ import pytest
 
 from gpuctl.modal.sdk import ModalSDK
 from gpuctl.vastai import launch as lifecycle
-from tests.conftest import assert_exit
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
 from tests.test_vast_common import market
 
 REPO = Path(__file__).resolve().parents[1]

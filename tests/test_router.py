@@ -16,7 +16,7 @@ from gpuctl.routing.manager import BackendManager
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.helpers import closed_port_url, settings_for
+from tests.support import closed_port_url, settings_for
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
 KEY = "sk-ant-fake-key"

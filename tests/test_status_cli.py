@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from gpuctl.ops.status import watch_status
-from tests.conftest import assert_exit
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.helpers import closed_port_url, settings_for
+from tests.support import assert_exit, closed_port_url, settings_for
 
 KEY = "sk-ant-fake-key"
 

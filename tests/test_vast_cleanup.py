@@ -18,9 +18,9 @@ from gpuctl.vastai.cleanup import CleanupReport, run_cleanup
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import launch_lock, make_label
 from tests import test_vast_common as common
-from tests.conftest import assert_exit
 from tests.fakes.vastai_server import FakeClock, FakeVast
 from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
 from tests.test_vast_common import KEY, health, seed_row
 
 # The shared fixtures (pytest finds them as module attributes).

@@ -21,9 +21,9 @@ from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import budget_lock, try_lock
 from gpuctl.vastai.launch import LaunchInterrupted, launch, plan_launch
 from tests import test_vast_common as common
-from tests.conftest import assert_exit
 from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast, make_offer
 from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
 from tests.test_vast_common import KEY, MODEL, Sleeper, create_ids, health
 
 # The shared fixtures (pytest finds them as module attributes).

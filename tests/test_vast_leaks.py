@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from gpuctl.state import open_state
-from tests.conftest import assert_exit
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
 from tests.test_vast_common import KEY, MODEL, market
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: a port nothing listens on, settings from a dict."""
+"""Helpers shared by tests (never import one test module from another): a port nothing
+listens on, settings from a dict, the exit-code assertion."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def closed_port_url() -> str:
 
 def settings_for(home: Path, **env: str) -> Settings:
     return load_settings(env=env, home=home)
+
+
+def assert_exit(result, code: int) -> None:  # type: ignore[no-untyped-def]
+    """Assert the exit code first, showing both streams when it is wrong."""
+    assert result.exit_code == code, (
+        f"exit {result.exit_code} != {code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
