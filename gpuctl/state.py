@@ -497,6 +497,15 @@ def open_state(home: Path, *, clock: Callable[[], float] = time.time) -> State:
     return State(state_path(home), clock=clock)
 
 
+def open_for(settings: Any, *, clock: Callable[[], float] = time.time) -> State:
+    """The one way code gets the state for resolved settings (the command context, the backend
+    manager, the original package's orchestrators): GPUCTL_HOME is created if needed, with a
+    clear error when it cannot be."""
+    from gpuctl.config import ensure_home
+
+    return open_state(ensure_home(settings.home), clock=clock)
+
+
 def rows_as_dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Dataclass rows as plain dicts, for --json."""
     return [{f.name: getattr(r, f.name) for f in fields(r)} for r in rows]
