@@ -113,6 +113,14 @@ FREE_SECTIONS = ("prices",)
 # ---------------------------------------------------------------- paths
 
 
+def new_api_key() -> str:
+    """The one key generator: a URL-safe random key for a vLLM server gpuctl starts (Modal
+    deploy, Vast.ai launch) and for gateway keys; 32 bytes of `secrets`."""
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
 def gpuctl_home(env: Mapping[str, str] | None = None) -> Path:
     """GPUCTL_HOME, else the platform config dir (XDG_CONFIG_HOME or ~/.config) / gpuctl."""
     env = os.environ if env is None else env

@@ -7,16 +7,20 @@ so a crash after deploying never leaves an endpoint whose key nobody has.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gpuctl.config import Settings, set_profile_value, unset_profile_value, writable_profile
+from gpuctl.config import (
+    Settings,
+    new_api_key,
+    set_profile_value,
+    unset_profile_value,
+    writable_profile,
+)
 from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
@@ -115,7 +119,7 @@ def deploy_modal(
     profile = writable_profile(settings)
     api_key = settings.get("modal.api_key")
     if not api_key:
-        api_key = secrets.token_urlsafe(32)
+        api_key = new_api_key()
         set_profile_value(settings.home, profile, "modal.api_key", api_key)
     progress("Storing the endpoint's API key in a Modal secret…")
     sdk.ensure_secret(plan.spec.secret_name, api_key)
@@ -153,24 +157,13 @@ def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Cal
                      sleep: Callable[[float], None], clock: Callable[[], float], timeout_s: float,
                      poll_s: float = POLL_S) -> tuple[bool, float, str]:
     """Poll until the endpoint can generate (a 1-token completion), or the time is up."""
-    from gpuctl.providers.openai_compat import VLLMEndpoint
+    from gpuctl.providers.openai_compat import probe_vllm
 
     started = clock()
     detail = ""
     while True:
-        async def probe():  # type: ignore[no-untyped-def]
-            async with VLLMEndpoint(url, provider="modal", api_key=api_key, model=model) as client:
-                health = await client.health(deep=True, timeout=30.0)
-                if health.status == "unhealthy":
-                    try:  # is it the key? (decided on the error's kind, never on its text)
-                        await client.models()
-                    except ProviderError as exc:
-                        if exc.kind == "auth":
-                            raise
-                return health
-
         try:
-            health = asyncio.run(probe())
+            health = probe_vllm(url, api_key, model, provider="modal")
         except ProviderError as exc:
             raise ProviderError(f"modal: the endpoint refused gpuctl's API key ({exc.message})", provider="modal",
                                 kind="auth", hint="redeploy with `gpuctl deploy modal` to refresh the Modal secret") from None

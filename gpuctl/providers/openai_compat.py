@@ -662,3 +662,34 @@ def _raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
             hint="the text shown so far is incomplete; the request was not re-sent",
         ) from None
     raise exc
+
+
+PROBE_TIMEOUT_S = 30.0
+
+
+def probe_vllm(endpoint: str, api_key: str | None, model: str | None, *, provider: str = "endpoint",
+               timeout: float = PROBE_TIMEOUT_S) -> Health:
+    """Can this vLLM server generate? `/health` plus a 1-token completion of `model` (the one
+    readiness probe: Modal deploy, Vast.ai launch and cleanup all ask it).
+
+    Raises ProviderError(kind="auth") when the server refuses the key (the one answer waiting
+    will not change). `health()` folds every failure into its text, so an unhealthy answer is
+    asked once more where the error kind survives (text would mislead: an endpoint such as
+    http://1.2.3.4:40123 contains "401")."""
+
+    async def go() -> Health:
+        async with VLLMEndpoint(endpoint, provider=provider, api_key=api_key, model=model) as client:
+            health = await client.health(deep=True, timeout=timeout)
+            if health.status == "unhealthy":
+                try:
+                    async with asyncio.timeout(timeout):
+                        await client.models()
+                except TimeoutError:
+                    pass
+                except ProviderError as exc:
+                    if exc.kind == "auth":
+                        raise
+            return health
+
+    return asyncio.run(go())
+

@@ -34,19 +34,18 @@ Time is injectable (`clock`, `sleep`), the vLLM probe too. Must not print or exi
 
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gpuctl.config import Settings, set_profile_value, writable_profile
+from gpuctl.config import Settings, new_api_key, set_profile_value, writable_profile
 from gpuctl.errors import EXIT_INTERRUPTED, BudgetError, GpuctlError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
+from gpuctl.providers.openai_compat import PROBE_TIMEOUT_S
 from gpuctl.state import InstanceRow, State
 from gpuctl.vastai import budget
 from gpuctl.vastai.budget import BudgetCheck, dec, money
@@ -68,7 +67,7 @@ POLL_S = 5.0
 LOADING_TIMEOUT_S = 10 * 60  # the seed: "stuck in loading for 10+ minutes" means a bad host
 HEALTH_TIMEOUT_S = 20 * 60  # after `running`: weights download + load (seed: 7-15 min cold start)
 MAX_ATTEMPTS = 3
-PROBE_TIMEOUT_S = 30.0
+
 _MAX_SHOW_ERRORS = 3  # consecutive failed status polls before the attempt is given up
 CDI_MARKER = "failed to inject cdi devices"
 # A create with an unknown outcome may show up in the list only later (it is still in flight
@@ -92,28 +91,10 @@ class LaunchInterrupted(GpuctlError):
 
 
 def probe_vllm(endpoint: str, api_key: str | None, model: str | None, *, timeout: float = PROBE_TIMEOUT_S) -> Health:
-    """/health plus a 1-token completion: `running` only means the container started.
+    """The shared vLLM readiness probe (`providers.openai_compat.probe_vllm`) for a Vast.ai box."""
+    from gpuctl.providers.openai_compat import probe_vllm as probe
 
-    Raises ProviderError(kind="auth") when vLLM refuses the key. `health()` folds every failure
-    into its text, so an unhealthy answer is asked once more where the error kind survives
-    (text would mislead: an endpoint such as http://1.2.3.4:40123 contains "401")."""
-    from gpuctl.providers.openai_compat import VLLMEndpoint
-
-    async def go() -> Health:
-        async with VLLMEndpoint(endpoint, provider=PROVIDER, api_key=api_key, model=model) as client:
-            health = await client.health(deep=True, timeout=timeout)
-            if health.status == "unhealthy":
-                try:
-                    async with asyncio.timeout(timeout):
-                        await client.models()
-                except TimeoutError:
-                    pass
-                except ProviderError as exc:
-                    if exc.kind == "auth":
-                        raise
-            return health
-
-    return asyncio.run(go())
+    return probe(endpoint, api_key, model, provider=PROVIDER, timeout=timeout)
 
 
 def ledger_status(actual_status: str | None) -> str:
@@ -302,7 +283,7 @@ def ensure_vllm_key(settings: Settings) -> tuple[str, str | None]:
     if key:
         return str(key), settings.profile
     profile = writable_profile(settings)
-    key = secrets.token_urlsafe(32)
+    key = new_api_key()
     set_profile_value(settings.home, profile, "vastai.vllm_api_key", key)
     return key, profile
 
