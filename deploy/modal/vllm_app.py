@@ -52,8 +52,8 @@ VLLM_CACHE_VOLUME = "gpuctl-vllm-cache"
 
 VERSIONS_FILE = Path(__file__).resolve().parent.parent / "versions.toml"
 
-# Variable → setting. gpuctl's ModalDeploySpec.env() writes these names (a test keeps the two
-# lists equal).
+# Variable → setting. gpuctl's ModalDeploySpec.env() (gpuctl/modal/deploy.py) writes these
+# names (a test keeps the two lists equal).
 ENV_VARS: dict[str, str] = {
     "app_name": "GPUCTL_MODAL_APP_NAME",
     "model": "GPUCTL_MODAL_MODEL",
@@ -73,7 +73,7 @@ PIN_ENV_VARS: dict[str, str] = {
     "modal_add_python": "GPUCTL_MODAL_ADD_PYTHON",
 }
 
-# The seed's deployment. The app name keeps the seed's URL:
+# The original deployment, Qwen2.5-7B on an L4. The app name keeps its URL:
 # https://<workspace>--multi-agent-vllm-inference-serve.modal.run
 DEFAULTS: dict[str, Any] = {
     "app_name": "multi-agent-vllm-inference",

@@ -1,11 +1,21 @@
-"""`gpuctl deploy modal`: deploy the bundled vLLM app to Modal."""
+"""`gpuctl deploy modal`: deploy the bundled vLLM app to Modal.
+
+Parses the flags, asks before a warm (billed) deployment, calls gpuctl.ops.deploy, renders the
+plan and the result. No Modal, price or ledger logic here.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 
 from gpuctl.cli.context import app_context
 from gpuctl.cli.group import new_app
+from gpuctl.cli.output import Output
+
+if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer signature
+    from gpuctl.ops.deploy import DeployPlan
 
 app = new_app(help="Deploy a vLLM endpoint.\n\nExample: [bold]gpuctl deploy modal --dry-run[/bold]")
 
@@ -60,7 +70,7 @@ def modal(
             f"Ready after {result.waited_s:.0f}s." if result.ready else result.detail))
 
 
-def _show_plan(out, plan) -> None:  # type: ignore[no-untyped-def]
+def _show_plan(out: Output, plan: DeployPlan) -> None:
     d = plan.as_dict()
     price = f"${plan.dollars_per_hour:.2f}/h per container while it runs" if plan.dollars_per_hour is not None else "price unknown"
     rows = [["app", d["app_name"]], ["model", d["model"]], ["GPU", d["gpu"]], ["image", d["image"]],

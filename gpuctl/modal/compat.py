@@ -1,8 +1,10 @@
-"""The seed's Modal names for Python users: `ModalVLLMClient`, `ModalOrchestrator`,
-`modal_orchestrator`, `init_modal_orchestrator`, `get_modal_orchestrator`, `is_modal_configured`.
+"""The Modal names of the original vLLM multi-provider package, kept for Python users:
+`ModalVLLMClient`, `ModalOrchestrator`, `init_modal_orchestrator`, `get_modal_orchestrator`,
+`is_modal_configured` (and `gpuctl.modal_orchestrator`, the singleton).
 
 A thin layer over the shared vLLM endpoint client and the state store (metrics: total requests,
-last health response time, uptime). Routing between providers is `gpuctl.router`'s job.
+last health response time, uptime). Must not: route between providers (`gpuctl.routing` does),
+deploy (`gpuctl.ops.deploy`), or open the state any way but `gpuctl.state.open_for`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from gpuctl.state import State
 
 
 class ModalVLLMClient(VLLMEndpoint):
-    """HTTP client for the Modal endpoint (the seed's name); `health_check()` as the seed used it."""
+    """HTTP client for the Modal endpoint under its original name, with the original `health_check()`."""
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         kwargs.setdefault("provider", "modal")
@@ -59,10 +61,9 @@ class ModalOrchestrator:
     @property
     def state(self) -> State:
         if self._state is None:
-            from gpuctl.config import ensure_home
-            from gpuctl.state import open_state
+            from gpuctl.state import open_for
 
-            self._state = open_state(ensure_home(self.settings.home))
+            self._state = open_for(self.settings)
         return self._state
 
     def get_endpoint(self) -> str:
@@ -105,8 +106,8 @@ _orchestrator: ModalOrchestrator | None = None
 
 
 def init_modal_orchestrator(settings: Settings | None = None) -> ModalOrchestrator | None:
-    """Create the global orchestrator if Modal is configured (the seed logged
-    `modal_orchestrator_initialized`); returns None when it is not."""
+    """Create the global orchestrator if Modal is configured (logging
+    `modal_orchestrator_initialized`, as the original did); returns None when it is not."""
     global _orchestrator
     settings = settings or load_settings()
     if not is_modal_configured(settings):

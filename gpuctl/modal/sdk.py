@@ -1,12 +1,13 @@
-"""Modal: deploy and stop gpuctl's vLLM app (deploy/modal/vllm_app.py) through the modal SDK.
+"""The seam around the modal SDK and CLI: everything gpuctl asks Modal goes through `ModalSDK`.
 
-Owns: the deploy spec and its validation (done before anything is sent), the credential check,
-the Modal secret that holds vLLM's API key, `modal deploy`, the web-URL lookup and stopping the
-app, and mapping every Modal failure onto gpuctl's error tree (one line, secrets redacted).
+Owns: the credential check, the Modal secret that holds vLLM's API key, `modal deploy` of
+deploy/modal/vllm_app.py, the web-URL lookup, stopping an app, our own timeout around every call,
+and mapping every Modal failure onto gpuctl's error tree (one line, secrets redacted).
 
 Must not: import `modal` at module level (~0.3 s, and the import parses ~/.modal.toml), print,
-generate keys (the caller generates and stores the API key), or speak HTTP to the endpoint
-(that is providers/openai_compat.py).
+generate keys (the caller generates and stores the API key), decide what to deploy (the spec
+and its checks are deploy.py), touch the ledger, or speak HTTP to the endpoint (that is
+providers/openai_compat.py).
 
 Every Modal call runs under our own timeout: with Modal unreachable, the SDK and CLI only give
 up after ~56 s, and a stuck deploy must not hang gpuctl.
@@ -14,9 +15,7 @@ up after ~56 s, and a stuck deploy must not hang gpuctl.
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -26,31 +25,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gpuctl.errors import ConfigError, CredentialsError, GpuctlError, ProviderError, UsageError
 from gpuctl.events import log_event
+from gpuctl.modal.deploy import PROVIDER, ModalDeploySpec, is_valid_name, validate_spec
 from gpuctl.redact import redact
 
-PROVIDER = "modal"
 # The variable the Modal secret holds; deploy/modal/vllm_app.py passes it to `vllm serve --api-key`.
 API_KEY_ENV = "VLLM_API_KEY"
 SERVE_FUNCTION = "serve"
 
-# Modal's GPU names (modal.com/pricing, configs' price catalog). "A10G" is Modal's older name for A10.
-VALID_GPUS = (
-    "T4", "L4", "A10", "A10G", "L40S", "A100-40GB", "A100-80GB", "RTX-PRO-6000", "H100", "H200", "B200",
-)
-MAX_GPU_COUNT = 8
-MIN_SCALEDOWN_S = 2
-MAX_SCALEDOWN_S = 60 * 60
-MIN_MODEL_LEN = 256
-
 CREDENTIALS_HINT = "Run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET."
 
-_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Modal object names: letters, digits, '-', '_', '.', at most 64 characters.
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Rich draws panels around the modal CLI's errors; these are not the message.
 _BOX_CHARS = "│┃║╭╮╰╯┌┐└┘─━═┏┓┗┛ \t"
 
@@ -58,88 +45,12 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class ModalDeploySpec:
-    """What to deploy. Defaults are the seed's deployment; the CLI fills them from the profile."""
+class ModalCredentials:
+    """Where the modal SDK will find its token: the env pair, or a profile of Modal's config file."""
 
-    app_name: str = "multi-agent-vllm-inference"
-    model: str = "Qwen/Qwen2.5-7B-Instruct"
-    gpu: str = "L4"
-    scaledown_window_s: int = 300
-    min_containers: int = 0
-    max_containers: int = 1
-    max_inputs: int = 32
-    max_model_len: int = 4096
-    secret_name: str = "gpuctl-vllm-api-key"
-    enforce_eager: bool = True
-
-    def env(self) -> dict[str, str]:
-        """The GPUCTL_MODAL_* variables deploy/modal/vllm_app.py reads (no secrets among them)."""
-        return {
-            "GPUCTL_MODAL_APP_NAME": self.app_name,
-            "GPUCTL_MODAL_MODEL": self.model,
-            "GPUCTL_MODAL_GPU": self.gpu,
-            "GPUCTL_MODAL_SCALEDOWN_S": str(self.scaledown_window_s),
-            "GPUCTL_MODAL_MIN_CONTAINERS": str(self.min_containers),
-            "GPUCTL_MODAL_MAX_CONTAINERS": str(self.max_containers),
-            "GPUCTL_MODAL_MAX_INPUTS": str(self.max_inputs),
-            "GPUCTL_MODAL_MAX_MODEL_LEN": str(self.max_model_len),
-            "GPUCTL_MODAL_SECRET_NAME": self.secret_name,
-            "GPUCTL_MODAL_ENFORCE_EAGER": "1" if self.enforce_eager else "0",
-        }
-
-
-def parse_gpu(gpu: str) -> tuple[str, int]:
-    """`h100:2` → ("H100", 2). UsageError, with a did-you-mean, for names Modal does not offer."""
-    name, sep, count_text = gpu.strip().partition(":")
-    canonical = {g.upper(): g for g in VALID_GPUS}
-    found = canonical.get(name.upper())
-    if found is None:
-        close = difflib.get_close_matches(name.upper(), list(canonical), n=2, cutoff=0.5)
-        suggestion = f"; did you mean {' or '.join(canonical[c] for c in close)}?" if close else ""
-        raise UsageError(
-            f"Unknown Modal GPU {gpu!r}{suggestion}",
-            hint=f"Modal GPUs: {', '.join(VALID_GPUS)}; add :N for N GPUs (e.g. H100:2).",
-        )
-    count = 1
-    if sep:
-        if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_GPU_COUNT:
-            raise UsageError(f"GPU count in {gpu!r} must be 1..{MAX_GPU_COUNT}", hint="e.g. H100:2")
-        count = int(count_text)
-    return found, count
-
-
-def validate_spec(spec: ModalDeploySpec) -> None:
-    """Check everything Modal or vLLM would reject, before anything is sent or spent."""
-    parse_gpu(spec.gpu)
-    if not MIN_SCALEDOWN_S <= spec.scaledown_window_s <= MAX_SCALEDOWN_S:
-        raise UsageError(
-            f"Scaledown window must be 2 s to 60 min, got {spec.scaledown_window_s} s",
-            hint="e.g. --scaledown-window 5 (minutes); fractions are fine: 0.5 is 30 s.",
-        )
-    if not _MODEL_RE.match(spec.model):
-        raise UsageError(
-            f"Model id must look like org/name (a Hugging Face id), got {spec.model!r}",
-            hint="e.g. --model Qwen/Qwen2.5-7B-Instruct",
-        )
-    for label, value in (("App name", spec.app_name), ("Secret name", spec.secret_name)):
-        if not _NAME_RE.match(value):
-            raise UsageError(
-                f"{label} {value!r} is not a valid Modal name",
-                hint="Use 1-64 letters, digits, '-', '_' or '.'.",
-            )
-    if spec.min_containers < 0:
-        raise UsageError(f"--min-containers must be 0 or more, got {spec.min_containers}")
-    if spec.max_containers < 1:
-        raise UsageError(f"--max-containers must be 1 or more, got {spec.max_containers}")
-    if spec.min_containers > spec.max_containers:
-        raise UsageError(
-            f"--min-containers ({spec.min_containers}) exceeds --max-containers ({spec.max_containers})",
-            hint="Raise --max-containers, or lower --min-containers.",
-        )
-    if spec.max_inputs < 1:
-        raise UsageError(f"Concurrent inputs per container must be 1 or more, got {spec.max_inputs}")
-    if spec.max_model_len < MIN_MODEL_LEN:
-        raise UsageError(f"Max model length must be {MIN_MODEL_LEN} or more, got {spec.max_model_len}")
+    source: Literal["env", "file"]
+    path: Path | None = None  # the config file, for source "file"
+    profile: str | None = None  # the profile in it that holds the token
 
 
 class ModalSDK:
@@ -155,12 +66,13 @@ class ModalSDK:
 
     # -- credentials ------------------------------------------------------------------------
 
-    def check_credentials(self) -> None:
-        """Modal credentials are present (env pair or ~/.modal.toml). No network, no modal import."""
+    def check_credentials(self) -> ModalCredentials:
+        """Modal credentials are present (env pair or ~/.modal.toml): where they are. No network,
+        no modal import."""
         token_id = os.environ.get("MODAL_TOKEN_ID", "").strip()
         token_secret = os.environ.get("MODAL_TOKEN_SECRET", "").strip()
         if token_id and token_secret:
-            return
+            return ModalCredentials("env")
         if token_id or token_secret:
             missing = "MODAL_TOKEN_SECRET" if token_id else "MODAL_TOKEN_ID"
             raise CredentialsError(f"{missing} is not set, but its pair is", hint=CREDENTIALS_HINT)
@@ -184,6 +96,7 @@ class ModalSDK:
         has_oauth = isinstance(table, dict) and bool(table.get("oauth_refresh_token"))
         if not (has_token or has_oauth):
             raise CredentialsError(f"{path} has no token for Modal profile {profile!r}", hint=CREDENTIALS_HINT)
+        return ModalCredentials("file", path=path, profile=profile)
 
     # -- the API-key secret -----------------------------------------------------------------
 
@@ -192,7 +105,7 @@ class ModalSDK:
 
         The key travels only inside the SDK's request, never on a command line.
         """
-        if not _NAME_RE.match(name):
+        if not is_valid_name(name):
             raise UsageError(f"Secret name {name!r} is not a valid Modal name")
         if not api_key:
             raise UsageError("The vLLM API key is empty")

@@ -1,4 +1,8 @@
-"""Deploying and stopping the bundled Modal vLLM app: plan, deploy, save the URL, wait for it.
+"""The `deploy modal` and `destroy modal` verbs: plan, deploy, save the URL, wait; stop and forget.
+
+Takes settings, does the work through gpuctl/modal/ (deploy.py: the spec and the ledger rows;
+sdk.py: the seam around the modal SDK), returns data. Never prints: progress goes through the
+`progress` callback the CLI passes. Prices come from gpuctl.costs, never computed here.
 
 The plan is built and validated from settings before anything is sent; `--dry-run` stops
 there. The vLLM API key is generated once and stored in the profile (0600) *before* the deploy,
@@ -7,13 +11,14 @@ so a crash after deploying never leaves an endpoint whose key nobody has.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from gpuctl import costs
 from gpuctl.config import (
     Settings,
     new_api_key,
@@ -23,11 +28,23 @@ from gpuctl.config import (
 )
 from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
-from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+from gpuctl.modal.deploy import (
+    ModalDeploySpec,
+    close_deployments,
+    deploy_failed,
+    deploy_succeeded,
+    deployed_app_names,
+    parse_gpu,
+    record_deployment,
+    spec_from_settings,
+    warm_rows,
+)
+from gpuctl.modal.sdk import ModalSDK
+from gpuctl.state import State, open_for, state_path
 
-HOURS_PER_MONTH = Decimal(720)  # 30 days, the month `gpuctl cost estimate` uses
 READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
 POLL_S = 5.0
+HOURS_PER_DAY_WARM = 24  # a warm container bills around the clock
 
 
 @dataclass(frozen=True)
@@ -39,11 +56,16 @@ class DeployPlan:
     profile: str | None
 
     @property
+    def warm_dollars_per_hour(self) -> Decimal:
+        """What the `min_containers` always-warm containers bill per hour ("0" with no price)."""
+        return (self.dollars_per_hour or Decimal(0)) * self.spec.min_containers
+
+    @property
     def warm_cost_per_month(self) -> Decimal | None:
         """What `min_containers` always-warm GPUs cost per month, whatever the traffic."""
         if self.dollars_per_hour is None:
             return None
-        return self.dollars_per_hour * self.spec.min_containers * HOURS_PER_MONTH
+        return costs.monthly_gpu_cost(dollars_per_hour=self.warm_dollars_per_hour, hours_per_day=HOURS_PER_DAY_WARM)
 
     def as_dict(self) -> dict[str, Any]:
         s = self.spec
@@ -63,29 +85,21 @@ def plan_modal_deploy(settings: Settings) -> DeployPlan:
     """The exact deployment the settings describe, validated, with its price. No network."""
     from gpuctl.bundle import vllm_pin
 
-    window_s = math.ceil(float(settings["modal.scaledown_window_minutes"]) * 60)
-    spec = ModalDeploySpec(
-        app_name=settings["modal.app_name"], model=settings["modal.model"], gpu=settings["modal.gpu"],
-        scaledown_window_s=window_s, min_containers=settings["modal.min_containers"],
-        max_containers=settings["modal.max_containers"], max_inputs=settings["modal.max_concurrent_inputs"],
-        max_model_len=settings["modal.max_model_len"],
-    )
-    validate_spec(spec)
+    spec = spec_from_settings(settings)
     name, count = parse_gpu(spec.gpu)
-    spec = ModalDeploySpec(**{**spec.__dict__, "gpu": name if count == 1 else f"{name}:{count}"})
     price, note = _price(settings, name, count)
     return DeployPlan(spec, vllm_pin().ref, price, note, settings.profile)
 
 
 def _price(settings: Settings, gpu: str, count: int) -> tuple[Decimal | None, str]:
-    from gpuctl import costs
-
+    """One container's $/h (all its GPUs) and where the price comes from."""
     try:
         catalog = costs.load_catalog(overrides=settings.extra.get("prices") or None)
         row = catalog.modal_price(gpu)
     except GpuctlError as exc:
         return None, f"no price: {exc.message}"
     seen = row.seen.isoformat() if row.seen else "undated"
+    # A container bills for all its GPUs: the catalog's per-GPU $/h × the count (no time involved).
     return row.dollars_per_hour * count, f"{row.dollars_per_second}/s per GPU, seen {seen} ({row.source})"
 
 
@@ -127,15 +141,20 @@ def deploy_modal(
         set_profile_value(settings.home, profile, "modal.app_name", plan.spec.app_name)
     progress(f"Deploying {plan.spec.app_name} ({plan.spec.gpu}, {plan.image})…")
     # In the ledger before Modal hears of it: a deploy that times out may still have happened.
-    row = record_deployment(settings, plan, profile)
+    with open_for(settings) as state:
+        row = record_deployment(state, plan.spec, profile=profile,
+                                       warm_dollars_per_hour=plan.warm_dollars_per_hour)
     try:
         url = sdk.deploy(plan.spec, _app_file())
     except GpuctlError as exc:
+        # A timeout or a lost connection may have deployed anyway; a refusal changed nothing.
         unknown = isinstance(exc, ProviderError) and exc.kind in ("timeout", "connect")
-        deploy_failed(settings, row, exc.message, unknown=unknown)
+        with open_for(settings) as state:
+            deploy_failed(state, row, exc.message, unknown=unknown)
         raise
     set_profile_value(settings.home, profile, "modal.web_url", url)
-    deploy_succeeded(settings, row, plan.spec.app_name, url)
+    with open_for(settings) as state:
+        deploy_succeeded(state, row, plan.spec.app_name, url)
     log_event("modal_deployed", app_name=plan.spec.app_name, gpu=plan.spec.gpu, modal_web_url=url)
     from gpuctl.providers.openai_compat import VLLMEndpoint
 
@@ -147,7 +166,7 @@ def deploy_modal(
     return DeployResult(url, endpoint, profile, ready, waited, detail)
 
 
-def _app_file():  # type: ignore[no-untyped-def]
+def _app_file() -> Path:
     from gpuctl.bundle import modal_app_file
 
     return modal_app_file()
@@ -177,76 +196,30 @@ def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Cal
         sleep(poll_s)
 
 
-# ---------------------------------------------------------------- the ledger
-# A Modal deployment is a ledger row too (provider "modal", remote id = app name). Its `dph` is
-# what it bills whatever the traffic: the GPU price × min_containers ("0" when it scales to
-# zero), so `gpuctl cleanup` can warn about a GPU kept warm over a weekend.
+# ---------------------------------------------------------------- what gpuctl deployed
 
 
-def _state(settings: Settings):  # type: ignore[no-untyped-def]
-    from gpuctl.config import ensure_home
-    from gpuctl.state import open_state
-
-    return open_state(ensure_home(settings.home))
-
-
-def _close_rows(state: Any, app_name: str) -> None:
-    for row in state.live_instances("modal"):
-        if row.remote_id == app_name:
-            state.mark_instance_destroyed(row.id)
-
-
-def record_deployment(settings: Settings, plan: DeployPlan, profile: str) -> int:
-    """A `deploying` row, written before the deploy call; returns its id."""
-    spec = plan.spec
-    warm = (plan.dollars_per_hour or Decimal(0)) * spec.min_containers
-    with _state(settings) as state:
-        row = state.add_instance_intent(provider="modal", label=f"gpuctl:{profile}", profile=profile, gpu=spec.gpu,
-                                        dph=str(warm))
-        state.update_instance(row, remote_id=spec.app_name, status="deploying",
-                              status_msg=f"min_containers={spec.min_containers}, max_containers={spec.max_containers}")
-        return row
-
-
-def deploy_succeeded(settings: Settings, row: int, app_name: str, url: str) -> None:
-    """The new deployment replaces the app's earlier rows (same app name)."""
-    with _state(settings) as state:
-        for old in state.live_instances("modal"):
-            if old.remote_id == app_name and old.id != row:
-                state.mark_instance_destroyed(old.id)
-        state.update_instance(row, status="deployed", endpoint=url, ready_at=state.clock())
-
-
-def deploy_failed(settings: Settings, row: int, error: str, *, unknown: bool) -> None:
-    """A refused deploy changed nothing (the earlier app, if any, still runs): drop the row. A
-    timeout may have deployed anyway: keep it live so `destroy modal` stops that app too."""
-    with _state(settings) as state:
-        if unknown:
-            state.update_instance(row, status="unknown", status_msg=f"deploy outcome unknown: {error}"[:500])
-        else:
-            state.mark_instance_destroyed(row)
+def _existing_state(settings: Settings) -> State | None:
+    """The state if it exists: reading what was deployed must not create a database."""
+    return open_for(settings) if state_path(settings.home).exists() else None
 
 
 def warm_deployments(settings: Settings) -> list[dict[str, Any]]:
     """Modal apps gpuctl deployed with containers kept warm: they bill every hour, idle or not."""
-    from gpuctl.state import state_path
-
-    if not state_path(settings.home).exists():
+    state = _existing_state(settings)
+    if state is None:
         return []
-    with _state(settings) as state:
-        rows = [r for r in state.live_instances("modal") if r.dph and Decimal(r.dph) > 0]
-    return [{"app_name": r.remote_id, "gpu": r.gpu, "dollars_per_hour": r.dph, "since": r.created_at,
-             "detail": r.status_msg} for r in rows]
+    with state:
+        return warm_rows(state)
 
 
 def apps_to_stop(settings: Settings) -> list[str]:
     """The profile's app, then every other Modal app the ledger shows gpuctl deployed."""
-    from gpuctl.state import state_path
-
     names = [settings["modal.app_name"]]
-    if state_path(settings.home).exists():
-        with _state(settings) as state:
-            names += [r.remote_id for r in state.live_instances("modal") if r.remote_id and r.remote_id not in names]
+    state = _existing_state(settings)
+    if state is not None:
+        with state:
+            names += [name for name in deployed_app_names(state) if name not in names]
     return names
 
 
@@ -256,10 +229,10 @@ def destroy_modal(settings: Settings, *, sdk: ModalSDK | None = None) -> dict[st
     sdk = sdk or ModalSDK()
     sdk.check_credentials()
     names = apps_to_stop(settings)
-    with _state(settings) as state:
+    with open_for(settings) as state:
         stopped = {name: sdk.stop(name) for name in names}
         for name in names:
-            _close_rows(state, name)
+            close_deployments(state, name)
     cleared = False
     if settings.profile is not None:
         cleared = unset_profile_value(settings.home, settings.profile, "modal.web_url")
