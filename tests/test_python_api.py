@@ -72,36 +72,6 @@ def test_python_api_falls_back_and_stops_touching_a_dead_port(fresh_gpuctl, monk
     assert all(r.provider == "anthropic" for r in rows) and "modal" in (rows[-1].fallback_reason or "")
 
 
-def test_modal_orchestrator_seed_names(fresh_gpuctl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct") as vllm:
-        monkeypatch.setenv("MODAL_WEB_URL", vllm.url)
-        assert fresh_gpuctl.is_modal_configured()
-        orchestrator = fresh_gpuctl.get_modal_orchestrator()
-
-        async def go():  # type: ignore[no-untyped-def]
-            try:
-                health = await orchestrator.client.health_check()
-                status = await orchestrator.get_status()
-                answer = await orchestrator.chat_completion(messages=MESSAGES, temperature=0.7, max_tokens=64)
-                return health, status, answer
-            finally:
-                await orchestrator.aclose()
-
-        health, status, answer = asyncio.run(go())
-        assert orchestrator.get_endpoint() == vllm.url + "/v1"
-    assert health["healthy"] is True
-    assert status["status"] == "ready" and status["provider"] == "modal"
-    assert answer.text and answer.usage.completion_tokens > 0
-
-
-def test_not_configured(fresh_gpuctl) -> None:  # type: ignore[no-untyped-def]
-    from gpuctl.errors import ConfigError
-
-    assert fresh_gpuctl.is_modal_configured() is False
-    with pytest.raises(ConfigError):
-        fresh_gpuctl.get_modal_orchestrator()
-
-
 def test_reload_picks_up_a_new_endpoint(fresh_gpuctl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="from the new endpoint") as vllm:
         manager = fresh_gpuctl.BackendManager()

@@ -1,4 +1,5 @@
-"""`gpuctl deploy modal` / `destroy modal` through the real app, with the modal SDK behind a seam."""
+"""`gpuctl deploy modal` / `destroy modal` through the real app, with the modal SDK behind its seam
+(gpuctl/modal/sdk.py). The verbs themselves are tested in tests/ops/test_deploy.py."""
 
 from __future__ import annotations
 
@@ -154,13 +155,3 @@ def test_a_deploy_that_times_out_stays_in_the_ledger(cli, mocker, gpuctl_home: P
     assert "maybe-up" in [c.args[0] for c in stop.call_args_list]
     with open_state(gpuctl_home) as st:
         assert st.live_instances("modal") == []
-
-
-def test_wait_stops_at_once_when_the_key_is_refused() -> None:
-    from gpuctl.ops.deploy import wait_until_ready
-
-    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-real-key") as vllm, \
-            pytest.raises(ProviderError) as info:
-        wait_until_ready(vllm.url, "a-stale-key", "Qwen/Qwen2.5-7B-Instruct", progress=lambda m: None,
-                         sleep=lambda s: None, clock=lambda: 0.0, timeout_s=60)
-    assert info.value.kind == "auth" and "a-stale-key" not in info.value.message

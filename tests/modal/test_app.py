@@ -1,4 +1,4 @@
-"""The bundled Modal app (deploy/modal/vllm_app.py) and the deploy assets, checked offline.
+"""The bundled Modal app (deploy/modal/vllm_app.py), checked offline.
 
 The app file is imported the way `modal deploy` imports it, with no Modal token, an empty HOME
 (no ~/.modal.toml) and no network; what Modal would deploy is read back from `serve.info()`,
@@ -7,13 +7,11 @@ and what info() cannot show (scaledown window, port, the vLLM command) from SETT
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,44 +19,16 @@ from typing import Any
 import pytest
 
 from gpuctl import bundle as deploy_assets
-from gpuctl.errors import ConfigError
-from gpuctl.modal.sdk import API_KEY_ENV, ModalDeploySpec
-
-REPO = Path(__file__).resolve().parent.parent
-APP_FILE = REPO / "deploy" / "modal" / "vllm_app.py"
-_OUR_VARS_PREFIXES = ("GPUCTL_MODAL_", "GPUCTL_VLLM_")
-
-
-@pytest.fixture
-def load_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleType]]:
-    """Import the app file fresh with exactly the given GPUCTL_MODAL_* variables."""
-    for var in list(os.environ):
-        if var.startswith(_OUR_VARS_PREFIXES) or var in ("MODAL_IS_REMOTE", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
-            monkeypatch.delenv(var)
-    loaded: list[str] = []
-
-    def load(**env: str) -> ModuleType:
-        for var, value in env.items():
-            monkeypatch.setenv(var, value)
-        name = f"gpuctl_test_vllm_app_{uuid.uuid4().hex}"
-        spec = importlib.util.spec_from_file_location(name, APP_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # Modal looks the defining module up while registering `serve`
-        loaded.append(name)
-        spec.loader.exec_module(module)
-        return module
-
-    yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
+from gpuctl.modal.deploy import ModalDeploySpec
+from gpuctl.modal.sdk import API_KEY_ENV
+from tests.support.modal_app import APP_FILE, flag
 
 
 def _secret_reprs(info: Any) -> list[str]:
     return list(info.secrets)
 
 
-def test_default_app_is_the_seeds_deployment(load_app: Callable[..., ModuleType]) -> None:
+def test_default_app_is_the_original_deployment(load_app: Callable[..., ModuleType]) -> None:
     app = load_app()
     info = app.serve.info()
 
@@ -113,10 +83,10 @@ def test_custom_environment_reaches_the_function(load_app: Callable[..., ModuleT
     assert (app.SETTINGS["min_containers"], app.SETTINGS["max_containers"]) == (1, 3)
 
     cmd = app.vllm_command(app.SETTINGS, {API_KEY_ENV: "key-abc"})
-    assert _flag(cmd, "--model") == "meta-llama/Llama-3.1-8B-Instruct"
-    assert _flag(cmd, "--max-model-len") == "8192"
-    assert _flag(cmd, "--max-num-seqs") == "16"  # vLLM's batch matches Modal's per-container inputs
-    assert _flag(cmd, "--tensor-parallel-size") == "2"  # both GPUs used
+    assert flag(cmd, "--model") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert flag(cmd, "--max-model-len") == "8192"
+    assert flag(cmd, "--max-num-seqs") == "16"  # vLLM's batch matches Modal's per-container inputs
+    assert flag(cmd, "--tensor-parallel-size") == "2"  # both GPUs used
     assert "--enforce-eager" not in cmd
 
 
@@ -125,14 +95,14 @@ def test_vllm_command_line(load_app: Callable[..., ModuleType]) -> None:
     cmd = app.vllm_command(app.SETTINGS, {API_KEY_ENV: "s3cret-key"})
 
     assert cmd[:2] == ["vllm", "serve"]
-    assert _flag(cmd, "--model") == "Qwen/Qwen2.5-7B-Instruct"
-    assert _flag(cmd, "--served-model-name") == "Qwen/Qwen2.5-7B-Instruct"
-    assert _flag(cmd, "--max-model-len") == "4096"
-    assert _flag(cmd, "--max-num-seqs") == "32"
-    assert _flag(cmd, "--port") == "8000"
-    assert _flag(cmd, "--host") == "0.0.0.0"
-    assert _flag(cmd, "--gpu-memory-utilization") == "0.90"
-    assert _flag(cmd, "--api-key") == "s3cret-key"  # read from the Modal secret's variable
+    assert flag(cmd, "--model") == "Qwen/Qwen2.5-7B-Instruct"
+    assert flag(cmd, "--served-model-name") == "Qwen/Qwen2.5-7B-Instruct"
+    assert flag(cmd, "--max-model-len") == "4096"
+    assert flag(cmd, "--max-num-seqs") == "32"
+    assert flag(cmd, "--port") == "8000"
+    assert flag(cmd, "--host") == "0.0.0.0"
+    assert flag(cmd, "--gpu-memory-utilization") == "0.90"
+    assert flag(cmd, "--api-key") == "s3cret-key"  # read from the Modal secret's variable
     assert "--enforce-eager" in cmd
     assert "--tensor-parallel-size" not in cmd
 
@@ -233,74 +203,3 @@ def test_importing_the_app_needs_no_token_and_no_home_config(tmp_path: Path) -> 
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[('L4', 1)]"
-
-
-# -- deploy assets: the pin, the Vast.ai settings --------------------------------------------
-
-
-def test_the_version_is_pinned_in_exactly_one_file() -> None:
-    version = deploy_assets.vllm_pin().version
-    holders = [
-        path.relative_to(REPO).as_posix()
-        for root in (REPO / "deploy", REPO / "gpuctl", REPO / "configs")
-        for path in root.rglob("*")
-        if path.is_file() and path.suffix in {".py", ".toml", ".json", ".yaml", ".yml"}
-        and version in path.read_text(encoding="utf-8", errors="replace")
-    ]
-    assert holders == ["deploy/versions.toml"]
-
-
-def test_deploy_assets_locate_the_files() -> None:
-    assert deploy_assets.deploy_dir() == REPO / "deploy"
-    assert deploy_assets.modal_app_file() == APP_FILE
-    pin = deploy_assets.vllm_pin()
-    assert pin.image == "vllm/vllm-openai"
-    assert pin.tag == f"v{pin.version}"
-
-
-def test_vast_settings_share_the_pin_and_the_limits(load_app: Callable[..., ModuleType]) -> None:
-    settings = deploy_assets.vast_container_settings()
-    assert settings["image"] == deploy_assets.vllm_pin().ref
-    assert settings["disk_gb"] == 40
-    assert settings["ports"] == [8000]
-    assert settings["docker_options"] == "-p 8000:8000"
-
-    args = deploy_assets.render_vllm_args(settings, model="Qwen/Qwen2.5-7B-Instruct", api_key="vast-key")
-    assert _flag(args, "--model") == _flag(args, "--served-model-name") == "Qwen/Qwen2.5-7B-Instruct"
-    assert _flag(args, "--api-key") == "vast-key"
-    assert "--enforce-eager" in args
-    assert not any("{" in arg for arg in args)
-    # Same server limits as the Modal app, so both providers accept the same requests.
-    app = load_app()
-    modal_cmd = app.vllm_command(app.SETTINGS, {API_KEY_ENV: "k"})
-    for flag in ("--max-model-len", "--max-num-seqs", "--port", "--gpu-memory-utilization", "--host"):
-        assert _flag(args, flag) == _flag(modal_cmd, flag), flag
-
-
-def test_missing_deploy_dir_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import gpuctl.bundle
-
-    monkeypatch.setattr(gpuctl.bundle, "_PACKAGE_PARENT", tmp_path)
-    monkeypatch.setattr(gpuctl.bundle.sys, "prefix", str(tmp_path))
-    monkeypatch.setattr(gpuctl.bundle.sys, "base_prefix", str(tmp_path))
-    with pytest.raises(ConfigError) as caught:
-        deploy_assets.vllm_pin()
-    assert caught.value.hint is not None and "install" in caught.value.hint
-    assert caught.value.exit_code == 3
-
-
-def test_a_literal_tag_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "deploy").mkdir()
-    (tmp_path / "deploy" / "versions.toml").write_text(
-        '[vllm]\nversion = "0.32.0"\nimage = "vllm/vllm-openai"\ntag = "v0.31.0"\n'
-    )
-    import gpuctl.bundle
-
-    monkeypatch.setattr(gpuctl.bundle, "_PACKAGE_PARENT", tmp_path)
-    with pytest.raises(ConfigError, match="template"):
-        deploy_assets.vllm_pin()
-
-
-def _flag(cmd: list[str], name: str) -> str:
-    assert name in cmd, f"{name} missing from {cmd}"
-    return cmd[cmd.index(name) + 1]

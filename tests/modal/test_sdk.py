@@ -1,4 +1,4 @@
-"""The seam around the modal SDK (gpuctl/providers/modal.py), with Modal replaced by mocks.
+"""The seam around the modal SDK (gpuctl/modal/sdk.py), with Modal replaced by mocks.
 
 Modal speaks gRPC, so there is no practical fake server: the `modal deploy` subprocess and the
 SDK module are mocked, and real `modal.exception` classes are raised through them.
@@ -18,7 +18,8 @@ import pytest
 
 from gpuctl.errors import ConfigError, CredentialsError, GpuctlError, ProviderError, UsageError
 from gpuctl.modal import sdk as modal_provider
-from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
+from gpuctl.modal.deploy import ModalDeploySpec
+from gpuctl.modal.sdk import ModalCredentials, ModalSDK
 
 URL = "https://acme--multi-agent-vllm-inference-serve.modal.run"
 
@@ -48,63 +49,6 @@ def _function_with_url(url: str | None, calls: list[tuple[str, str]] | None = No
         return SimpleNamespace(get_web_url=lambda: url)
 
     return SimpleNamespace(from_name=from_name)
-
-
-# -- validate_spec ---------------------------------------------------------------------------
-
-
-def test_default_spec_is_valid() -> None:
-    validate_spec(ModalDeploySpec())
-
-
-@pytest.mark.parametrize("gpu", ["L4", "h100", "A100-80GB", "H100:2", "rtx-pro-6000", "B200:8", "A10G"])
-def test_modal_gpu_names_are_accepted(gpu: str) -> None:
-    validate_spec(ModalDeploySpec(gpu=gpu))
-
-
-def test_parse_gpu_gives_the_canonical_name_and_count() -> None:
-    assert parse_gpu("h100:2") == ("H100", 2)
-    assert parse_gpu("l40s") == ("L40S", 1)
-
-
-def test_unknown_gpu_suggests_the_nearest_names() -> None:
-    with pytest.raises(UsageError) as caught:
-        validate_spec(ModalDeploySpec(gpu="H10"))
-    assert "did you mean H100" in caught.value.message
-    assert caught.value.hint is not None and "L4" in caught.value.hint
-    assert caught.value.exit_code == 2
-
-
-@pytest.mark.parametrize("gpu", ["H100:0", "H100:9", "H100:two"])
-def test_bad_gpu_counts_are_refused(gpu: str) -> None:
-    with pytest.raises(UsageError, match="count"):
-        validate_spec(ModalDeploySpec(gpu=gpu))
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"scaledown_window_s": 1}, "2 s to 60 min"),
-        ({"scaledown_window_s": 3601}, "2 s to 60 min"),
-        ({"model": "Qwen2.5-7B-Instruct"}, "org/name"),
-        ({"model": "Qwen/Qwen 2.5"}, "org/name"),
-        ({"min_containers": -1}, "0 or more"),
-        ({"max_containers": 0}, "1 or more"),
-        ({"min_containers": 2, "max_containers": 1}, "exceeds"),
-        ({"max_inputs": 0}, "1 or more"),
-        ({"max_model_len": 100}, "256"),
-        ({"app_name": "my app"}, "valid Modal name"),
-        ({"secret_name": ""}, "valid Modal name"),
-    ],
-)
-def test_invalid_specs_are_refused_before_anything_is_sent(changes: dict[str, Any], message: str) -> None:
-    with pytest.raises(UsageError, match=message):
-        validate_spec(ModalDeploySpec(**changes))
-
-
-@pytest.mark.parametrize("window", [2, 3600])
-def test_window_bounds_are_inclusive(window: int) -> None:
-    validate_spec(ModalDeploySpec(scaledown_window_s=window))
 
 
 # -- deploy ----------------------------------------------------------------------------------
@@ -199,9 +143,12 @@ def test_deploy_failure_shows_the_last_line_with_secrets_redacted(
     assert "\n" not in message and "│" not in message
 
 
-def test_deploy_missing_app_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError):
+def test_deploy_missing_app_file_is_a_config_error(mocker: Any, tmp_path: Path) -> None:
+    run = mocker.patch("gpuctl.modal.sdk.subprocess.run")
+    with pytest.raises(ConfigError) as caught:
         ModalSDK().deploy(ModalDeploySpec(), tmp_path / "nope.py")
+    assert "nope.py" in caught.value.message and caught.value.exit_code == 3
+    run.assert_not_called()
 
 
 # -- SDK calls: URL lookup, secret, stop -----------------------------------------------------
@@ -258,8 +205,9 @@ def test_a_bug_in_an_sdk_call_keeps_its_type(mocker: Any, mexc: Any) -> None:
         raise KeyError("bug")
 
     mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="bug") as caught:
         ModalSDK().web_url("x")
+    assert not isinstance(caught.value, GpuctlError) and caught.value.__cause__ is None
 
 
 class _Secrets:
@@ -302,14 +250,18 @@ def test_ensure_secret_errors_never_echo_the_key(mocker: Any, mexc: Any) -> None
 
     fake = _fake_modal(mexc, Secret=SimpleNamespace(objects=SimpleNamespace(create=create)))
     mocker.patch.object(modal_provider, "_import_modal", return_value=fake)
-    with pytest.raises(GpuctlError) as caught:
+    with pytest.raises(ProviderError) as caught:
         ModalSDK().ensure_secret("s", "very-private-key")
+    assert caught.value.kind == "bad_request" and "bad value" in caught.value.message
     assert "very-private-key" not in caught.value.message
 
 
-def test_ensure_secret_refuses_an_empty_key() -> None:
-    with pytest.raises(UsageError):
-        ModalSDK().ensure_secret("s", "")
+@pytest.mark.parametrize(("name", "key", "message"), [("s", "", "empty"), ("my secret", "key-1", "valid Modal name")])
+def test_ensure_secret_refuses_before_anything_is_sent(mocker: Any, name: str, key: str, message: str) -> None:
+    sdk_import = mocker.patch.object(modal_provider, "_import_modal")
+    with pytest.raises(UsageError, match=message):
+        ModalSDK().ensure_secret(name, key)
+    sdk_import.assert_not_called()
 
 
 def test_stop_stops_the_app(mocker: Any, mexc: Any) -> None:
@@ -334,7 +286,8 @@ def test_stop_of_a_missing_app_returns_false(mocker: Any, mexc: Any) -> None:
 def test_credentials_from_the_env_pair(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-1234567890")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-1234567890")
-    ModalSDK().check_credentials()
+    (Path.home() / ".modal.toml").write_text("token_id = [\n")  # the env pair wins: the file is not read
+    assert ModalSDK().check_credentials() == ModalCredentials("env")
 
 
 def test_half_an_env_pair_names_the_missing_half(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,7 +307,15 @@ def test_no_credentials_at_all_gives_the_fix() -> None:
 def test_credentials_from_the_active_profile_in_modal_toml() -> None:
     config = Path.home() / ".modal.toml"
     config.write_text('[old]\ntoken_id = ""\n\n[acme]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\nactive = true\n')
-    ModalSDK().check_credentials()
+    assert ModalSDK().check_credentials() == ModalCredentials("file", path=config, profile="acme")
+
+
+def test_credentials_from_modal_profile_with_an_oauth_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "modal.toml"
+    config.write_text('[default]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n\n[work]\noauth_refresh_token = "r"\n')
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
+    monkeypatch.setenv("MODAL_PROFILE", "work")
+    assert ModalSDK().check_credentials() == ModalCredentials("file", path=config, profile="work")
 
 
 def test_modal_toml_without_a_token_for_the_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
