@@ -2,7 +2,8 @@
 
 Takes settings, does the work through gpuctl/modal/ (deploy.py: the spec and the ledger rows;
 sdk.py: the seam around the modal SDK), returns data. Never prints: progress goes through the
-`progress` callback the CLI passes. Prices come from gpuctl.costs, never computed here.
+`progress` callback the CLI passes. Prices come from gpuctl.costs (the catalog's per-GPU $/h,
+`monthly_gpu_cost`); here they are only multiplied by GPU and container counts.
 
 The plan is built and validated from settings before anything is sent; `--dry-run` stops
 there. The vLLM API key is generated once and stored in the profile (0600) *before* the deploy,
@@ -49,6 +50,8 @@ HOURS_PER_DAY_WARM = 24  # a warm container bills around the clock
 
 @dataclass(frozen=True)
 class DeployPlan:
+    """What `deploy modal` would do and what it costs: `--dry-run` shows exactly this."""
+
     spec: ModalDeploySpec
     image: str
     dollars_per_hour: Decimal | None  # per container, all its GPUs
@@ -142,8 +145,7 @@ def deploy_modal(
     progress(f"Deploying {plan.spec.app_name} ({plan.spec.gpu}, {plan.image})…")
     # In the ledger before Modal hears of it: a deploy that times out may still have happened.
     with open_for(settings) as state:
-        row = record_deployment(state, plan.spec, profile=profile,
-                                       warm_dollars_per_hour=plan.warm_dollars_per_hour)
+        row = record_deployment(state, plan.spec, profile=profile, warm_dollars_per_hour=plan.warm_dollars_per_hour)
     try:
         url = sdk.deploy(plan.spec, _app_file())
     except GpuctlError as exc:
