@@ -8,6 +8,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -59,3 +60,18 @@ def no_orchestrator() -> Iterator[None]:
     compat._orchestrator = None
     yield
     compat._orchestrator = None
+
+
+@pytest.fixture
+def modal_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Path]:
+    """Write Modal's config file (MODAL_CONFIG_PATH) with `text`, and select `profile` if given."""
+
+    def write(text: str, *, profile: str | None = None) -> Path:
+        config = tmp_path / "modal.toml"
+        config.write_text(text)
+        monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
+        if profile is not None:
+            monkeypatch.setenv("MODAL_PROFILE", profile)
+        return config
+
+    return write

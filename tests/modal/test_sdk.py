@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -310,19 +310,14 @@ def test_credentials_from_the_active_profile_in_modal_toml() -> None:
     assert ModalSDK().check_credentials() == ModalCredentials("file", path=config, profile="acme")
 
 
-def test_credentials_from_modal_profile_with_an_oauth_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config = tmp_path / "modal.toml"
-    config.write_text('[default]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n\n[work]\noauth_refresh_token = "r"\n')
-    monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
-    monkeypatch.setenv("MODAL_PROFILE", "work")
+def test_credentials_from_modal_profile_with_an_oauth_token(modal_config: Callable[..., Path]) -> None:
+    config = modal_config('[default]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n\n[work]\noauth_refresh_token = "r"\n',
+                          profile="work")
     assert ModalSDK().check_credentials() == ModalCredentials("file", path=config, profile="work")
 
 
-def test_modal_toml_without_a_token_for_the_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config = tmp_path / "modal.toml"
-    config.write_text('[acme]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n')
-    monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
-    monkeypatch.setenv("MODAL_PROFILE", "other")
+def test_modal_toml_without_a_token_for_the_profile(modal_config: Callable[..., Path]) -> None:
+    modal_config('[acme]\ntoken_id = "ak-x"\ntoken_secret = "as-y"\n', profile="other")
     with pytest.raises(CredentialsError, match="'other'"):
         ModalSDK().check_credentials()
 
