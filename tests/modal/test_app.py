@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +19,7 @@ import pytest
 from gpuctl import bundle as deploy_assets
 from gpuctl.modal.deploy import ModalDeploySpec
 from gpuctl.modal.sdk import API_KEY_ENV
-from tests.support.modal_app import APP_FILE, flag
+from tests.support.modal_app import flag, import_app_in_fresh_process
 
 
 def _secret_reprs(info: Any) -> list[str]:
@@ -155,15 +153,7 @@ def test_container_reimport_computes_identical_settings(
     local = load_app(GPUCTL_MODAL_GPU="A100-80GB", GPUCTL_MODAL_MAX_INPUTS="8", GPUCTL_MODAL_SCALEDOWN_S="120")
     env = {k: v for k, v in local.container_env(local.SETTINGS).items() if v is not None}
     env.update(PATH=os.environ.get("PATH", ""), HOME=str(tmp_path), MODAL_IS_REMOTE="1")
-    code = (
-        "import importlib.util, json\n"
-        f"spec = importlib.util.spec_from_file_location('vllm_app', {str(APP_FILE)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print(json.dumps(m.SETTINGS))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == local.SETTINGS
+    assert json.loads(import_app_in_fresh_process(env, "json.dumps(m.SETTINGS)")) == local.SETTINGS
 
 
 def test_container_pin_comes_from_the_baked_env(load_app: Callable[..., ModuleType]) -> None:
@@ -194,12 +184,4 @@ def test_seam_spec_and_app_agree(load_app: Callable[..., ModuleType]) -> None:
 def test_importing_the_app_needs_no_token_and_no_home_config(tmp_path: Path) -> None:
     """What `modal deploy` does first, in a clean process: no token, empty HOME, no network."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
-    code = (
-        "import importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('vllm_app', {str(APP_FILE)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print(m.serve.info().gpus)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[('L4', 1)]"
+    assert import_app_in_fresh_process(env, "m.serve.info().gpus").strip() == "[('L4', 1)]"

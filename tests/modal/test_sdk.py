@@ -38,6 +38,19 @@ def mexc() -> Any:
     return exception
 
 
+@pytest.fixture
+def deploy_fails(mocker: Any, app_file: Path) -> Any:
+    """`modal deploy` exits with `code` and `stderr`; returns the error ModalSDK.deploy raised."""
+
+    def run(code: int, stderr: str) -> GpuctlError:
+        mocker.patch("gpuctl.modal.sdk.subprocess.run", return_value=subprocess.CompletedProcess([], code, "", stderr))
+        with pytest.raises(GpuctlError) as caught:
+            ModalSDK().deploy(ModalDeploySpec(), app_file)
+        return caught.value
+
+    return run
+
+
 def _fake_modal(mexc: Any, **parts: Any) -> SimpleNamespace:
     return SimpleNamespace(exception=mexc, **parts)
 
@@ -99,45 +112,33 @@ def test_deploy_timeout_is_one_line(mocker: Any, app_file: Path) -> None:
     assert err.exit_code == 1
 
 
-def test_deploy_without_a_token_is_a_credentials_error(mocker: Any, app_file: Path) -> None:
+def test_deploy_without_a_token_is_a_credentials_error(deploy_fails: Any) -> None:
     # The modal CLI's real words when no token is configured.
-    stderr = (
+    err = deploy_fails(1, (
         "Error: Token missing. Could not authenticate client. If you have token credentials, see "
         "modal.com/docs/sdk/py/latest/config for setup help. If you are a new user, register an "
         "account at modal.com, then run `modal token new`.\n"
-    )
-    mocker.patch("gpuctl.modal.sdk.subprocess.run", return_value=subprocess.CompletedProcess([], 1, "", stderr))
-    with pytest.raises(CredentialsError) as caught:
-        ModalSDK().deploy(ModalDeploySpec(), app_file)
-    assert caught.value.exit_code == 3
-    assert caught.value.hint is not None and "modal token new" in caught.value.hint
-    assert "MODAL_TOKEN_ID" in caught.value.hint
+    ))
+    assert isinstance(err, CredentialsError) and err.exit_code == 3
+    assert err.hint is not None and "modal token new" in err.hint
+    assert "MODAL_TOKEN_ID" in err.hint
 
 
-def test_deploy_unreachable_modal_is_a_connect_error(mocker: Any, app_file: Path) -> None:
-    mocker.patch(
-        "gpuctl.modal.sdk.subprocess.run",
-        return_value=subprocess.CompletedProcess([], 1, "", "Error: Could not connect to the Modal server.\n"),
-    )
-    with pytest.raises(ProviderError) as caught:
-        ModalSDK().deploy(ModalDeploySpec(), app_file)
-    assert caught.value.kind == "connect"
+def test_deploy_unreachable_modal_is_a_connect_error(deploy_fails: Any) -> None:
+    err = deploy_fails(1, "Error: Could not connect to the Modal server.\n")
+    assert isinstance(err, ProviderError) and err.kind == "connect"
 
 
-def test_deploy_failure_shows_the_last_line_with_secrets_redacted(
-    mocker: Any, monkeypatch: pytest.MonkeyPatch, app_file: Path
-) -> None:
+def test_deploy_failure_shows_the_last_line_with_secrets_redacted(deploy_fails: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "plainsecretvalue")
-    stderr = (
+    err = deploy_fails(2, (
         "Building image im-123\n"
         "╭─ Error ──────────────────────────────╮\n"
         "│ Image build failed for as-abcdefghijklmnopqrst plainsecretvalue │\n"
         "╰──────────────────────────────────────╯\n"
-    )
-    mocker.patch("gpuctl.modal.sdk.subprocess.run", return_value=subprocess.CompletedProcess([], 2, "", stderr))
-    with pytest.raises(ProviderError) as caught:
-        ModalSDK().deploy(ModalDeploySpec(), app_file)
-    message = caught.value.message
+    ))
+    assert isinstance(err, ProviderError)
+    message = err.message
     assert "exit 2" in message and "Image build failed" in message
     assert "plainsecretvalue" not in message and "as-abcdefghijklmnopqrst" not in message
     assert "\n" not in message and "│" not in message
@@ -154,25 +155,54 @@ def test_deploy_missing_app_file_is_a_config_error(mocker: Any, tmp_path: Path) 
 # -- SDK calls: URL lookup, secret, stop -----------------------------------------------------
 
 
-def test_sdk_auth_error_becomes_credentials_error(mocker: Any, mexc: Any) -> None:
-    def from_name(app: str, fn: str) -> Any:
-        raise mexc.AuthError("Token missing. Could not authenticate client.")
+@pytest.fixture
+def lookup_raises(mocker: Any, mexc: Any) -> Any:
+    """The SDK's URL lookup raises `exc`; returns the error ModalSDK.web_url raised."""
 
-    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
-    with pytest.raises(CredentialsError) as caught:
-        ModalSDK().web_url("multi-agent-vllm-inference")
-    assert "Token missing" in caught.value.message
-    assert caught.value.exit_code == 3
+    def run(exc: BaseException, app_name: str = "multi-agent-vllm-inference") -> BaseException:
+        def from_name(app: str, fn: str) -> Any:
+            raise exc
+
+        fake = _fake_modal(mexc, Function=SimpleNamespace(from_name=from_name))
+        mocker.patch.object(modal_provider, "_import_modal", return_value=fake)
+        with pytest.raises(BaseException) as caught:
+            ModalSDK().web_url(app_name)
+        return caught.value
+
+    return run
 
 
-def test_sdk_not_found_is_a_not_found_provider_error(mocker: Any, mexc: Any) -> None:
-    def from_name(app: str, fn: str) -> Any:
-        raise mexc.NotFoundError("App 'gone' not found in environment 'main'")
+def test_sdk_auth_error_becomes_credentials_error(lookup_raises: Any, mexc: Any) -> None:
+    err = lookup_raises(mexc.AuthError("Token missing. Could not authenticate client."))
+    assert isinstance(err, CredentialsError)
+    assert "Token missing" in err.message
+    assert err.exit_code == 3
 
-    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
-    with pytest.raises(ProviderError) as caught:
-        ModalSDK().web_url("gone")
-    assert caught.value.kind == "not_found"
+
+def test_sdk_not_found_is_a_not_found_provider_error(lookup_raises: Any, mexc: Any) -> None:
+    err = lookup_raises(mexc.NotFoundError("App 'gone' not found in environment 'main'"), "gone")
+    assert isinstance(err, ProviderError) and err.kind == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("name", "error_type", "kind", "words"),
+    [
+        ("PermissionDeniedError", CredentialsError, None, "Modal refused the credentials while looking up"),
+        ("ConnectionError", ProviderError, "connect", "Cannot reach Modal while looking up"),
+        ("TimeoutError", ProviderError, "timeout", "Modal timed out while looking up"),
+        ("InvalidError", ProviderError, "bad_request", "Modal rejected the request while looking up"),
+        ("Error", ProviderError, None, "Modal failed while looking up"),
+    ],
+)
+def test_every_modal_error_is_one_gpuctl_error(
+    lookup_raises: Any, mexc: Any, name: str, error_type: type[GpuctlError], kind: str | None, words: str
+) -> None:
+    err = lookup_raises(getattr(mexc, name)("it went\nwrong"))
+    assert type(err) is error_type and err.message.startswith(words)
+    assert err.message.endswith(": it went wrong")  # one line
+    if kind is not None:
+        assert isinstance(err, ProviderError) and err.kind == kind
+    assert isinstance(err.__cause__, getattr(mexc, name))
 
 
 def test_app_without_web_url_is_an_error(mocker: Any, mexc: Any) -> None:
@@ -200,14 +230,9 @@ def test_a_hung_sdk_call_times_out(mocker: Any, mexc: Any, release: threading.Ev
     assert "\n" not in caught.value.message
 
 
-def test_a_bug_in_an_sdk_call_keeps_its_type(mocker: Any, mexc: Any) -> None:
-    def from_name(app: str, fn: str) -> Any:
-        raise KeyError("bug")
-
-    mocker.patch.object(modal_provider, "_import_modal", return_value=_fake_modal(mexc, Function=SimpleNamespace(from_name=from_name)))
-    with pytest.raises(KeyError, match="bug") as caught:
-        ModalSDK().web_url("x")
-    assert not isinstance(caught.value, GpuctlError) and caught.value.__cause__ is None
+def test_a_bug_in_an_sdk_call_keeps_its_type(lookup_raises: Any) -> None:
+    err = lookup_raises(KeyError("bug"))
+    assert type(err) is KeyError and err.args == ("bug",) and err.__cause__ is None
 
 
 class _Secrets:
