@@ -9,7 +9,7 @@ never re-sent: its label is looked for in the instance list for a while (a creat
 be listed late). Ctrl-C or any error destroys what was created, unless `keep`.
 
 Kept apart from `launch.py` (the retry over offers) because one attempt with its failure paths
-is a unit of its own, and together they were twice the size a module should be.
+is a unit of its own, and together they come to over 500 lines.
 Must not: print, exit, or choose offers.
 """
 

@@ -29,9 +29,9 @@ statuses are stored as `loading`); `unattended` when the launcher stopped watchi
 ready (--no-wait, or --keep on Ctrl-C); `failed` when a destroy failed, or a create's outcome
 is unknown, and cleanup must finish the job; `destroyed`.
 
-Where each step lives: the plan and both budgets in `plan.py`; one attempt (steps 1 to 4, and
-6) in `attempt.py`; the watch (step 5) in `watch.py`; this module retries over the offers and
-says why it stopped. Time is injectable (`clock`, `sleep`), the vLLM probe too. Must not print
+Where each step lives: the plan and the first budget check in `plan.py`; one attempt (the
+budget re-check under the lock, steps 2 to 4, and 6) in `attempt.py`; the watch (step 5) in
+`watch.py`; this module retries over the offers and says why it stopped. Time is injectable (`clock`, `sleep`), the vLLM probe too. Must not print
 or exit.
 """
 
