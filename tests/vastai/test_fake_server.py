@@ -1,7 +1,7 @@
 """The fake Vast.ai server itself: routes, auth, filtering, the state machine, fault injection.
 
 Spoken to with plain httpx so these tests pin the fake's wire behaviour independently of
-gpuctl's client (tests/test_vastai_client.py covers the client against it).
+gpuctl's client (tests/vastai/test_client.py covers the client against it).
 """
 
 from __future__ import annotations
