@@ -20,7 +20,7 @@ from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import assert_exit
-from tests.test_vast_common import market
+from tests.support.vast import market
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -19,21 +19,15 @@ def cleanup(
 
     Example: */10 * * * * gpuctl cleanup --json >> ~/.gpuctl-cleanup.log
     """
-    from gpuctl.vastai.cleanup import check_max_idle, failure_error, run_cleanup
-    from gpuctl.vastai.instances import ActionsFailed
+    from gpuctl.ops import cleanup as ops
 
     actx = app_context(ctx)
     out = actx.out
-    check_max_idle(max_idle)  # NaN or inf would keep idle instances forever
-    from gpuctl.ops.deploy import warm_deployments
-
+    ops.check_max_idle(max_idle)  # NaN or inf would keep idle instances forever
     settings = actx.settings()
-    report = run_cleanup(settings, dry_run=dry_run, max_idle_minutes=max_idle)
-    data = report.as_dict()
-    # Modal scales itself; only an always-warm app bills while idle. It is the user's choice, so
-    # cleanup reports it rather than stopping a live endpoint.
-    data["modal_warm"] = warm_deployments(settings)
-    for app in data["modal_warm"]:
+    cleaned = ops.cleanup(settings, dry_run=dry_run, max_idle_minutes=max_idle)
+    report = cleaned.report
+    for app in cleaned.modal_warm:
         out.warn(f"Modal app {app['app_name']} keeps {app['detail'].split(',')[0]} warm: ${app['dollars_per_hour']}/h "
                  "whatever the traffic. `gpuctl deploy modal --min-containers 0` scales it to zero.")
     if not out.json_mode:
@@ -48,9 +42,7 @@ def cleanup(
         if report.spent is not None:
             out.note(f"Vast.ai spend so far: ${report.spent} of ${report.budget_limit}."
                      + (" Dry run: nothing was changed." if dry_run else ""))
-    error = failure_error(report, data)  # exit 4 if some action was done, 1 if none was
-    if isinstance(error, ActionsFailed):  # --json still gets the per-instance results
-        out.result(data, status="error", exit_code=error.exit_code, errors=[error.envelope_error()])
+    error = cleaned.error()  # exit 4 if some action was done, 1 if none was; --json gets the actions either way
     if error is not None:
         raise error
-    out.result(data)
+    out.result(cleaned.as_dict())

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from gpuctl.cli.context import app_context
+from gpuctl.cli.context import AppContext, app_context
 from gpuctl.cli.output import Output
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer signature
     from gpuctl.config import Settings
+    from gpuctl.vastai.destroy import DestroyPlan
 
 
 def destroy(
@@ -40,7 +41,7 @@ def destroy(
                              hint="for Vast.ai: gpuctl destroy [vastai] [ID | --all]")
         _destroy_modal(out, settings, yes=yes, dry_run=dry_run)
         return
-    _destroy_vastai(out, settings, target, instance_id, all_=all_, force=force, yes=yes, dry_run=dry_run)
+    _destroy_vastai(out, actx, settings, target, instance_id, all_=all_, force=force, yes=yes, dry_run=dry_run)
 
 
 def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool) -> None:
@@ -65,34 +66,15 @@ def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool)
             out.warn(data["note"])
 
 
-def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: str | None, *, all_: bool,
-                    force: bool, yes: bool, dry_run: bool) -> None:
+def _destroy_vastai(out: Output, actx: AppContext, settings: Settings, target: str, instance_id: str | None, *,
+                    all_: bool, force: bool, yes: bool, dry_run: bool) -> None:
     from gpuctl.cli.prompts import confirm
-    from gpuctl.config import ensure_home
-    from gpuctl.state import open_state
-    from gpuctl.vastai.instances import is_gpuctl_label, open_client
-    from gpuctl.vastai.launch import LEGACY_NOTE
+    from gpuctl.ops import destroy as ops
 
-    label = None
-    if target.isdigit() or is_gpuctl_label(target):  # `gpuctl destroy 12345` / `gpuctl destroy gpuctl:dev:1a2b…`
-        if instance_id is not None or all_:
-            raise UsageError(f"{target!r} names one instance: no other argument or --all",
-                             hint="`gpuctl destroy [vastai] [ID | LABEL | --all] [--force]`")
-        instance_id, label = (target, None) if target.isdigit() else (None, target)
-    elif target.lower() not in ("vastai", "vast"):
-        raise UsageError(f"unknown target {target!r}", hint="modal, vastai, a Vast.ai instance id, or a gpuctl label")
-    if instance_id is not None and not instance_id.isdigit():
-        raise UsageError(f"a Vast.ai instance id is a number, got {instance_id!r}")
-    if label is None and (instance_id is None) == (not all_):
-        raise UsageError("name one Vast.ai instance id, or pass --all (not both)",
-                         hint="e.g. `gpuctl destroy 12345` or `gpuctl destroy --all --yes`")
-    out.note(LEGACY_NOTE)
-    from gpuctl.vastai.destroy import execute_destroy, plan_destroy
-    from gpuctl.vastai.instances import ActionsFailed
-
-    with open_client(settings) as client, open_state(ensure_home(settings.home)) as state:
-        plan = plan_destroy(client, state, instance_id=int(instance_id) if instance_id else None, all_=all_,
-                            label=label, force=force)
+    asked = ops.request(target, instance_id, all_=all_, force=force)
+    out.note(ops.LEGACY_NOTE)
+    with ops.session(settings) as vast, actx.state() as state:
+        plan = vast.plan(state, asked)
         if not out.json_mode:
             _show_targets(out, plan)
         plan.check_listed()  # an unreadable list is exit 1, even with nothing in the ledger
@@ -103,19 +85,17 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
             return
         ids = ", ".join(str(t.instance_id or f"ledger row {t.row.id if t.row else '?'}") for t in plan.targets)
         if plan.targets[0].named:  # the user's word replaces a list that cannot prove anything
-            confirm(out, f"No listed Vast.ai instance carries {label}. Mark {ids} as never created? Only if "
+            confirm(out, f"No listed Vast.ai instance carries {asked.label}. Mark {ids} as never created? Only if "
                          "https://console.vast.ai shows no such instance.", yes=yes)
         else:
             foreign = [t for t in plan.targets if t.foreign]
             warning = "".join(f" Instance {t.instance_id} ({t.label or 'no label'}) was not created by gpuctl."
                               for t in foreign)
             confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?{warning}", yes=yes)
+        # ActionsFailed and PartialError carry the per-instance results: the error handler puts
+        # them in the --json envelope.
         with out.spinner("Destroying…"):
-            try:
-                report = execute_destroy(client, state, plan, home=settings.home)
-            except ActionsFailed as exc:  # exit 1, and --json still gets the per-instance results
-                out.result(exc.data, status="error", exit_code=exc.exit_code, errors=[exc.envelope_error()])
-                raise
+            report = vast.execute(state, plan)
     out.result(report.as_dict())
     if not out.json_mode:
         for o in report.outcomes:
@@ -123,7 +103,7 @@ def _destroy_vastai(out: Output, settings: Settings, target: str, instance_id: s
             out.info(f"{o.target.instance_id or 'ledger row'}: {o.result.replace('_', ' ')}{cost}")
 
 
-def _show_targets(out: Output, plan: Any) -> None:
+def _show_targets(out: Output, plan: DestroyPlan) -> None:
     if plan.list_error and plan.targets:
         out.warn(f"the instance list could not be read ({plan.list_error}); destroying what the ledger knows")
     rows = [[t.instance_id or "-", t.gpu or "?", t.dph or "?", t.as_dict()["status"] or "?", t.label or ""]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from gpuctl.cli.context import app_context
+from gpuctl.cli.output import Output
 from gpuctl.errors import UsageError
+
+if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer signature
+    from gpuctl.vastai.plan import LaunchPlan
 
 
 def launch(
@@ -30,30 +34,29 @@ def launch(
     from decimal import Decimal
 
     from gpuctl.cli.prompts import confirm
+    from gpuctl.ops import launch as ops
     from gpuctl.vastai.budget import money
-    from gpuctl.vastai.instances import open_client
-    from gpuctl.vastai.launch import LEGACY_NOTE, check_max_dph, check_plan, plan_launch
-    from gpuctl.vastai.launch import launch as start
 
     actx = app_context(ctx)
     out = actx.out
     if provider.lower() not in ("vastai", "vast"):
         hint = "Modal scales by itself: `gpuctl deploy modal`" if provider.lower() == "modal" else "e.g. `gpuctl launch vastai`"
         raise UsageError(f"only Vast.ai instances are launched, not {provider!r}", hint=hint)
-    check_max_dph(max_dph)  # NaN or inf would cap nothing: refused before any API call
-    out.note(LEGACY_NOTE)
+    ops.check_max_dph(max_dph)  # NaN or inf would cap nothing: refused before any API call
+    out.note(ops.LEGACY_NOTE)
     settings = actx.settings()
-    with open_client(settings) as client, actx.state() as state:
+    with ops.session(settings) as vast, actx.state() as state:
         with out.spinner("Searching Vast.ai offers…") as spin:
-            plan = plan_launch(settings, client, state, gpu=gpu, max_dph=max_dph, progress=spin.update)
+            planned = vast.plan(state, gpu=gpu, max_dph=max_dph, progress=spin.update)
+        plan = planned.plan
         if not out.json_mode:
             _show_plan(out, plan)
         if dry_run:
-            out.result({"dry_run": True, "plan": plan.as_dict()})
+            out.result(planned.as_dict())
             if not out.json_mode:
                 out.note("Dry run: nothing was created.")
             return
-        check_plan(plan)
+        ops.check_plan(plan)
         if plan.live:
             out.warn(f"{len(plan.live)} gpuctl Vast.ai instance(s) are already live; this launch adds another.")
         assert plan.choice is not None and plan.budget is not None
@@ -63,10 +66,12 @@ def launch(
                      f"If it fails to start, retries stay within ${money(plan.retry_max_dph)}/h and the "
                      f"{plan.choice.tier.name} tier.", yes=yes)
         with _sigterm_as_ctrl_c(), out.spinner(f"Launching on Vast.ai: {offer.gpu_name}…") as spin:
-            result = start(settings, plan, client=client, state=state, wait=not no_wait, keep=keep, progress=spin.update)
-    out.result({"dry_run": False, "plan": plan.as_dict(), "instance": result.as_dict()})
+            launched = vast.start(state, planned, wait=not no_wait, keep=keep, progress=spin.update)
+    out.result(launched.as_dict())
     if out.json_mode:
         return
+    result = launched.instance
+    assert result is not None
     if result.ready:
         out.print(f"Endpoint: {result.openai_base}", highlight=False)
         out.info(f"Instance {result.instance_id}: {result.gpu} at ${money(Decimal(result.dph))}/h, ready after "
@@ -97,7 +102,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _show_plan(out: Any, plan: Any) -> None:
+def _show_plan(out: Output, plan: LaunchPlan) -> None:
     from gpuctl.vastai.budget import money
 
     empty = [name for name, n in plan.search.checked if n == 0]
@@ -108,6 +113,7 @@ def _show_plan(out: Any, plan: Any) -> None:
     rows = [["*" if i == 0 else "", c.tier.name, c.offer.gpu_name, money(c.offer.dph_total), f"{c.offer.reliability:.3f}",
              c.offer.geolocation or "?", c.offer.id] for i, c in enumerate(plan.search.candidates[:10])]
     out.print(out.table(["", "tier", "GPU", "$/h", "reliability", "location", "offer"], rows))
+    assert plan.choice is not None  # the first candidate
     choice = plan.choice.offer
     out.info(f"Choice: offer {choice.id}, {choice.gpu_name} at ${money(choice.dph_total)}/h in "
              f"{choice.geolocation or 'an unknown location'} (machine {choice.machine_id}).")

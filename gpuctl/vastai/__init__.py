@@ -1,9 +1,11 @@
-"""Vast.ai lifecycle on top of the REST client (`gpuctl.providers.vastai`): GPU tiers, offer
-choice, budgets, launch, destroy and the cron cleanup that guarantees nothing gpuctl created
-keeps billing.
+"""Vast.ai, gpuctl's legacy provider: its REST client, and the instance lifecycle on top of it
+(GPU tiers, offer choice, budgets, launch, destroy, and the cron cleanup that guarantees nothing
+gpuctl created keeps billing).
 
-Modules: `tiers` (the fallback list), `offers` (which offer to rent), `budget` (pure Decimal
-money), `instances` (labels, locks, destroy-and-mark), `lifecycle` (launch), `destroy`,
-`cleanup`, `orchestrator` (the seed's `GPUOrchestrator`). Nothing here prints or exits: the
-commands in `gpuctl/cli/` render what these return.
+Modules: `client` (REST calls) and `api_types` (the records they return, the search query);
+`tiers` (the fallback list), `offers` (which offer to rent), `budget` (pure Decimal money and
+the budget verdict), `instances` (labels, locks, destroy-and-mark); `plan` (what a launch would
+rent), `attempt` (one offer: create, watch, settle), `watch` (until vLLM answers), `launch`
+(retries over offers); `destroy`, `cleanup`; `compat` (`GPUOrchestrator`, the name Python users
+already import). Nothing here prints or exits: `gpuctl/ops/` calls it, `gpuctl/cli/` renders.
 """

@@ -43,10 +43,11 @@ from gpuctl.config import Settings, ensure_home
 from gpuctl.errors import CredentialsError, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
-from gpuctl.state import InstanceRow, State, open_state
+from gpuctl.state import InstanceRow, State, open_for
 from gpuctl.vastai import budget
+from gpuctl.vastai.api_types import Instance
 from gpuctl.vastai.budget import dec, money
-from gpuctl.vastai.client import AUTH_HINT, Instance, VastAIClient
+from gpuctl.vastai.client import AUTH_HINT, VastAIClient
 from gpuctl.vastai.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
@@ -60,7 +61,7 @@ from gpuctl.vastai.instances import (
     record_untracked,
     try_lock,
 )
-from gpuctl.vastai.launch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
+from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
 READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
 _LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed"})
@@ -133,7 +134,7 @@ def run_cleanup(
             log_event("vastai_cleanup_skipped", reason=ANOTHER_RUNNING)
             return CleanupReport(dry_run, skipped=True, message=ANOTHER_RUNNING)
         own_state = state is None
-        st = state if state is not None else open_state(home, clock=clock)
+        st = state if state is not None else open_for(settings, clock=clock)
         own_client = False
         try:
             if client is None:

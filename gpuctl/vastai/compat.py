@@ -1,8 +1,8 @@
-"""The seed's Vast.ai names for Python users migrating to gpuctl: `GPUOrchestrator` (and the
-`gpu_orchestrator` singleton `gpuctl/__init__.py` builds from it). Deprecated with Vast.ai
-itself: Modal is recommended.
+"""The Vast.ai names of the original vLLM multi-provider package, for Python users migrating to
+gpuctl: `GPUOrchestrator` (and the `gpu_orchestrator` singleton `gpuctl/__init__.py` builds
+from it). Deprecated with Vast.ai itself: Modal is recommended.
 
-A thin facade over `lifecycle`, `destroy` and `cleanup` with the same safety rules as the
+A thin facade over `plan`, `launch`, `destroy` and `cleanup` with the same safety rules as the
 commands (budgets, ledger intent rows, destroy on failure). Its methods are synchronous and
 block while an instance boots; from async code call them with `asyncio.to_thread`.
 Must not print; nothing is read or opened until a method needs it.
@@ -16,12 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings, load_settings
-from gpuctl.state import InstanceRow, State
+from gpuctl.state import InstanceRow, State, open_for
 from gpuctl.vastai.cleanup import CleanupReport, run_cleanup
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.destroy import DestroyReport, execute_destroy, plan_destroy
 from gpuctl.vastai.instances import PROVIDER, open_client
-from gpuctl.vastai.launch import LaunchPlan, LaunchResult, Probe, launch, plan_launch
+from gpuctl.vastai.launch import LaunchResult, launch
+from gpuctl.vastai.plan import LaunchPlan, plan_launch
+from gpuctl.vastai.watch import Probe
 
 
 class GPUOrchestrator:
@@ -50,10 +52,7 @@ class GPUOrchestrator:
     @property
     def state(self) -> State:
         if self._state is None:
-            from gpuctl.config import ensure_home
-            from gpuctl.state import open_state
-
-            self._state = open_state(ensure_home(self.settings.home), clock=self.clock)
+            self._state = open_for(self.settings, clock=self.clock)
         return self._state
 
     # -- the lifecycle -----------------------------------------------------------------------

@@ -30,7 +30,8 @@ from typing import Any
 from gpuctl.errors import PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.state import InstanceRow, State
-from gpuctl.vastai.client import Instance, VastAIClient
+from gpuctl.vastai.api_types import Instance
+from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,

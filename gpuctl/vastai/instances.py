@@ -32,10 +32,10 @@ from pathlib import Path
 from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.state import InstanceRow, State
+from gpuctl.vastai.api_types import PROVIDER, Instance
 from gpuctl.vastai.budget import dec, higher_dph, lifetime_cost
-from gpuctl.vastai.client import AUTH_HINT, Instance, VastAIClient
+from gpuctl.vastai.client import AUTH_HINT, VastAIClient
 
-PROVIDER = "vastai"
 # How long a gpuctl-labelled instance the ledger does not know, or an intent row the list does
 # not show, is given before cleanup acts: a launch may still be between its create and its
 # ledger write, or its create may still be in flight at Vast.
@@ -48,15 +48,11 @@ _COST_PLACES = Decimal("0.000001")
 class ActionsFailed(ProviderError):
     """Every destroy (or cleanup action) that was tried failed: exit 1, not the partial 4
     ("destroyed 0 of 1" is a failure). Carries the per-instance results for --json as `data`,
-    as PartialError does."""
+    as PartialError does (the CLI's error handler puts them in the envelope)."""
 
     def __init__(self, message: str, *, data: object, hint: str | None = None) -> None:
         super().__init__(message, provider=PROVIDER, kind="http", hint=hint)
         self.data = data
-
-    def envelope_error(self) -> dict[str, str | None]:
-        """The `errors` entry of the --json envelope (what the error handler would write)."""
-        return {"type": type(self).__name__, "message": self.message, "hint": self.hint}
 
 
 def make_label(profile: str | None, nonce: str | None = None) -> str:

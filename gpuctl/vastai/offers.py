@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuctl.vastai.client import Offer, VastAIClient
+from gpuctl.vastai.api_types import Offer
+from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.tiers import Tier
 
 

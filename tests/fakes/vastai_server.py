@@ -32,7 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_API_KEY = "fake-vast-key-0123456789abcdef"
 
-# What a bad host reports (seed and public issue trackers); gpuctl matches on the CDI phrase.
+# What a bad host reports (the original system's logs and public issue trackers); gpuctl
+# matches on the CDI phrase.
 CDI_STATUS_MSG = (
     "Error response from daemon: failed to create task for container: failed to create shim "
     "task: OCI runtime create failed: could not apply required modification to OCI "
@@ -289,7 +290,7 @@ class FakeVast:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    # -- seeding and inspection ------------------------------------------------------------
+    # -- setting up and inspection ---------------------------------------------------------
 
     def add_offer(self, offer: Mapping[str, Any]) -> None:
         with self._lock:
@@ -299,7 +300,7 @@ class FakeVast:
         with self._lock:
             self.offers.pop(offer_id, None)
 
-    def seed_instance(
+    def add_instance(
         self,
         *,
         label: str | None = None,

@@ -22,9 +22,9 @@ from gpuctl.state import open_state
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import assert_exit
-from tests.test_vast_common import KEY, MODEL, market
+from tests.support.vast import KEY, MODEL, market
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:

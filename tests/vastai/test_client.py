@@ -171,7 +171,7 @@ def test_get_is_none_once_destroyed_and_destroy_again_is_not_found(vast: FakeVas
 
 
 def test_destroy_failure_is_an_error_and_keeps_the_instance(vast: FakeVast, client: VastAIClient, sleeps: Sleeps) -> None:
-    instance_id = vast.seed_instance(label="gpuctl:x")
+    instance_id = vast.add_instance(label="gpuctl:x")
     vast.fail_destroy(instance_id)
     with pytest.raises(ProviderError) as info:
         client.destroy_instance(instance_id)
@@ -182,7 +182,7 @@ def test_destroy_failure_is_an_error_and_keeps_the_instance(vast: FakeVast, clie
 
 
 def test_set_label(vast: FakeVast, client: VastAIClient) -> None:
-    instance_id = vast.seed_instance(label="old")
+    instance_id = vast.add_instance(label="old")
     client.set_label(instance_id, "gpuctl:new")
     assert vast.instance(instance_id).label == "gpuctl:new"
     assert vast.received("PUT")[-1].body == {"label": "gpuctl:new"}
@@ -202,7 +202,7 @@ def test_current_user(vast: FakeVast, client: VastAIClient) -> None:
 
 def test_list_follows_next_token_across_pages(sleeps: Sleeps) -> None:
     with FakeVast(api_key=KEY, page_size=2) as vast, VastAIClient(KEY, api_url=vast.url, sleep=sleeps) as client:
-        ids = [vast.seed_instance(label=f"gpuctl:{i}") for i in range(5)]
+        ids = [vast.add_instance(label=f"gpuctl:{i}") for i in range(5)]
         instances = client.list_instances()
         assert [i.id for i in instances] == ids
         assert all(i.actual_status == "running" for i in instances)
@@ -218,14 +218,14 @@ def test_list_follows_next_token_across_pages(sleeps: Sleeps) -> None:
 
 def test_empty_list_is_returned_as_empty(vast: FakeVast, client: VastAIClient) -> None:
     # The client cannot know the list is a lie (the 2026 leak): callers cross-check the ledger.
-    vast.seed_instance(label="gpuctl:x")
+    vast.add_instance(label="gpuctl:x")
     vast.set_list_fault("empty")
     assert client.list_instances() == []
 
 
 @pytest.mark.parametrize("fault", ["malformed", "no_instances_key"])
 def test_malformed_list_is_an_error(vast: FakeVast, client: VastAIClient, fault: str) -> None:
-    vast.seed_instance(label="gpuctl:x")
+    vast.add_instance(label="gpuctl:x")
     vast.set_list_fault(fault)
     with pytest.raises(ProviderError) as info:
         client.list_instances()
@@ -311,7 +311,7 @@ def test_create_is_resent_only_after_a_429_with_retry_after(vast: FakeVast, clie
                                                             status: int, headers: dict[str, str]) -> None:
     """Finding 10: a 503 used to re-send the create (the retry transport trusted 503 to mean
     "not acted on"). Only a 429 that names its wait is re-sent; everything else is settled by
-    the label lookup in the lifecycle."""
+    the label lookup of the launch attempt."""
     vast.inject_status(status, times=1, path="/api/v0/asks/", headers=headers, body={"success": False, "msg": "busy"})
     with pytest.raises(ProviderError) as info:
         client.create_instance(102, image=IMAGE, env=ENV, args=ARGS, disk_gb=40, label="l")

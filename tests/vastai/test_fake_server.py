@@ -1,7 +1,7 @@
 """The fake Vast.ai server itself: routes, auth, filtering, the state machine, fault injection.
 
 Spoken to with plain httpx so these tests pin the fake's wire behaviour independently of
-gpuctl's client (tests/test_vastai_client.py covers the client against it).
+gpuctl's client (tests/vastai/test_client.py covers the client against it).
 """
 
 from __future__ import annotations
@@ -276,8 +276,8 @@ def list_page(api: httpx.Client, **params: Any) -> httpx.Response:
 
 def test_list_paginates_with_tokens_and_counts_labels() -> None:
     with FakeVast(page_size=2) as vast, httpx.Client(base_url=vast.url, headers=AUTH, timeout=5) as client:
-        ids = [vast.seed_instance(label="gpuctl:a" if i % 2 else "other") for i in range(5)]
-        gone = vast.seed_instance(label="gpuctl:a")
+        ids = [vast.add_instance(label="gpuctl:a" if i % 2 else "other") for i in range(5)]
+        gone = vast.add_instance(label="gpuctl:a")
         client.request("DELETE", f"/api/v0/instances/{gone}/", json={})
 
         seen: list[int] = []
@@ -307,15 +307,15 @@ def test_list_paginates_with_tokens_and_counts_labels() -> None:
         assert list_page(client, after_token="page-2").status_code == 200
 
 
-def test_list_shows_running_seeded_instances_with_endpoint(vast: FakeVast, api: httpx.Client) -> None:
-    vast.seed_instance(label="gpuctl:x")
+def test_list_shows_running_added_instances_with_endpoint(vast: FakeVast, api: httpx.Client) -> None:
+    vast.add_instance(label="gpuctl:x")
     (inst,) = list_page(api).json()["instances"]
     assert inst["actual_status"] == "running"
     assert inst["ports"]["8000/tcp"][0]["HostPort"] == str(vast.endpoint_port)
 
 
 def test_list_faults(vast: FakeVast, api: httpx.Client) -> None:
-    vast.seed_instance(label="gpuctl:x")
+    vast.add_instance(label="gpuctl:x")
     vast.set_list_fault("empty")
     assert list_page(api).json() == {"instances": []}
     vast.set_list_fault("malformed")

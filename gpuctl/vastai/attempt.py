@@ -1,0 +1,342 @@
+"""One launch attempt: one offer, from its budget check to a ready endpoint, or to a failure
+whose instance is destroyed and whose ledger row is settled.
+
+In order: under the global launch lock (`budget_lock`), both budgets are checked against what
+is spent and what every live row may still bill, and the intent row with a unique label is
+written; under the attempt's own launch lock, the create is sent and its instance id recorded
+the moment it returns; then `watch.py` waits for vLLM. A create whose outcome is unknown is
+never re-sent: its label is looked for in the instance list for a while (a create in flight may
+be listed late). Ctrl-C or any error destroys what was created, unless `keep`.
+
+Kept apart from `launch.py` (the retry over offers) because one attempt with its failure paths
+is a unit of its own, and together they come to over 500 lines.
+Must not: print, exit, or choose offers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gpuctl.config import Settings, new_api_key, set_profile_value, writable_profile
+from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
+from gpuctl.events import log_event
+from gpuctl.vastai import budget
+from gpuctl.vastai.api_types import Instance
+from gpuctl.vastai.budget import money
+from gpuctl.vastai.instances import (
+    PROVIDER,
+    budget_lock,
+    destroy_remote,
+    launch_lock,
+    make_label,
+    mark_destroyed,
+)
+from gpuctl.vastai.offers import Candidate
+from gpuctl.vastai.plan import budget_check
+from gpuctl.vastai.watch import Watch, WatchFailed, WatchSetup
+
+# How often the instance list is read while looking for a create of unknown outcome.
+CREATE_LOOKUP_POLL_S = 10.0
+
+
+class LaunchInterrupted(GpuctlError):
+    """Ctrl-C during a launch; the message says what became of the instance."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass(frozen=True)
+class Attempt:
+    offer_id: int
+    machine_id: int
+    gpu: str
+    dph: str
+    instance_id: int | None
+    outcome: str  # ready | unattended | failed
+    reason: str = ""
+    cost: str | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """An attempt that worked: vLLM answers at `endpoint`, or (`ready` false) --no-wait."""
+
+    row_id: int
+    label: str
+    instance_id: int
+    endpoint: str | None
+    ready: bool
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """What every create of one launch sends, and where its vLLM will listen."""
+
+    image: str
+    env: dict[str, str]  # docker options as keys ({"-p 8000:8000": "1"}), as Vast's own client sends them
+    args: list[str]
+    disk_gb: float
+    port: int
+    model: str
+    vllm_key: str
+    profile: str | None  # where the vLLM key is stored
+
+
+def ensure_vllm_key(settings: Settings) -> tuple[str, str | None]:
+    """The launched vLLM's API key and the profile it lives in; generated and saved (0600)
+    before any instance exists, so there is never an endpoint whose key nobody has."""
+    key = settings.get("vastai.vllm_api_key")
+    if key:
+        return str(key), settings.profile
+    profile = writable_profile(settings)
+    key = new_api_key()
+    set_profile_value(settings.home, profile, "vastai.vllm_api_key", key)
+    return key, profile
+
+
+def create_spec(settings: Settings) -> CreateSpec:
+    """The container from `deploy/vastai/container.toml` and the settings, with the vLLM key
+    (saved in the profile first, if it has to be made)."""
+    from gpuctl.bundle import render_vllm_args, vast_container_settings
+
+    container = vast_container_settings()
+    model = settings["vastai.model"]
+    vllm_key, profile = ensure_vllm_key(settings)
+    env = {f"-p {m}": "1" for m in re.findall(r"-p\s+(\S+)", str(container["docker_options"]))}
+    if settings.get("vastai.hf_token"):
+        env["HF_TOKEN"] = settings["vastai.hf_token"]
+    return CreateSpec(image=settings.get("vastai.image") or container["image"], env=env,
+                      args=render_vllm_args(container, model=model, api_key=vllm_key),
+                      disk_gb=float(settings["vastai.disk_gb"]), port=int(container["vllm"]["port"]),
+                      model=model, vllm_key=vllm_key, profile=profile)
+
+
+class AttemptFailed(Exception):
+    """This offer did not work out; its instance (if any) is destroyed and its row settled."""
+
+    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None) -> None:
+        super().__init__(attempt.reason)
+        self.attempt = attempt
+        self.fatal = fatal  # stop trying further offers, and raise this
+
+
+class Settled(Exception):
+    """An error whose ledger row is already settled: raise `error` without another cleanup."""
+
+    def __init__(self, error: GpuctlError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Attempter:
+    """Makes attempts for one launch: each `run(candidate)` is one offer."""
+
+    def __init__(self, settings: Settings, spec: CreateSpec, watch: WatchSetup, *, wait: bool, keep: bool,
+                 create_lookup_s: float) -> None:
+        self.settings, self.spec, self.watch_setup = settings, spec, watch
+        self.client, self.state = watch.client, watch.state
+        self.clock, self.sleep, self.progress = watch.clock, watch.sleep, watch.progress
+        self.wait, self.keep, self.create_lookup_s = wait, keep, create_lookup_s
+        self.started = self.clock()
+
+    def reserve(self, cand: Candidate, label: str) -> int:
+        """Under the global launch lock: check both budgets against what is spent and what the
+        live rows may still bill, then write the intent row (which the next launch counts)."""
+        offer = cand.offer
+        with budget_lock(self.settings.home):
+            rows = self.state.instances(PROVIDER)
+            check = budget_check(self.settings, offer.dph_total, spent=budget.spent(rows, self.clock()),
+                                 reserved=budget.reserved(rows, self.settings["vastai.keep_alive_minutes"]))
+            if not check.ok:
+                raise check.error(offer.gpu_name)
+            return self.state.add_instance_intent(
+                provider=PROVIDER, label=label, profile=self.spec.profile, gpu=offer.gpu_name,
+                dph=str(offer.dph_total), offer_id=str(offer.id), machine_id=str(offer.machine_id),
+            )
+
+    def run(self, cand: Candidate) -> Started:
+        """One offer; raises BudgetError (nothing written), AttemptFailed (try the next offer),
+        Settled (stop), or what `abort` says after cleaning up."""
+        offer = cand.offer
+        label = make_label(self.spec.profile)
+        with launch_lock(self.settings.home, label):
+            row_id = self.reserve(cand, label)
+            instance_id: int | None = None
+            try:
+                self.progress(f"Creating an instance from offer {offer.id}: {offer.gpu_name} "
+                              f"(${money(offer.dph_total)}/h, {offer.geolocation or 'unknown location'})…")
+                try:
+                    instance_id = self.client.create_instance(offer.id, image=self.spec.image, env=self.spec.env,
+                                                              args=self.spec.args, disk_gb=self.spec.disk_gb,
+                                                              label=label)
+                except ProviderError as exc:
+                    raise self.create_failed(row_id, label, cand, exc) from None
+                self.state.set_instance_remote_id(row_id, str(instance_id))  # at once: this id bills
+                log_event("vastai_instance_created", instance_id=instance_id, offer_id=offer.id, gpu=offer.gpu_name,
+                          dph=str(offer.dph_total), label=label, machine_id=offer.machine_id)
+                if not self.wait:
+                    self.state.update_instance(row_id, status="unattended", status_msg="launched with --no-wait")
+                    return Started(row_id, label, instance_id, None, False)
+                watch = Watch(self.watch_setup, row_id=row_id, instance_id=instance_id, machine_id=offer.machine_id)
+                try:
+                    endpoint = watch.until_ready()
+                except WatchFailed as failed:
+                    raise self.fail(cand, row_id, instance_id, failed.reason, exclude=failed.exclude,
+                                    fatal=failed.fatal) from None
+                self.state.update_instance(row_id, status="ready", endpoint=endpoint, ready_at=self.clock(),
+                                           status_msg="vLLM answered a 1-token completion")
+                log_event("vastai_instance_ready", instance_id=instance_id, endpoint=endpoint, gpu=offer.gpu_name,
+                          waited_s=round(self.clock() - self.started, 1))
+                return Started(row_id, label, instance_id, endpoint, True)
+            except (AttemptFailed, Settled):
+                raise
+            except BaseException as exc:  # Ctrl-C, or anything unexpected: never leave it billing
+                replacement = self.abort(row_id, label, instance_id, exc)
+                if replacement is exc:
+                    raise
+                raise replacement from exc
+
+    def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> AttemptFailed | Settled:
+        """The create failed. Unless Vast refused it outright, it may still have created an
+        instance (maybe listed only later): look for our label before concluding anything."""
+        o = cand.offer
+        reason = f"create from offer {o.id} failed: {exc.message}"
+        # A refused key fails every offer alike: stop after settling this one.
+        fatal = exc if exc.kind == "auth" else None
+        if create_refused(exc):
+            row = self.state.get_instance(row_id)
+            assert row is not None
+            mark_destroyed(self.state, row, self.clock(), note=reason, never_created=True)
+            log_event("vastai_launch_attempt_failed", offer_id=o.id, machine_id=o.machine_id, reason=reason)
+            return AttemptFailed(Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), None, "failed", reason, "0"),
+                                 fatal=fatal)
+        found, list_error = self.look_for(label)
+        if found is not None:
+            self.state.set_instance_remote_id(row_id, str(found.id))
+            return self.fail(cand, row_id, found.id, reason + " (yet it was created)", exclude=False, fatal=fatal)
+        why = (f"the instance list could not be read ({list_error})" if list_error
+               else f"no instance labelled {label} was listed within {self.create_lookup_s:g}s")
+        self.state.update_instance(row_id, status="failed", status_msg=f"{reason}; outcome unknown: {why}"[:500])
+        log_event("vastai_create_outcome_unknown", offer_id=o.id, label=label, ledger_row=row_id, reason=reason)
+        return Settled(ProviderError(
+            f"creating from offer {o.id} failed ({exc.message}), and it may have created an instance all the same: "
+            f"{why}. The launch stops here rather than risk a second billing instance; ledger row {row_id} stays "
+            "live and counts against the budget.",
+            provider=PROVIDER, kind=exc.kind, status=exc.status,
+            hint="run `gpuctl cleanup` in a few minutes: it destroys the instance if it appears, and clears the "
+                 "row once the list has shown it never existed"))
+
+    def look_for(self, label: str) -> tuple[Instance | None, str | None]:
+        """Our label in the instance list, polled for up to `create_lookup_s`: a create still in
+        flight at Vast may be listed late. Returns (instance or None, the last list error)."""
+        deadline = self.clock() + self.create_lookup_s
+        while True:
+            list_error = None
+            try:
+                found = self.find_by_label(label)
+            except ProviderError as exc:
+                found, list_error = None, exc.message
+            if found is not None or self.clock() >= deadline:
+                return found, list_error
+            self.progress(f"The create's outcome is unknown: looking for {label} in the instance list…")
+            self.sleep(CREATE_LOOKUP_POLL_S)
+
+    def find_by_label(self, label: str) -> Instance | None:
+        """One look. None only means "not listed now", never "not created"."""
+        return next((i for i in self.client.list_instances() if i.label == label), None)
+
+    def fail(self, cand: Candidate, row_id: int, instance_id: int, reason: str, *, exclude: bool,
+             fatal: ProviderError | None = None) -> AttemptFailed:
+        """Destroy this attempt's instance, record its cost, maybe exclude its machine."""
+        o = cand.offer
+        row = self.state.get_instance(row_id)
+        assert row is not None
+        self.progress(f"Destroying instance {instance_id}: {reason}")
+        try:
+            destroy_remote(self.client, instance_id)
+        except ProviderError as exc:
+            self.state.update_instance(row_id, status="failed", status_msg=f"{reason}; destroy failed: {exc.message}")
+            raise Settled(ProviderError(
+                f"instance {instance_id} failed ({reason}) and destroying it failed too: {exc.message}. "
+                f"It may still bill: run `gpuctl destroy {instance_id} --yes` or `gpuctl cleanup`.",
+                provider=PROVIDER, kind=exc.kind, status=exc.status)) from None
+        cost = mark_destroyed(self.state, row, self.clock(), note=reason)
+        if exclude:
+            self.state.exclude_machine(PROVIDER, str(o.machine_id), reason[:300])
+            log_event("vastai_machine_excluded", machine_id=o.machine_id, reason=reason)
+        log_event("vastai_launch_attempt_failed", instance_id=instance_id, offer_id=o.id, machine_id=o.machine_id,
+                  reason=reason, cost=None if cost is None else str(cost))
+        attempt = Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, "failed", reason,
+                          None if cost is None else str(cost))
+        return AttemptFailed(attempt, fatal=fatal)
+
+    def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:
+        """Interrupted or crashed mid-launch: destroy what was created (unless --keep on Ctrl-C).
+
+        Returns what to raise: LaunchInterrupted on Ctrl-C; the original error once everything is
+        cleaned up; else a ProviderError that says what may still bill (the caller chains it)."""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if interrupted and self.keep:
+            self.state.update_instance(row_id, status="unattended", status_msg="kept after Ctrl-C (--keep)")
+            what = f"instance {instance_id}" if instance_id is not None else f"the instance labelled {label} (if created)"
+            return LaunchInterrupted(f"interrupted: kept {what}; it bills until destroyed.",
+                                     hint=f"`gpuctl destroy {instance_id or '--all'} --yes`; `gpuctl cleanup` destroys it if it never becomes ready")
+        row = self.state.get_instance(row_id)
+        assert row is not None
+        note = "launch interrupted" if interrupted else f"launch failed: {describe(exc)}"[:200]
+        try:
+            if instance_id is None:
+                found = self.find_by_label(label)  # one look: someone is waiting for us to stop
+                if found is None:
+                    # Not listed (yet) proves nothing: keep the row live, counted, for cleanup.
+                    self.state.update_instance(row_id, status="failed",
+                                               status_msg=f"{note}; whether the create went through is unknown"[:500])
+                    log_event("vastai_launch_aborted", instance_id=None, interrupted=interrupted, outcome="unknown")
+                    what = (f"whether an instance was created is unknown (none labelled {label} is listed yet); "
+                            f"ledger row {row_id} stays live and counts against the budget")
+                    return abort_error(exc, what, "run `gpuctl cleanup` in a few minutes: it destroys the "
+                                                  "instance if it appears")
+                instance_id = found.id
+                self.state.set_instance_remote_id(row_id, str(instance_id))
+            destroy_remote(self.client, instance_id)
+            cost = mark_destroyed(self.state, row, self.clock(), note=note)
+            log_event("vastai_launch_aborted", instance_id=instance_id, interrupted=interrupted,
+                      cost=None if cost is None else str(cost))
+        except (ProviderError, OSError) as cleanup_exc:
+            detail = cleanup_exc.message if isinstance(cleanup_exc, ProviderError) else str(cleanup_exc)
+            self.state.update_instance(row_id, status="failed", status_msg=f"{note}; abort cleanup failed: {detail}"[:500])
+            if instance_id is not None:
+                return abort_error(exc, f"destroying instance {instance_id} failed ({detail}); it may still "
+                                        f"bill: run `gpuctl destroy {instance_id} --yes`",
+                                   f"`gpuctl destroy {instance_id} --yes`, or `gpuctl cleanup` (cron) finishes the job")
+            return abort_error(exc, f"whether an instance was created could not be checked ({detail}); ledger "
+                                    f"row {row_id} stays live", "run `gpuctl cleanup` once the Vast.ai API answers")
+        if interrupted:
+            return LaunchInterrupted(f"interrupted: destroyed instance {instance_id}.")
+        return exc
+
+
+def abort_error(exc: BaseException, what: str, hint: str) -> GpuctlError:
+    """What an aborted attempt raises when something may still bill: `what` says what."""
+    if isinstance(exc, KeyboardInterrupt):
+        return LaunchInterrupted(f"interrupted: {what}.", hint=hint)
+    return ProviderError(f"the launch failed ({describe(exc)}) and {what}.", provider=PROVIDER,
+                         kind=exc.kind if isinstance(exc, ProviderError) else "http", hint=hint)
+
+
+def create_refused(exc: ProviderError) -> bool:
+    """Vast answered the create and said no (a 4xx, or 200 with `success: false`): nothing was
+    created. Everything else (5xx, a timeout, a dropped connection, a garbled reply, a 408 a
+    proxy may send after forwarding) leaves the outcome unknown."""
+    if exc.status is None:
+        return False
+    if exc.status == 200:
+        return exc.kind == "http"  # success false; "malformed" (no new_contract) may have created one
+    return 400 <= exc.status < 500 and exc.status != 408
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, GpuctlError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

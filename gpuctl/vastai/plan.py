@@ -1,0 +1,140 @@
+"""What a launch would rent, and whether the budgets allow it: the tiers, the first tier's
+offers, the choice, the budget verdict, and the price and tiers every retry must stay within.
+
+The total budget is checked before the first search (with nothing left, no API call); the
+launch checks it again under the global launch lock before each create (`attempt.py`).
+Must not: create anything, write the ledger, print or exit. `gpuctl launch --dry-run` shows a
+plan and stops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gpuctl.config import Settings
+from gpuctl.errors import BudgetError, ProviderError, UsageError
+from gpuctl.state import InstanceRow, State
+from gpuctl.vastai import budget
+from gpuctl.vastai.budget import BudgetCheck, dec, money
+from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.instances import PROVIDER
+from gpuctl.vastai.offers import Candidate, Search, first_tier_with_offers
+from gpuctl.vastai.tiers import Tier, load_tiers, select_tiers
+
+# A retry may cost at most this much more per hour than the offer the user confirmed (unless
+# --max-dph said how much they accept): a failed RTX 3090 at $0.18/h never turns into an H100
+# at $2.40/h without a second question.
+RETRY_PRICE_FACTOR = Decimal("1.25")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    tiers: tuple[Tier, ...]
+    search: Search
+    budget: BudgetCheck | None  # for the choice
+    spent: Decimal
+    live: tuple[InstanceRow, ...]  # gpuctl's Vast.ai instances that are live now
+    excluded: frozenset[int]
+    reserved: Decimal = Decimal(0)  # what the live instances may still bill (a keep-alive each)
+    max_dph: Decimal | None = None  # --max-dph, when the user gave one
+
+    @property
+    def choice(self) -> Candidate | None:
+        return self.search.choice
+
+    @property
+    def retry_max_dph(self) -> Decimal | None:
+        """The most $/h any attempt may cost: what the user asked for with --max-dph, else the
+        confirmed offer's price plus 25%. None without a choice."""
+        if self.max_dph is not None:
+            return self.max_dph
+        return self.choice.offer.dph_total * RETRY_PRICE_FACTOR if self.choice else None
+
+    @property
+    def retry_tiers(self) -> tuple[Tier, ...]:
+        """The tiers an attempt may rent from: the chosen one and those before it in the ladder
+        (never a later, dearer-class tier the user was not asked about)."""
+        if self.search.tier is None:
+            return ()
+        names = [t.name for t in self.tiers]
+        return self.tiers[: names.index(self.search.tier.name) + 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tiers_checked": [{"tier": name, "offers": n} for name, n in self.search.checked],
+            "tier": self.search.tier.name if self.search.tier else None,
+            "candidates": [c.as_dict() for c in self.search.candidates],
+            "choice": self.choice.as_dict() if self.choice else None,
+            "budget": self.budget.as_dict() if self.budget else None,
+            "spent": str(self.spent),
+            "reserved": str(self.reserved),
+            "live_instances": [r.remote_id or f"intent:{r.id}" for r in self.live],
+            "excluded_machines": sorted(self.excluded),
+            "retry_max_dph": None if self.retry_max_dph is None else format(self.retry_max_dph.normalize(), "f"),
+        }
+
+
+def budget_check(settings: Settings, dph: Decimal, *, spent: Decimal, reserved: Decimal) -> BudgetCheck:
+    """One launch at `dph` against the session and total budgets the settings give."""
+    return budget.check(dph, spent_so_far=spent, reserved_for_live=reserved,
+                        session_limit=settings["vastai.session_budget_limit"],
+                        total_limit=settings["vastai.budget_limit"],
+                        keep_alive_minutes=settings["vastai.keep_alive_minutes"])
+
+
+def excluded_machines(state: State) -> set[int]:
+    """Machines that failed a launch before (CDI, a boot exit, stuck loading): never rented again."""
+    return {int(m) for m in state.excluded_machines(PROVIDER) if m.isdigit()}
+
+
+def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: str | None = None,
+                max_dph: float | Decimal | None = None, clock: Callable[[], float] = time.time,
+                progress: Callable[[str], None] = lambda m: None) -> LaunchPlan:
+    """Tiers, the first tier's offers, the choice and its budget verdict. Reads only."""
+    cap = check_max_dph(max_dph)
+    tiers = select_tiers(load_tiers(settings), gpu=gpu, max_dph=cap)
+    rows = state.instances(PROVIDER)
+    live = tuple(r for r in rows if r.live)
+    spent = budget.spent(rows, clock())
+    held = budget.reserved(live, settings["vastai.keep_alive_minutes"])
+    total = dec(settings["vastai.budget_limit"]) or Decimal(0)
+    if spent + held >= total:
+        used = (f"${money(spent)} spent and ${money(held)} held for {len(live)} live instance(s) (each may bill a "
+                f"full keep-alive more), of ${money(total)}" if held else f"${money(spent)} of ${money(total)}")
+        raise BudgetError(
+            f"the Vast.ai budget is spent: {used}; nothing was created.",
+            hint="raise vastai.budget_limit (VASTAI_BUDGET_LIMIT) to launch again"
+                 + (", or destroy a live instance (`gpuctl destroy --all --yes`)" if held else ""),
+        )
+    excluded = excluded_machines(state)
+    search = first_tier_with_offers(client, tiers, disk_gb=settings["vastai.disk_gb"], excluded=excluded,
+                                    progress=progress)
+    check = None
+    if search.choice is not None:
+        check = budget_check(settings, search.choice.offer.dph_total, spent=spent, reserved=held)
+    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held, cap)
+
+
+def check_max_dph(max_dph: float | Decimal | None) -> Decimal | None:
+    """--max-dph as a Decimal; NaN, infinity, zero or less is a usage error (NaN compares
+    false with everything, so it would silently cap nothing)."""
+    if max_dph is None:
+        return None
+    cap = dec(max_dph)
+    if cap is None or cap <= 0:
+        raise UsageError(f"--max-dph must be a finite number of dollars per hour above 0 (got {max_dph})")
+    return cap
+
+
+def check_plan(plan: LaunchPlan) -> None:
+    """Refuse a plan with no offer, or one over budget (BudgetError says what is left)."""
+    if plan.choice is None:
+        checked = ", ".join(f"{name}: none" for name, _ in plan.search.checked) or "no tiers"
+        raise ProviderError(f"no acceptable Vast.ai offer in any tier ({checked}).", provider=PROVIDER,
+                            kind="not_found", hint="raise --max-dph, try --gpu with another tier, or edit vastai.gpu_tiers")
+    if plan.budget is not None and not plan.budget.ok:
+        raise plan.budget.error(f"{plan.choice.offer.gpu_name}")

@@ -1,0 +1,196 @@
+"""`gpuctl launch` through the real app, against the loopback Vast.ai fake with a fake vLLM as
+the instance's endpoint: the happy path through the router and `gpuctl chat`, --dry-run, the
+flags, the confirmation, budgets, Ctrl-C, and the exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuctl.config import load_settings
+from gpuctl.state import open_state
+from gpuctl.vastai import watch
+from tests.fakes.vastai_server import FakeVast
+from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
+from tests.support.vast import KEY, MODEL, create_ids
+
+
+def test_launch_picks_the_cheapest_waits_for_vllm_then_the_router_answers_through_it(
+        cli, vast_env: FakeVast, vllm: FakeVLLM, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("launch", "--yes")
+    assert_exit(result, 0)
+    assert "legacy provider" in result.stderr and "Modal is recommended" in result.stderr
+    assert create_ids(vast_env) == [102]  # the cheapest acceptable offer of the first tier
+    (create,) = vast_env.received("PUT")
+    settings = load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})
+    key = settings["vastai.vllm_api_key"]
+    assert key and settings.source("vastai.vllm_api_key") == "profile default"  # saved before the create
+    body = create.body
+    assert body["label"].startswith("gpuctl:default:") and body["image"].startswith("vllm/vllm-openai:v")
+    assert body["args"][body["args"].index("--api-key") + 1] == key and body["env"] == {"-p 8000:8000": "1"}
+    assert body["args"][body["args"].index("--model") + 1] == MODEL and body["disk"] == 40.0
+    assert f"Endpoint: http://127.0.0.1:{vllm.port}/v1" in result.stdout
+    assert key not in result.stdout + result.stderr
+    with open_state(gpuctl_home) as st:
+        (row,) = st.live_instances("vastai")
+    assert row.status == "ready" and row.endpoint == f"http://127.0.0.1:{vllm.port}" and row.ready_at
+    assert row.remote_id == str(min(vast_env.live_ids())) and row.dph == "0.18" and row.label == body["label"]
+    assert vllm.hits("/health") >= 1 and vllm.hits("/v1/chat/completions") >= 1  # /health + a 1-token completion
+    assert all(r.headers.get("Authorization") == f"Bearer {key}" for r in vllm.requests if r.path.startswith("/v1"))
+
+    # The router now finds the ready instance in the ledger (test_chat_cli_answers_through_vast
+    # asks through `gpuctl chat`).
+    from gpuctl.routing.manager import BackendManager
+
+    async def ask():  # type: ignore[no-untyped-def]
+        async with BackendManager(load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})) as manager:
+            return await manager.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=16)
+
+    answer = asyncio.run(ask())
+    assert answer.provider == "vastai" and answer.text == "Hello from Vast"
+
+    gone = cli("destroy", "--all", "--yes", "--json")
+    assert_exit(gone, 0)
+    assert vast_env.live_ids() == set()
+    doc = json.loads(gone.stdout)
+    assert doc["status"] == "success" and doc["data"]["results"][0]["result"] == "destroyed"
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("vastai") == []
+        (done,) = st.instances("vastai")
+    assert done.status == "destroyed" and done.cost is not None
+
+
+def test_chat_cli_answers_through_vast(cli, vast_env: FakeVast, vllm: FakeVLLM) -> None:  # type: ignore[no-untyped-def]
+    assert_exit(cli("launch", "--yes"), 0)
+    result = cli("chat", "hi", "--no-stream")
+    assert_exit(result, 0)
+    assert "Hello from Vast" in result.stdout
+    assert vllm.hits("/v1/chat/completions") >= 2  # the launch's 1-token probe, then the chat
+
+
+def test_dry_run_shows_candidates_and_choice_and_creates_nothing(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    result = cli("launch", "vastai", "--dry-run")
+    assert_exit(result, 0)
+    assert "102" in result.stdout and "101" in result.stdout and "0.18" in result.stdout and "Texas, US" in result.stdout
+    assert "Choice: offer 102" in result.stderr and "within budget" in result.stderr
+    doc = json.loads(cli("launch", "--dry-run", "--json").stdout)
+    plan = doc["data"]["plan"]
+    assert plan["choice"]["offer_id"] == 102 and plan["tier"] == "RTX 3090" and plan["budget"]["projection"] == "0.135"
+    assert [c["offer_id"] for c in plan["candidates"]] == [102, 101]
+    assert vast_env.received("PUT") == [] and vast_env.live_ids() == set()
+
+
+def test_gpu_and_max_dph_flags(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(cli("--json", "launch", "--gpu", "RTX 4090", "--dry-run").stdout)
+    assert doc["data"]["plan"]["choice"]["offer_id"] == 201
+    result = cli("launch", "--max-dph", "0.17", "--yes")
+    assert_exit(result, 1)
+    assert "no acceptable Vast.ai offer" in result.stderr and vast_env.received("PUT") == []
+    assert_exit(cli("launch", "--gpu", "RTX 9999", "--dry-run"), 2)
+
+
+def test_without_yes_and_without_a_terminal_it_refuses(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    result = cli("launch")
+    assert_exit(result, 2)
+    assert "--yes" in result.stderr and vast_env.received("PUT") == []
+
+
+def test_launch_modal_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("launch", "modal")
+    assert_exit(result, 2)
+    assert "gpuctl deploy modal" in result.stderr
+
+
+def test_no_api_key_is_exit_3(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("launch", "--dry-run")
+    assert_exit(result, 3)
+    assert "No Vast.ai API key" in result.stderr and "VASTAI_API_KEY" in result.stderr
+
+
+def test_no_wait_returns_once_created(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(cli("--json", "launch", "--yes", "--no-wait").stdout)
+    instance = doc["data"]["instance"]
+    assert instance["ready"] is False and instance["endpoint"] is None
+    with open_state(gpuctl_home) as st:
+        (row,) = st.live_instances("vastai")
+    assert row.status == "unattended" and row.remote_id == str(instance["instance_id"])
+    assert vast_env.received("GET", f"/api/v0/instances/{instance['instance_id']}/") == []
+
+
+def test_a_create_of_unknown_outcome_in_the_cli_is_exit_1_and_points_at_cleanup(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                              gpuctl_home: Path) -> None:
+    vast_env.create_but_fail(1, status=504, visible_after_lists=1000)
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "may have created an instance all the same" in result.stderr and "gpuctl cleanup" in result.stderr
+    assert create_ids(vast_env) == [102] and len(vast_env.live_ids()) == 1
+    with open_state(gpuctl_home) as st:
+        (row,) = st.live_instances("vastai")
+    assert row.status == "failed" and row.remote_id is None
+
+
+def test_ctrl_c_in_the_cli_destroys_and_exits_130(cli, vast_env: FakeVast, monkeypatch, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(watch, "probe_vllm", interrupted)
+    result = cli("launch", "--yes")
+    assert_exit(result, 130)
+    assert "interrupted: destroyed instance" in result.stderr
+    assert vast_env.live_ids() == set()
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("vastai") == []
+
+
+def test_the_cli_confirmation_names_the_retry_limit_and_stops_at_it(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    asked = cli("launch")  # no terminal: refused, but the question is shown
+    assert_exit(asked, 2)
+    assert "Rent an instance with RTX 3090 at $0.18/h?" in asked.stderr
+    assert "retries stay within $0.225/h and the RTX 3090 tier" in asked.stderr
+    dry = json.loads(cli("--json", "launch", "--dry-run").stdout)
+    assert dry["data"]["plan"]["retry_max_dph"] == "0.225"
+    vast_env.remove_offer(101)
+    vast_env.remove_offer(201)
+    vast_env.fail_boot(offer_id=102)
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "are exhausted" in result.stderr and "gpuctl launch --dry-run" in result.stderr
+    assert create_ids(vast_env) == [102] and vast_env.live_ids() == set()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5", "0"])
+def test_max_dph_must_be_a_finite_positive_number(cli, vast_env: FakeVast, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Finding 4: NaN compares false with every price, so `--max-dph nan` capped nothing."""
+    result = cli("launch", "--dry-run", "--max-dph", value)
+    assert_exit(result, 2)
+    assert "--max-dph must be a finite number" in result.stderr
+    assert vast_env.requests == []  # refused before any API call
+
+
+def test_session_budget_refuses_before_any_write(cli, vast_env: FakeVast, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("VASTAI_SESSION_BUDGET_LIMIT", "0.10")  # 0.18 $/h × 45 min = $0.135
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "session budget of $0.10" in result.stderr and "nothing was created" in result.stderr
+    assert vast_env.received("PUT") == [] and vast_env.live_ids() == set()
+
+
+def test_total_budget_counts_what_was_spent(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with open_state(gpuctl_home) as st:
+        old = st.add_instance_intent(provider="vastai", label="gpuctl:default:0123456789ab", dph="1.00")
+        st.mark_instance_destroyed(old, cost="14.90")
+    result = cli("launch", "--yes")
+    assert_exit(result, 1)
+    assert "only $0.10 is left of the $15.00" in result.stderr and "$14.90 spent" in result.stderr
+    assert vast_env.received("PUT") == []
+    with open_state(gpuctl_home) as st:
+        st.mark_instance_destroyed(old, cost="15.00")
+    spent = cli("launch", "--yes")
+    assert_exit(spent, 1)
+    assert "budget is spent" in spent.stderr
+    assert len(vast_env.received("POST", "/api/v0/bundles/")) == 1  # no search the second time: spent is spent
