@@ -2,8 +2,8 @@
 
 Owns: `HumanUI` (the answer on stdout, as raw text or Markdown by block in a terminal; people's
 notes, the stats line and fallbacks on stderr), `JsonUI` (NDJSON on stdout: chunks, then a
-summary or an error per answer), and the stats, fallback and /cost lines they print. Money is
-rounded by `gpuctl.costs.round_money` (the one place for it); here it only gets its "~$".
+summary or an error per answer), and the stats, fallback and /cost lines they print. Costs
+arrive computed (the router's estimate, the session's sums); here they are only shown.
 
 Must not: read input, touch the database or the network, or compute a price.
 """
@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpuctl.cli.chat.render import StreamRenderer, WaitIndicator
-from gpuctl.costs import round_money
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError
 
 if TYPE_CHECKING:
@@ -33,10 +32,11 @@ def money(value: Decimal | None) -> str:
     if value == 0:
         return "$0.00"
     if value >= Decimal("0.01"):
-        return f"~${round_money(value):f}"
+        return f"~${value:.2f}"
     if value < Decimal("0.000001"):
         return "<$0.000001"
-    return f"~${round_money(value, -value.adjusted() + 1):f}"  # two significant digits
+    digits = -value.adjusted() + 1  # two significant digits
+    return f"~${value:.{digits}f}"
 
 
 def fallback_lines(reason: str | None) -> list[str]:
