@@ -47,7 +47,7 @@ def _raw(chunks: list[str]) -> float:
 
 
 def _ours(chunks: list[str], *, markdown: bool) -> float:
-    from gpuctl.chat.render import StreamRenderer
+    from gpuctl.cli.chat.render import StreamRenderer
 
     with open(os.devnull, "w") as sink:
         console = Console(file=sink if not markdown else io.StringIO(), force_terminal=markdown, width=100,

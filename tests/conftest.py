@@ -69,5 +69,4 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
     return invoke
 
 
-
 from tests.fakes.vllm_server import fake_vllm  # noqa: E402,F401  (registers the fixture)

@@ -1,13 +1,10 @@
-"""The chat experience behind `gpuctl chat`: conversation, REPL, streaming rendering, transcripts.
+"""The chat conversation behind `gpuctl chat`, without any terminal.
 
-session.py   the conversation: turns, system prompt, provider choice, persistence, spend
-commands.py  the slash commands (/help, /retry, /save, /cost, ...)
-repl.py      one-shot, piped and interactive input; Ctrl-C stops an answer, not the session
-render.py    streaming output for people (plain or Markdown by block) and for machines (NDJSON)
+session.py     the conversation: turns, system prompt, provider choice, persistence, spend
 transcript.py  /save as Markdown or JSON, written atomically
 
-Must not import `gpuctl.cli` (the CLI imports this, never the other way round); consoles and
-the JSON writer are handed in.
+Must not print, read input or import rich, prompt_toolkit or `gpuctl.cli`: the terminal side
+(REPL, rendering, slash commands) is `gpuctl.cli.chat`; `gpuctl.ops.chat` opens a session.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Owns: turning a user's message into a routed request that carries the earlier tu
 each exchange in the state database — complete, or marked partial when the user stopped it or
 the stream broke — /retry, /reset, /system, /provider, and the per-provider tally /cost shows.
 
-Must not: print, read input or know about terminals (repl.py and render.py do), talk HTTP (the
-router does) or run SQL (state.py does).
+Must not: print, read input or know about terminals (`gpuctl.cli.chat` does), talk HTTP (the
+router does) or run SQL (state.py does). `gpuctl.ops.chat.open_session` opens one from settings.
 """
 
 from __future__ import annotations
@@ -232,6 +232,18 @@ class ChatSession:
                 self.state.delete_messages(self.conversation_id, [t.id for t in removed if t.id is not None])
             del self.turns[last:]
         return await self.ask(question, on_text)
+
+    def prefetch(self) -> None:
+        """Warm what a first fallback answer would need, while a person types (no network)."""
+        self.manager.prefetch()
+
+    def order(self) -> list[str]:
+        """The configured providers, in the order `auto` tries them."""
+        return [s.name for s in self.manager.slots() if s.configured]
+
+    def likely_cold(self, name: str) -> bool:
+        """Whether asking `name` now would probably wait for a cold start (for the spinner's words)."""
+        return self.manager.likely_cold(name)
 
     def trying(self) -> str | None:
         """The provider being waited on now (for the spinner): best effort, no network."""

@@ -33,10 +33,10 @@ class AppContext:
         return self._settings
 
     def state(self) -> State:
-        from gpuctl.config import ensure_home
-        from gpuctl.state import open_state
+        """The state for this command's settings: the one way a command gets it."""
+        from gpuctl.state import open_for
 
-        return open_state(ensure_home(self.settings().home))
+        return open_for(self.settings())
 
 
 def app_context(ctx: typer.Context) -> AppContext:

@@ -85,21 +85,12 @@ class GpuctlGroup(TyperGroup):
             code = report_error(ctx, exc)
             ctx.exit(code)
         except _CLICK_ERRORS as exc:  # bad flags / values: still one JSON document with --json
-            out = _output(ctx)
-            if out.json_mode and not out.emitted:
-                from gpuctl.cli.output import envelope
-
-                code = int(getattr(exc, "exit_code", 2))
-                out.print_json(envelope(out.command, status="error", exit_code=code,
-                                        errors=[{"type": "UsageError", "message": getattr(exc, "format_message", exc.__str__)(), "hint": None}]))
+            message = getattr(exc, "format_message", exc.__str__)()
+            _output(ctx).fail("UsageError", message, exit_code=int(getattr(exc, "exit_code", 2)))
             raise  # Typer prints the usage message on stderr and exits 2
         except KeyboardInterrupt:
             out = _output(ctx)
-            if out.json_mode and not out.emitted:
-                from gpuctl.cli.output import envelope
-
-                out.print_json(envelope(out.command, status="error", exit_code=EXIT_INTERRUPTED,
-                                        errors=[{"type": "Interrupted", "message": "interrupted"}]))
+            out.fail("Interrupted", "interrupted", exit_code=EXIT_INTERRUPTED)
             out.error("interrupted")
             ctx.exit(EXIT_INTERRUPTED)
 
@@ -122,13 +113,9 @@ def report_error(ctx: Any, exc: GpuctlError) -> int:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    if out.json_mode and not out.emitted:
-        from gpuctl.cli.output import envelope
-
-        status = "partial" if isinstance(exc, PartialError) else "error"
-        data = getattr(exc, "data", None)  # PartialError and other errors that carry their results
-        errors = [{"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}]
-        out.print_json(envelope(out.command, status=status, exit_code=code, data=data, errors=errors))
+    out.fail(type(exc).__name__, exc.message, hint=exc.hint, exit_code=code,
+             status="partial" if isinstance(exc, PartialError) else "error",
+             data=getattr(exc, "data", None))  # PartialError and other errors that carry their results
     out.error(exc.message, exc.hint)
     return code
 

@@ -39,6 +39,11 @@ def envelope(command: str, *, status: str, exit_code: int, data: Any = None,
     }
 
 
+def error_entry(kind: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    """One item of the envelope's `errors`: what went wrong (the error's class name), and the fix."""
+    return {"type": kind, "message": message, "hint": hint}
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # exact decimals travel as strings
@@ -79,6 +84,14 @@ class Output:
         """In --json mode print the envelope; otherwise the caller renders for people."""
         if self.json_mode:
             self.print_json(envelope(self.command, status=status, exit_code=exit_code, data=data, errors=errors))
+
+    def fail(self, kind: str, message: str, *, exit_code: int, hint: str | None = None,
+             status: str = "error", data: Any = None) -> None:
+        """In --json mode the error envelope, unless this run already printed its document
+        (a streaming command's lines, or a result before the failure): one document per run."""
+        if self.json_mode and not self.emitted:
+            self.print_json(envelope(self.command, status=status, exit_code=exit_code, data=data,
+                                     errors=[error_entry(kind, message, hint)]))
 
     def print_json(self, value: Any) -> None:
         """One JSON document (or one NDJSON line) on stdout, written raw: no markup, no wrapping."""

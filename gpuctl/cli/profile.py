@@ -1,4 +1,7 @@
-"""`gpuctl profile ...`: list, show, create, use, set, unset, delete TOML profiles."""
+"""`gpuctl profile ...`: list, show, create, use, set, unset, delete TOML profiles.
+
+Each command parses, calls one `gpuctl.ops.profile` function and renders what it returns.
+"""
 
 from __future__ import annotations
 
@@ -12,34 +15,25 @@ from gpuctl.cli.group import new_app
 app = new_app(help="Manage TOML profiles (GPUCTL_HOME/profiles/NAME.toml).\n\nExample: [bold]gpuctl profile create dev[/bold]")
 
 
-def _target(ctx: typer.Context, name: str | None = None) -> tuple[Path, str]:
-    from gpuctl.config import gpuctl_home, target_profile
-
-    home = gpuctl_home()
-    return home, target_profile(home, name or app_context(ctx).profile_flag)
-
-
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List profiles; the active one is marked.
 
     Example: gpuctl profile list
     """
-    from gpuctl.config import active_profile_name, gpuctl_home, list_profiles
+    from gpuctl.ops import profile as profiles
 
-    out = app_context(ctx).out
-    home = gpuctl_home()
-    names = list_profiles(home)
-    active, source = active_profile_name(home, flag=app_context(ctx).profile_flag)
-    data = {"profiles": [{"name": n, "active": n == active} for n in names], "active": active, "active_source": source, "home": str(home)}
+    actx = app_context(ctx)
+    out = actx.out
+    data = profiles.list_all(flag=actx.profile_flag)
     if out.json_mode:
         out.result(data)
         return
-    if not names:
+    if not data["profiles"]:
         out.info("No profiles yet: gpuctl works from the environment alone. Create one with `gpuctl profile create NAME`.")
         return
-    for n in names:
-        out.print(f"{'*' if n == active else ' '} {n}", highlight=False)
+    for p in data["profiles"]:
+        out.print(f"{'*' if p['active'] else ' '} {p['name']}", highlight=False)
 
 
 @app.command("show")
@@ -52,30 +46,21 @@ def show(
 
     Example: gpuctl profile show --resolved
     """
-    from gpuctl.config import load_settings
+    from gpuctl.ops import profile as profiles
 
     actx = app_context(ctx)
     out = actx.out
-    if resolved:
-        settings = load_settings(profile=name or actx.profile_flag)
-        resolved_rows = settings.rows()
-        data = {"profile": settings.profile, "file": settings.profile_file,
-                "settings": {r["key"]: {"value": r["value"], "source": r["source"]} for r in resolved_rows}}
-        if out.json_mode:
-            out.result(data)
-            return
-        out.info(f"Profile: {settings.profile or '(none: environment and defaults)'}")
-        out.print(out.table(["key", "value", "source"], [[r["key"], r["value"], r["source"]] for r in resolved_rows]))
-        return
-    from gpuctl.config import read_profile_masked
-
-    home, target = _target(ctx, name)
-    path, masked = read_profile_masked(home, target)
+    data = profiles.show_resolved(name or actx.profile_flag) if resolved else profiles.show(name or actx.profile_flag)
     if out.json_mode:
-        out.result({"profile": target, "file": path, "values": masked})
+        out.result(data)
         return
-    out.info(f"Profile {target} ({path})")
-    rows = [[f"{s}.{k}", v] for s, t in masked.items() for k, v in t.items()]
+    if resolved:
+        out.info(f"Profile: {data['profile'] or '(none: environment and defaults)'}")
+        rows = [[key, item["value"], item["source"]] for key, item in data["settings"].items()]
+        out.print(out.table(["key", "value", "source"], rows))
+        return
+    out.info(f"Profile {data['profile']} ({data['file']})")
+    rows = [[f"{s}.{k}", v] for s, t in data["values"].items() for k, v in t.items()]
     if rows:
         out.print(out.table(["key", "value"], rows))
     else:
@@ -92,19 +77,14 @@ def create(
 
     Example: gpuctl profile create dev --from configs/profiles/modal-only.toml
     """
-    from gpuctl.config import active_profile_name, create_profile, gpuctl_home, set_active_profile
+    from gpuctl.ops import profile as profiles
 
     out = app_context(ctx).out
-    home = gpuctl_home()
-    none_active = active_profile_name(home, env={})[0] is None  # read config.toml before writing anything
-    path = create_profile(home, name, from_file=from_file)
-    activated = False
-    if none_active:
-        set_active_profile(home, name)
-        activated = True
-    out.result({"profile": name, "file": path, "active": activated})
+    data = profiles.create(name, from_file=from_file)
+    out.result(data)
     if not out.json_mode:
-        out.info(f"Created profile {name} at {path}" + (" (now active)" if activated else f"; use it with `gpuctl profile use {name}`"))
+        out.info(f"Created profile {name} at {data['file']}"
+                 + (" (now active)" if data["active"] else f"; use it with `gpuctl profile use {name}`"))
 
 
 @app.command("use")
@@ -113,11 +93,10 @@ def use(ctx: typer.Context, name: str = typer.Argument(..., help="Profile to mak
 
     Example: gpuctl profile use dev
     """
-    from gpuctl.config import gpuctl_home, set_active_profile
+    from gpuctl.ops import profile as profiles
 
     out = app_context(ctx).out
-    set_active_profile(gpuctl_home(), name)
-    out.result({"active": name})
+    out.result(profiles.use(name))
     if not out.json_mode:
         out.info(f"Active profile: {name}")
 
@@ -132,18 +111,14 @@ def set_(
 
     Example: gpuctl profile set modal.gpu A100-80GB
     """
-    from gpuctl.config import KEYS_BY_NAME, set_profile_value
-    from gpuctl.redact import mask_secret, redact
+    from gpuctl.ops import profile as profiles
 
-    out = app_context(ctx).out
-    home, target = _target(ctx)
-    typed = set_profile_value(home, target, key, value)
-    shown = mask_secret(typed) if KEYS_BY_NAME[key].secret and isinstance(typed, str) else typed
-    if isinstance(shown, str):
-        shown = redact(shown)  # a URL may carry user:password or ?api_key=
-    out.result({"profile": target, "key": key, "value": shown})
+    actx = app_context(ctx)
+    out = actx.out
+    data = profiles.set_value(key, value, profile=actx.profile_flag)
+    out.result(data)
     if not out.json_mode:
-        out.info(f"{target}: {key} = {shown}")
+        out.info(f"{data['profile']}: {key} = {data['value']}")
 
 
 @app.command("unset")
@@ -152,14 +127,14 @@ def unset(ctx: typer.Context, key: str = typer.Argument(..., help="Dotted key, e
 
     Example: gpuctl profile unset modal.gpu
     """
-    from gpuctl.config import unset_profile_value
+    from gpuctl.ops import profile as profiles
 
-    out = app_context(ctx).out
-    home, target = _target(ctx)
-    removed = unset_profile_value(home, target, key)
-    out.result({"profile": target, "key": key, "removed": removed})
+    actx = app_context(ctx)
+    out = actx.out
+    data = profiles.unset_value(key, profile=actx.profile_flag)
+    out.result(data)
     if not out.json_mode:
-        out.info(f"{target}: {key} " + ("removed" if removed else "was not set"))
+        out.info(f"{data['profile']}: {key} " + ("removed" if data["removed"] else "was not set"))
 
 
 @app.command("delete")
@@ -174,19 +149,16 @@ def delete(
     Example: gpuctl profile delete dev --yes
     """
     from gpuctl.cli.prompts import confirm
-    from gpuctl.config import delete_profile, gpuctl_home
+    from gpuctl.ops import profile as profiles
 
-    actx = app_context(ctx)
+    out = app_context(ctx).out
     if dry_run:
-        from gpuctl.config import read_profile_masked
-
-        path, _ = read_profile_masked(gpuctl_home(), name)  # exists and is readable
-        actx.out.result({"dry_run": True, "would_delete": path})
-        if not actx.out.json_mode:
-            actx.out.info(f"Would delete profile {name} ({path}). Dry run: nothing changed.")
+        data = profiles.plan_delete(name)
+        out.result(data)
+        if not out.json_mode:
+            out.info(f"Would delete profile {name} ({data['would_delete']}). Dry run: nothing changed.")
         return
-    confirm(actx.out, f"Delete profile {name!r} (its keys are lost)?", yes=yes)
-    delete_profile(gpuctl_home(), name)
-    actx.out.result({"deleted": name})
-    if not actx.out.json_mode:
-        actx.out.info(f"Deleted profile {name}")
+    confirm(out, f"Delete profile {name!r} (its keys are lost)?", yes=yes)
+    out.result(profiles.delete(name))
+    if not out.json_mode:
+        out.info(f"Deleted profile {name}")

@@ -21,7 +21,7 @@ from tests.fakes.vllm_server import FakeVLLM
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "forkpty"), reason="needs a pseudo-terminal")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 LONG = "Streaming " + " ".join(f"w{i}" for i in range(400)) + " end."
 
 

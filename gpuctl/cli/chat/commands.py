@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpuctl.chat import transcript
-from gpuctl.chat.render import cost_line
+from gpuctl.cli.chat.ui import cost_line
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from gpuctl.chat.render import ChatUI
     from gpuctl.chat.session import ChatSession
+    from gpuctl.cli.chat.ui import ChatUI
 
 HELP = (
     ("/help", "this list"),

@@ -1,8 +1,8 @@
-"""How chat answers reach the screen (or a pipe, or a JSON reader), chunk by chunk.
+"""How an answer reaches the screen (or a pipe) chunk by chunk, and the wait before it.
 
 Owns: `StreamRenderer` (an answer as it streams: plain text, or Markdown rendered block by
-block), `WaitIndicator` (the spinner before the first token), the stats line, and the two chat
-UIs: `HumanUI` (answer on stdout, people's notes on stderr) and `JsonUI` (NDJSON on stdout).
+block) and `WaitIndicator` (the spinner before the first token). The lines around an answer and
+the two chat UIs that use these are in `ui.py`.
 
 Rendering stays linear in the answer's length, the known trap being live Markdown that
 re-renders the whole text on every token. Plain mode writes each chunk once. Markdown mode
@@ -10,7 +10,7 @@ renders each *completed* block (paragraph, heading, fenced code) exactly once; t
 being written shows as raw text in a small transient region holding only its last screenful,
 refreshed at most every `refresh_s` seconds — so a refresh costs a screenful, not the answer.
 
-Must not: read input, touch the database or the network, or import `gpuctl.cli`.
+Must not: read input, touch the database or the network.
 """
 
 from __future__ import annotations
@@ -19,19 +19,14 @@ import math
 import re
 import time
 from collections.abc import Callable
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 
-from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError
-
 if TYPE_CHECKING:
     from rich.live import Live
     from rich.status import Status
-
-    from gpuctl.chat.session import Answer, Spend
 
 # A fence opens a code block: up to three spaces, then ``` or ~~~ (CommonMark).
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -230,211 +225,3 @@ class WaitIndicator:
         if self._status is not None:
             self._status.stop()
             self._status = None
-
-
-# -------------------------------------------------------------- formatting
-
-
-def money(value: Decimal | None) -> str:
-    """An estimate for people: cents when it is that much, else two significant digits."""
-    if value is None:
-        return "cost n/a"
-    if value == 0:
-        return "$0.00"
-    if value >= Decimal("0.01"):
-        return f"~${value:.2f}"
-    if value < Decimal("0.000001"):
-        return "<$0.000001"
-    digits = -value.adjusted() + 1  # two significant digits
-    return f"~${value:.{digits}f}"
-
-
-def fallback_lines(reason: str | None) -> list[str]:
-    """'modal: waking up; vastai: breaker open' → one 'fell back from X: why' per provider."""
-    if not reason:
-        return []
-    lines = []
-    for part in reason.split("; "):
-        name, sep, why = part.partition(": ")
-        lines.append(f"fell back from {name}: {why}" if sep else f"fell back: {part}")
-    return lines
-
-
-def stats_line(answer: Answer) -> str:
-    parts = [answer.provider or "?"]
-    if answer.model:
-        parts.append(answer.model)
-    if answer.usage is not None and answer.usage.total_tokens:
-        parts.append(f"{answer.usage.prompt_tokens} in / {answer.usage.completion_tokens} out tokens")
-    speed = answer.tokens_per_s
-    if speed is not None:
-        parts.append(f"{speed:.1f} tok/s")
-    if answer.ttft_s is not None:
-        parts.append(f"TTFT {answer.ttft_s:.2f} s")
-    if answer.cost is None and answer.provider == "vastai":
-        parts.append("billed by instance time (gpuctl cost report)")
-    else:
-        parts.append(money(answer.cost))
-    if answer.partial:
-        parts.append("partial answer kept")
-    return " · ".join(parts)
-
-
-def cost_line(spend: dict[str, Spend], total: Spend) -> str:
-    """/cost: this session's estimated spend, in total and per provider."""
-    if not total.answers:
-        return "Session spend: $0.00 (no answers yet)"
-    shown = "$0.00" if total.cost == 0 and not total.unpriced else money(total.cost) if total.cost else "cost n/a"
-    per = []
-    for name, part in sorted(spend.items()):
-        what = f"{part.answers} answer{'s' if part.answers != 1 else ''}, " \
-               f"{part.prompt_tokens} in / {part.completion_tokens} out tokens, "
-        what += money(part.cost) if not part.unpriced else (
-            "cost n/a" if not part.cost else f"{money(part.cost)} + {part.unpriced} unpriced")
-        per.append(f"{name}: {what}")
-    return f"Session spend: {shown} estimated for {total.answers} answer{'s' if total.answers != 1 else ''} " \
-           f"({'; '.join(per)})"
-
-
-# -------------------------------------------------------------- the two UIs
-
-
-class HumanUI:
-    """Answers on stdout (as raw text, or Markdown by block in a terminal), the rest on stderr."""
-
-    json_mode = False
-
-    def __init__(self, stdout: Console, stderr: Console, *, markdown: bool = False) -> None:
-        self.stdout = stdout
-        self.stderr = stderr
-        self.markdown = markdown
-        self._renderer: StreamRenderer | None = None
-        self._waiting: WaitIndicator | None = None
-
-    @property
-    def interactive(self) -> bool:
-        return self.stdout.is_terminal
-
-    # an answer's life: begin → text* → done | stopped | failed (close() always)
-    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
-        self._waiting = WaitIndicator(self.stderr, trying, likely_cold=likely_cold)
-        self._waiting.start()
-        self._renderer = StreamRenderer(self.stdout, markdown=self.markdown)
-
-    def tick(self) -> None:
-        if self._waiting is not None:
-            self._waiting.tick()
-
-    def text(self, text: str) -> None:
-        if self._waiting is not None:
-            self._waiting.stop()
-            self._waiting = None
-        if self._renderer is not None:
-            self._renderer.feed(text)
-
-    def close(self) -> None:
-        if self._waiting is not None:
-            self._waiting.stop()
-            self._waiting = None
-        if self._renderer is not None:
-            self._renderer.finish()
-            self._renderer = None
-
-    def done(self, answer: Answer) -> None:
-        self.close()
-        self._note(stats_line(answer))
-        for line in fallback_lines(answer.fallback_reason):
-            self._note(line)
-
-    def stopped(self, answer: Answer | None, *, final: bool) -> None:
-        self.close()
-        if answer is not None:
-            self._note(stats_line(answer))
-        if not final:
-            self._note("(stopped" + ("; the partial answer is kept" if answer else "") + ")")
-
-    def error(self, exc: GpuctlError, *, final: bool) -> None:
-        """In the REPL, show the error and go on; a final error is shown by cli/main once."""
-        self.close()
-        if not final:
-            self.stderr.print(f"[bold red]Error:[/bold red] {escape(exc.message)}", highlight=False)
-            if exc.hint:
-                self._note(f"Hint: {exc.hint}")
-
-    def interrupted(self) -> None:
-        self.close()
-
-    # slash commands and session notes
-    def show(self, text: str, data: dict[str, Any] | None = None) -> None:
-        """A result the user asked for (/cost, /help): data on stdout."""
-        self.stdout.print(escape(text), highlight=False, soft_wrap=True)
-
-    def note(self, text: str) -> None:
-        self._note(text)
-
-    def prompt(self, text: str) -> None:
-        """The input prompt when there is no line editor (stdout is not a terminal): stderr."""
-        self.stderr.file.write(text)
-        self.stderr.file.flush()
-
-    def _note(self, text: str) -> None:
-        self.stderr.print(f"[dim]{escape(text)}[/dim]", highlight=False, soft_wrap=True)
-
-
-class JsonUI:
-    """One JSON object per line on stdout: chunks, then a summary (or an error) per answer."""
-
-    json_mode = True
-    interactive = False
-    markdown = False  # answers are JSON; kept so every UI has the same attributes
-
-    def __init__(self, emit: Callable[[Any], None]) -> None:
-        self.emit = emit
-
-    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def text(self, text: str) -> None:
-        self.emit({"type": "chunk", "text": text})
-
-    def close(self) -> None:
-        pass
-
-    def done(self, answer: Answer) -> None:
-        self.emit(answer.summary())
-
-    def stopped(self, answer: Answer | None, *, final: bool) -> None:
-        if answer is not None:
-            self.emit(answer.summary())
-        if final:
-            self.interrupted()
-        else:
-            self.emit({"type": "stopped", "partial_kept": answer is not None})
-
-    def error(self, exc: GpuctlError, *, final: bool) -> None:
-        self.emit({"type": "error", "error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
-                   "exit_code": exc.exit_code if final else None})
-
-    def interrupted(self) -> None:
-        self.emit({"type": "error", "error": "Interrupted", "message": "interrupted", "hint": None,
-                   "exit_code": EXIT_INTERRUPTED})
-
-    def show(self, text: str, data: dict[str, Any] | None = None) -> None:
-        self.emit({"type": "info", "message": text, **(data or {})})
-
-    def note(self, text: str) -> None:
-        self.emit({"type": "note", "message": text})
-
-    def prompt(self, text: str) -> None:
-        pass  # stdout carries only JSON lines
-
-
-ChatUI = HumanUI | JsonUI
-
-
-def make_ui(stdout: Console, stderr: Console, emit_json: Callable[[Any], None] | None = None) -> ChatUI:
-    """The UI for this run: NDJSON when `emit_json` is given (--json), else for people."""
-    return JsonUI(emit_json) if emit_json is not None else HumanUI(stdout, stderr)

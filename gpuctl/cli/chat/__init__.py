@@ -1,6 +1,16 @@
 """`gpuctl chat`: interactive, one-shot and piped chat over the routed providers.
 
-Parses flags and hands over to `gpuctl.chat.repl.run_chat`, which streams to the UI given here.
+This package is the chat's terminal side; the conversation itself is `gpuctl.chat.session`,
+opened by `gpuctl.ops.chat`:
+
+__init__.py  the command: parses flags, picks the UI, hands over to `repl.run_chat`
+repl.py      one-shot and the REPL; Ctrl-C stops an answer, not the session
+lines.py     where input comes from: prompt, pipe, plain terminal, prompt_toolkit editor
+commands.py  the slash commands (/help, /retry, /save, /cost, ...)
+ui.py        the two UIs (people: stdout + stderr; --json: NDJSON) and the stats/cost lines
+render.py    an answer as it streams (plain, or Markdown by block) and the wait spinner
+
+Only the command is imported for `gpuctl --help`; the rest loads when a chat starts.
 """
 
 from __future__ import annotations
@@ -43,12 +53,11 @@ def chat(
     speed, time to first token, estimated cost, fallback) goes to stderr. --json prints NDJSON:
     {"type": "chunk"} per chunk, then {"type": "summary"} (or {"type": "error"}).
     """
-    from gpuctl.chat.render import make_ui
-    from gpuctl.chat.repl import ChatOptions, run_chat
+    from gpuctl.cli.chat.repl import ChatOptions, run_chat
+    from gpuctl.cli.chat.ui import make_ui
 
     actx = app_context(ctx)
-    out = actx.out
-    ui = make_ui(out.stdout, out.stderr, out.print_json if out.json_mode else None)
+    ui = make_ui(actx.out)
     try:
         settings = actx.settings({"chat.temperature": temperature, "chat.max_tokens": max_tokens,
                                   "chat.markdown": markdown})

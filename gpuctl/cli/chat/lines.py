@@ -1,57 +1,34 @@
-"""Running a chat: one-shot, piped, or the interactive REPL — and what Ctrl-C means in each.
+"""Where the chat's input comes from: a prompt, a pipe, a plain terminal or the line editor.
 
 Which mode (the rule `gpuctl chat --help` documents):
   - a PROMPT argument or `-f FILE`: ask once (piped stdin, if any, goes before it) and exit;
-  - no prompt and piped stdin: if any line is a slash command (/cost, /exit, ...), each line is
-    REPL input; otherwise the whole of stdin is one prompt;
+  - no prompt and piped stdin: if its last line is /exit (or /quit), each line is REPL input;
+    otherwise the whole of stdin is one prompt;
   - no prompt and a terminal: the REPL, with line editing and history when stdout is a terminal
-    too (prompt_toolkit), else plain line input.
+    too (prompt_toolkit, imported only then), else plain line input.
+Text between \"\"\" lines is one multi-line input in every REPL mode.
 
-Ctrl-C: each answer runs in its own `asyncio.Runner.run`, whose SIGINT handler cancels just
-that answer's task; the session records the partial answer and the REPL reads the next line.
-Ctrl-C or Ctrl-D at an empty prompt ends the REPL (exit 0). In one-shot mode Ctrl-C ends the
-command (cli/main turns KeyboardInterrupt into exit 130).
-
-Must not: print directly (the UI renders) or run SQL/HTTP (session → state, router).
+Must not: print (the UI's `prompt` writes the plain prompt) or run SQL/HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from gpuctl.chat import commands
-from gpuctl.chat.session import Answer, ChatSession
-from gpuctl.errors import GpuctlError, UsageError
+from gpuctl.cli.chat import commands
+from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from gpuctl.chat.render import ChatUI
-    from gpuctl.config import Settings
+    from gpuctl.cli.chat.ui import ChatUI
 
 HISTORY_FILE = "chat_history"
 PROMPT = "> "
-TICK_S = 0.1  # spinner refresh while waiting for the first token
 TRIPLE = '"""'
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    """What `gpuctl chat` was asked to do (temperature and max tokens travel in settings)."""
-
-    prompt: str | None = None
-    file: Path | None = None
-    system: str | None = None
-    provider: str | None = None
-    stream: bool = True
-    continue_last: bool = False
-    conversation: int | None = None
 
 
 class LineSource(Protocol):
@@ -59,143 +36,23 @@ class LineSource(Protocol):
         """The next input (possibly several lines), or None at the end (EOF, Ctrl-D, Ctrl-C)."""
 
 
-def run_chat(options: ChatOptions, settings: Settings, ui: ChatUI, *, stdin: TextIO | None = None) -> None:
-    """Run `gpuctl chat`. Raises the error tree (and KeyboardInterrupt for a stopped one-shot)."""
-    try:
-        _run(options, settings, ui, sys.stdin if stdin is None else stdin)
-    except GpuctlError as exc:
-        ui.error(exc, final=True)  # --json: the final {"type": "error"} line
-        raise
-
-
-def _run(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO) -> None:
-    prompt, source = _inputs(options, settings, ui, stdin)
-    from gpuctl.config import ensure_home
-    from gpuctl.routing.manager import BackendManager
-    from gpuctl.state import open_state
-
-    state = open_state(ensure_home(settings.home))
-    manager = BackendManager(settings, state=state)
-    runner = asyncio.Runner()
-    try:
-        session = ChatSession.open(
-            manager, state, settings, system=options.system, stream=options.stream,
-            continue_last=options.continue_last, conversation=options.conversation,
-        )
-        if options.provider is not None:
-            session.set_provider(None if options.provider == "auto" else options.provider)
-        session.require_provider()
-        if options.continue_last and not session.resumed:
-            ui.note("No earlier conversation: starting a new one.")
-        if prompt is not None:
-            _one_shot(session, ui, runner, prompt)
-        else:
-            assert source is not None
-            _repl(session, ui, runner, source)
-    finally:
-        try:
-            runner.run(manager.aclose())
-        finally:
-            runner.close()
-            state.close()
-
-
-# -------------------------------------------------------------- modes
-
-
-def _one_shot(session: ChatSession, ui: ChatUI, runner: asyncio.Runner, prompt: str) -> None:
-    try:
-        answer = runner.run(_answer(session, ui, lambda on_text: session.ask(prompt, on_text)))
-    except KeyboardInterrupt:
-        ui.stopped(session.interrupted, final=True)
-        raise
-    ui.done(answer)
-
-
-def _repl(session: ChatSession, ui: ChatUI, runner: asyncio.Runner, source: LineSource) -> None:
-    if ui.interactive:
-        session.manager.prefetch()  # while the person types their first question
-        order = " → ".join(s.name for s in session.manager.slots() if s.configured) or "nothing configured"
-        ui.note(f"gpuctl chat · answers from {session.provider or order} · /help for commands · Ctrl-D to exit")
-        if session.resumed:
-            ui.note(f"Resumed conversation {session.conversation_id} ({len(session.turns)} messages).")
-    while True:
-        try:
-            line = source.read(runner)
-        except KeyboardInterrupt:  # Ctrl-C at a plain prompt
-            return
-        if line is None:
-            return
-        text = line.strip()
-        if not text:
-            continue
-        if text.startswith("//"):  # "//etc is..." asks "/etc is..."
-            text = text[1:]
-        elif commands.is_command(text):
-            try:
-                action = commands.handle(session, ui, text)
-            except GpuctlError as exc:
-                ui.error(exc, final=False)
-                continue
-            if action == "exit":
-                return
-            if action == "retry":
-                _turn(session, ui, runner, session.retry)
-            continue
-        _turn(session, ui, runner, lambda on_text, q=text: session.ask(q, on_text))  # type: ignore[misc]
-
-
-def _turn(session: ChatSession, ui: ChatUI, runner: asyncio.Runner,
-          ask: Callable[[Callable[[str], None]], Awaitable[Answer]]) -> None:
-    try:
-        answer = runner.run(_answer(session, ui, ask))
-        ui.done(answer)
-    except KeyboardInterrupt:  # Ctrl-C stopped this answer only
-        ui.stopped(session.interrupted, final=False)
-    except GpuctlError as exc:  # a failed answer never ends the session either
-        ui.error(exc, final=False)
-
-
-async def _answer(session: ChatSession, ui: ChatUI,
-                  ask: Callable[[Callable[[str], None]], Awaitable[Answer]]) -> Answer:
-    # Read once, before the request: the answer it starts is itself "use" in the ledger.
-    cold = session.manager.likely_cold("modal")
-    ui.begin(session.trying, lambda: cold)
-    ticker = asyncio.create_task(_tick(ui))
-    try:
-        return await ask(ui.text)
-    finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
-        ui.close()
-
-
-async def _tick(ui: ChatUI) -> None:
-    while True:
-        await asyncio.sleep(TICK_S)
-        ui.tick()
-
-
-# -------------------------------------------------------------- input
-
-
-def _inputs(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO) -> tuple[str | None, LineSource | None]:
-    """The one-shot prompt, or where REPL lines come from."""
-    if options.prompt is not None or options.file is not None:
+def inputs(prompt: str | None, file: Path | None, home: Path, ui: ChatUI,
+           stdin: TextIO) -> tuple[str | None, LineSource | None]:
+    """The one-shot prompt, or where REPL lines come from (history lives in `home`)."""
+    if prompt is not None or file is not None:
         parts = []
         if _piped_data(stdin):
             piped = stdin.read().strip("\n")
             if piped.strip():
                 parts.append(piped)
-        if options.file is not None:
-            parts.append(_read_prompt_file(options.file))
-        if options.prompt is not None:
-            parts.append(options.prompt)
-        prompt = "\n\n".join(p for p in parts if p.strip())
-        if not prompt.strip():
+        if file is not None:
+            parts.append(_read_prompt_file(file))
+        if prompt is not None:
+            parts.append(prompt)
+        joined = "\n\n".join(p for p in parts if p.strip())
+        if not joined.strip():
             raise UsageError("the prompt is empty")
-        return prompt, None
+        return joined, None
     if not _isatty(stdin):
         text = stdin.read()
         lines = text.splitlines()
@@ -208,7 +65,7 @@ def _inputs(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO)
             raise UsageError("nothing to ask: stdin is empty", hint='gpuctl chat "your question", or run it in a terminal')
         return text.strip("\n"), None
     if ui.interactive and not ui.json_mode:
-        return None, TerminalInput(settings.home / HISTORY_FILE)
+        return None, TerminalInput(home / HISTORY_FILE)
     lines_iter = (line.rstrip("\n") for line in iter(stdin.readline, ""))
     return None, PlainLines(lines_iter, prompt=lambda: ui.prompt(PROMPT))
 
