@@ -28,9 +28,12 @@ def claude() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def fresh_gpuctl() -> Iterator[ModuleType]:
-    """`import gpuctl` anew so its lazily created `backend_manager` reads this test's environment."""
-    sys.modules.pop("gpuctl", None)
-    module = importlib.import_module("gpuctl")
-    yield module
-    sys.modules.pop("gpuctl", None)
-    importlib.import_module("gpuctl")
+    """`import gpuctl` anew so its lazily created `backend_manager` reads this test's environment.
+
+    The original module object is put back after: a third one would lack the submodule
+    attributes (`gpuctl.bundle`) that later tests reach through it."""
+    original = sys.modules.pop("gpuctl")
+    try:
+        yield importlib.import_module("gpuctl")
+    finally:
+        sys.modules["gpuctl"] = original
