@@ -30,11 +30,11 @@ def _closed_port() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def _manager(home: Path, priority: str, **env: str) -> Any:
+def _manager(home: Path, priority: str, flags: dict[str, Any] | None = None, **env: str) -> Any:
     from gpuctl.config import load_settings
     from gpuctl.routing.manager import BackendManager
 
-    settings = load_settings(env={"GPUCTL_PRIORITY": priority, **env}, home=home)
+    settings = load_settings(env={"GPUCTL_PRIORITY": priority, **env}, home=home, flags=flags)
     return BackendManager(settings)
 
 
@@ -106,13 +106,11 @@ async def _streaming(url: str, home: Path, n: int) -> tuple[float, float]:
 async def _failover(url: str, home: Path, n: int) -> tuple[float, float, float]:
     """Direct request to the answering provider vs primary refused → it, vs primary breaker open."""
     direct = _manager(home / "a", "endpoint", GPUCTL_ENDPOINT_URL=url, GPUCTL_ENDPOINT_MODEL=MODEL)
-    refused = _manager(home / "b", "modal,endpoint", MODAL_WEB_URL=_closed_port(), GPUCTL_ENDPOINT_URL=url,
-                       GPUCTL_ENDPOINT_MODEL=MODEL)
     # a breaker that never opens, so every request pays the refused attempt
-    _override(refused, **{"routing.failure_threshold": 10**9})
-    skipped = _manager(home / "c", "modal,endpoint", MODAL_WEB_URL=_closed_port(), GPUCTL_ENDPOINT_URL=url,
-                       GPUCTL_ENDPOINT_MODEL=MODEL)
-    _override(skipped, **{"routing.failure_threshold": 1, "routing.cooldown_s": 10**6})
+    refused = _manager(home / "b", "modal,endpoint", {"routing.failure_threshold": 10**9},
+                       MODAL_WEB_URL=_closed_port(), GPUCTL_ENDPOINT_URL=url, GPUCTL_ENDPOINT_MODEL=MODEL)
+    skipped = _manager(home / "c", "modal,endpoint", {"routing.failure_threshold": 1, "routing.cooldown_s": 10**6},
+                       MODAL_WEB_URL=_closed_port(), GPUCTL_ENDPOINT_URL=url, GPUCTL_ENDPOINT_MODEL=MODEL)
     for manager in (direct, refused, skipped):
         for _ in range(5):
             await manager.chat_completion(MESSAGES)
@@ -125,15 +123,6 @@ async def _failover(url: str, home: Path, n: int) -> tuple[float, float, float]:
     for manager in (direct, refused, skipped):
         await manager.aclose()
     return percentile(d, 50), percentile(r, 50), percentile(s, 50)
-
-
-def _override(manager: Any, **values: Any) -> None:
-    from dataclasses import replace
-
-    from gpuctl.config import Resolved
-
-    settings = manager.settings
-    manager._settings = replace(settings, values={**settings.values, **{k: Resolved(v, "bench") for k, v in values.items()}})
 
 
 async def _concurrent(url: str, home: Path, batches: int, width: int = 32) -> tuple[float, float]:

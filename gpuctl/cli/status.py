@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from gpuctl.cli.context import app_context
 from gpuctl.cli.output import Output
+
+if TYPE_CHECKING:
+    from gpuctl.routing.status import StatusReport
 
 
 def status(
@@ -34,37 +37,37 @@ def status(
         return
     with out.spinner("Checking providers…"):
         report = collect_status(settings, deep=deep, wake=wake)
-    if report["provider"] is None:
+    if report.current is None:
         # Nothing can answer: an error for scripts and monitors (exit 1), with the full report.
         if out.json_mode:
-            out.result(report, status="error", exit_code=1,
-                       errors=[{"type": "AllProvidersFailedError", "message": report["reason"], "hint": None}])
+            out.result(report.as_dict(), status="error", exit_code=1,
+                       errors=[{"type": "AllProvidersFailedError", "message": report.reason, "hint": None}])
         else:
             _render(out, report)
-            out.error(report["reason"], "see each provider's line above")
+            out.error(report.reason, "see each provider's line above")
         raise typer.Exit(1)
     _render(out, report)
 
 
-def _render(out: Output, report: dict[str, Any], *, clear: bool = False) -> None:
+def _render(out: Output, report: StatusReport, *, clear: bool = False) -> None:
     if out.json_mode:
         if clear:
-            out.print_json(report)  # --watch --json: one document per refresh (NDJSON)
+            out.print_json(report.as_dict())  # --watch --json: one document per refresh (NDJSON)
         else:
-            out.result(report)
+            out.result(report.as_dict())
         return
     if clear and out.stdout.is_terminal:
         out.stdout.clear()
     rows = []
-    for p in report["providers"]:
-        marker = "→" if p["provider"] == report["provider"] else " "
-        latency = "" if p["latency_ms"] is None else f"{p['latency_ms']:.0f} ms"
-        breaker = p["breaker"].split(":", 1)[0]  # the reason is in the detail lines below
-        rows.append([marker, p["provider"], p["status"], latency, breaker, p["endpoint"] or ""])
+    for p in report.providers:
+        marker = "→" if p.name == report.current else " "
+        latency = "" if p.latency_ms is None else f"{p.latency_ms:.0f} ms"
+        # the table shows the breaker's label; why it is open goes in the detail lines below
+        rows.append([marker, p.name, p.status, latency, p.breaker.label, p.endpoint or ""])
     out.print(out.table(["", "provider", "health", "latency", "breaker", "endpoint"], rows, wrap=[]))
     out.print("")
-    for p in report["providers"]:
-        why = p["breaker"].removeprefix("open: ") if p["breaker"].startswith("open:") else p["detail"]
+    for p in report.providers:
+        why = p.breaker.why or p.detail
         if why:
-            out.print(f"[bold]{p['provider']}[/bold]: {escape(why)}", highlight=False)
-    out.print(f"\nAnswering now: [bold]{report['provider'] or 'nobody'}[/bold] — {escape(report['reason'])}", highlight=False)
+            out.print(f"[bold]{p.name}[/bold]: {escape(why)}", highlight=False)
+    out.print(f"\nAnswering now: [bold]{report.current or 'nobody'}[/bold] — {escape(report.reason)}", highlight=False)

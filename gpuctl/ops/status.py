@@ -1,29 +1,34 @@
-"""Collect the status report (once, or repeatedly for `--watch`)."""
+"""`gpuctl status`'s work: the status report, once or repeatedly for `--watch`.
+
+Returns the typed `routing.status.StatusReport` (the decision itself is routing's: see that
+module); `cli/status.py` renders it. Must not print.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gpuctl.config import Settings
+from gpuctl.routing.status import StatusReport
 
 
-def collect_status(settings: Settings, *, deep: bool = False, wake: bool = False) -> dict[str, Any]:
-    """The seed's `{"status", "endpoint", "provider"}` plus one row per provider."""
+def collect_status(settings: Settings, *, deep: bool = False, wake: bool = False) -> StatusReport:
+    """Every provider's row and which one would answer now (`as_dict()`: the original
+    package's `{"status", "endpoint", "provider"}` plus the rows)."""
     from gpuctl.routing.manager import BackendManager
 
-    async def run() -> dict[str, Any]:
+    async def run() -> StatusReport:
         async with BackendManager(settings) as manager:
-            return await manager.get_vllm_status(deep=deep, wake=wake)
+            return await manager.status(deep=deep, wake=wake)
 
     return asyncio.run(run())
 
 
-def watch_status(settings: Settings, *, deep: bool, render: Callable[[dict[str, Any]], None], wake: bool = False,
+def watch_status(settings: Settings, *, deep: bool, render: Callable[[StatusReport], None], wake: bool = False,
                  sleep: Callable[[float], None] = time.sleep, rounds: int | None = None) -> None:
-    """Refresh every `routing.health_interval_s` (seed: 60 s) until Ctrl-C (or `rounds`)."""
+    """Refresh every `routing.health_interval_s` (60 s by default) until Ctrl-C (or `rounds`)."""
     done = 0
     while rounds is None or done < rounds:
         render(collect_status(settings, deep=deep, wake=wake))

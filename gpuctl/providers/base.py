@@ -63,7 +63,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChatResponse:
-    """A complete answer. `provider` and `fallback_reason` are filled in by the router."""
+    """A complete answer. `provider` and `fallback_reason` are filled in by the router, which
+    returns a subclass that also carries the typed fallback (`routing.outcomes.RoutedResponse`)."""
 
     text: str
     provider: str

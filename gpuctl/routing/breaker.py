@@ -9,7 +9,7 @@ one per `gpuctl chat`.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gpuctl.state import BreakerRecord
 
@@ -53,15 +53,34 @@ def on_failure(record: BreakerRecord, now: float, *, threshold: int, cooldown_s:
     return replace(record, state="closed", failures=failures, last_error=error)
 
 
-def describe(record: BreakerRecord, now: float) -> str:
-    """A short word for `gpuctl status`: closed, open (until …), half-open."""
+@dataclass(frozen=True)
+class BreakerView:
+    """A breaker as `gpuctl status` shows it: a short `label` for the table, and while it is
+    open, `why` (until when, after how many failures, the last error) for the detail line."""
+
+    label: str
+    why: str | None = None
+
+    @property
+    def text(self) -> str:
+        """'open: breaker open until 12:00:00 after 3 failures (refused)': the JSON's `breaker`."""
+        return f"{self.label}: {self.why}" if self.why else self.label
+
+
+def view(record: BreakerRecord, now: float) -> BreakerView:
+    """closed, closed (2 failed), open (with why), half-open (probing | next request probes)."""
     if record.state == "half_open":
-        return "half-open (probing)" if not is_probe(record, now) else "half-open (next request probes)"
+        return BreakerView("half-open (probing)" if not is_probe(record, now) else "half-open (next request probes)")
     if record.state == "open":
         if is_probe(record, now):
-            return "half-open (next request probes)"
+            return BreakerView("half-open (next request probes)")
         allowed, why = check(record, now)
-        return "open" if allowed else f"open: {why}"
+        return BreakerView("open", None if allowed else why)
     if record.failures:
-        return f"closed ({record.failures} failed)"
-    return "closed"
+        return BreakerView(f"closed ({record.failures} failed)")
+    return BreakerView("closed")
+
+
+def describe(record: BreakerRecord, now: float) -> str:
+    """`view(record, now).text`."""
+    return view(record, now).text

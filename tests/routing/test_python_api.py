@@ -1,35 +1,16 @@
-"""The seed's Python names work: backend_manager, BackendManager, the Modal orchestrator."""
+"""The original package's routing names work: `backend_manager`, `BackendManager`, reload."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import sys
-
-import pytest
 
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import closed_port_url
+from tests.support.routing import KEY
 
-KEY = "sk-ant-fake-key"
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}]
-
-
-@pytest.fixture
-def fresh_gpuctl():  # type: ignore[no-untyped-def]
-    """`import gpuctl` anew so the lazily created singletons read this test's environment."""
-    for name in [m for m in sys.modules if m == "gpuctl"]:
-        del sys.modules[name]
-    module = importlib.import_module("gpuctl")
-    import gpuctl.modal.compat as mo
-
-    mo._orchestrator = None
-    yield module
-    mo._orchestrator = None
-    sys.modules.pop("gpuctl", None)
-    importlib.import_module("gpuctl")
 
 
 def test_backend_manager_chat_through_modal(fresh_gpuctl, monkeypatch) -> None:  # type: ignore[no-untyped-def]

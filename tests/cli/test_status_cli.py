@@ -64,7 +64,7 @@ def test_watch_refreshes_on_the_interval(gpuctl_home, claude: FakeAnthropic) -> 
     seen, slept = [], []
     watch_status(settings, deep=False, render=seen.append, sleep=slept.append, rounds=3)
     assert len(seen) == 3 and slept == [60.0, 60.0]
-    assert all(r["provider"] == "anthropic" for r in seen)
+    assert all(r.as_dict()["provider"] == "anthropic" for r in seen)  # typed reports, rendered by cli/
 
 
 def test_status_does_not_keep_an_idle_modal_awake(cli) -> None:
@@ -88,3 +88,21 @@ def test_status_exits_1_when_nothing_can_answer(cli) -> None:
     again = cli("status", env={"MODAL_WEB_URL": closed_port_url()})
     assert_exit(again, 1)  # a dead endpoint is probed again (it starts no GPU), not shown as "cold"
     assert "unhealthy" in again.stdout
+
+
+def test_an_open_breaker_shows_its_label_in_the_table_and_why_below(cli, gpuctl_home, claude: FakeAnthropic) -> None:
+    import time
+
+    from gpuctl.state import BreakerRecord, open_state
+
+    now = time.time()
+    with open_state(gpuctl_home) as st:
+        st.put_breaker(BreakerRecord("anthropic", "open", 3, now - 10, now + 600, "overloaded (529)"))
+    env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.url}
+    result = cli("status", env=env)
+    assert_exit(result, 1)  # nothing else can answer
+    cells = next(line.split() for line in result.stdout.splitlines() if line.split()[:2] == ["anthropic", "ready"])
+    assert cells[2] == "open" and "until" not in cells  # the table says "open"; why is below
+    assert "anthropic: breaker open until" in result.stdout and "after 3 failures (overloaded (529))" in result.stdout
+    doc = json.loads(cli("status", "--json", env=env).stdout)
+    assert doc["data"]["providers"][2]["breaker"].startswith("open: breaker open until ")

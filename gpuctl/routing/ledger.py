@@ -1,0 +1,81 @@
+"""The usage ledger: one row per answer (or failure, or stopped answer) and its estimated price.
+
+Owns: writing `UsageRecord`s to the state, the per-answer event and request counter, and the
+price of one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds ×
+$/s, both computed by `gpuctl.costs` (the one place for money math).
+
+Must not: decide anything about routing, reimplement a price formula, or let pricing break an
+answer (a row without a cost is better than no answer).
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from gpuctl.config import Settings
+from gpuctl.events import log_event
+from gpuctl.providers.base import ChatRequest, ChatResponse, Usage
+from gpuctl.routing.outcomes import STOPPED, Fallback
+from gpuctl.routing.registry import Billing, Slot
+from gpuctl.state import State, UsageRecord
+
+logger = logging.getLogger("gpuctl.router")
+
+
+class Ledger:
+    """Writes usage rows for one manager. With `enabled=False` nothing is written (benchmarks)."""
+
+    def __init__(self, settings: Settings, state: State, *, enabled: bool = True) -> None:
+        self.settings = settings
+        self.state = state
+        self.enabled = enabled
+        self._prices: Any = None  # the catalog, loaded on the first priced row
+
+    def record(self, slot: Slot, request: ChatRequest, *, latency: float, started_at: float,
+               response: ChatResponse | None = None, error: str | None = None, fallback: Fallback | None = None,
+               usage: Usage | None = None, model: str | None = None, ttft: float | None = None) -> None:
+        """One row: `started_at` is wall time (replays of real traffic need it), `latency` the
+        request's own seconds; `error` None for an answer, `STOPPED` for an interrupted one."""
+        if not self.enabled:
+            return
+        usage = usage or (response.usage if response else Usage())
+        model = model or (response.model if response else request.model)
+        # An answer stopped mid-way still used the GPU (and tokens): price it too.
+        cost = self.estimate_cost(slot, model, usage, latency) if error in (None, STOPPED) else None
+        self.state.record_usage(UsageRecord(
+            ts=started_at, provider=slot.name, model=model,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
+            cost=None if cost is None else str(cost), ok=error is None, error=error,
+            fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
+            profile=self.settings.profile,
+        ))
+        if error is None:
+            total = self.state.bump_metric(slot.name, "total_requests")
+            if slot.event_prefix:
+                log_event(f"{slot.event_prefix}_chat_completion", model=model, tokens=usage.total_tokens,
+                          total_requests=int(total))
+
+    def estimate_cost(self, slot: Slot, model: str | None, usage: Usage, seconds: float) -> Decimal | None:
+        """Estimated $ for one request, or None when the slot does not bill per request (or the
+        catalog has no price for it)."""
+        if slot.billing is Billing.ELSEWHERE:
+            return None
+        try:
+            from gpuctl import costs
+
+            if self._prices is None:
+                self._prices = costs.load_catalog(overrides=self.settings.extra.get("prices") or None)
+            if slot.billing is Billing.TOKENS:
+                if not model:
+                    return None
+                return costs.token_cost(self._prices.token_price(model), usage.prompt_tokens, usage.completion_tokens)
+            # GPU seconds: a request's share is its own duration (a lower bound: the cold start
+            # and the scaledown tail are priced by `gpuctl cost report`).
+            per_second = self._prices.modal_price(slot.gpu).dollars_per_second
+            return costs.modal_cost(per_second, Decimal(str(round(seconds, 3))))
+        except Exception:  # pricing must never break an answer; the row just lacks a cost
+            logger.debug("cost estimate failed", exc_info=True)
+            return None

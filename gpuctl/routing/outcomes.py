@@ -1,0 +1,199 @@
+"""What the router did with each provider, as typed values: reasons, attempts, the fallback.
+
+Owns: `ReasonKind` (why a provider did not answer), `Reason` and `Attempt` (frozen, with a
+`text` for display), `Fallback` (the attempts worth telling the user about an answer),
+`RoutedResponse` (a `ChatResponse` carrying its `Fallback`), and `give_up` (which error ends a
+request nobody answered). Decisions read the typed fields, never
+the text: the text is rendering only, and it reads as it always did ("modal: waking up (cold
+start, usually 10–30 s)"), because the ledger, `--json` and the chat stats line show it.
+
+Must not: do I/O, read settings, or know a provider's name.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+from gpuctl.errors import AllProvidersFailedError, NoProviderError, ProviderError
+from gpuctl.providers.base import ChatResponse
+from gpuctl.routing.registry import NO_PROVIDER_HINT
+
+STOPPED = "stopped by user"  # the ledger's error for an answer the user interrupted
+
+
+def without_name(provider: str, message: str) -> str:
+    """A provider's message without its own name in front, so reasons read 'modal: refused'
+    once (VLLMEndpoint starts its messages with its name). Display only: never inspected."""
+    prefix = f"{provider}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+class Outcome(enum.Enum):
+    """What became of one provider for one request (the answering one has no attempt)."""
+
+    SKIPPED = "skipped"  # not tried: not configured, or its breaker says no
+    COLD = "cold"  # scaled to zero and waking up: tried later only if nobody else answers
+    FAILED = "failed"  # tried (or probed) and it failed
+
+
+class ReasonKind(enum.Enum):
+    NOT_CONFIGURED = "not_configured"
+    BREAKER_OPEN = "breaker_open"
+    HALF_OPEN_PROBING = "half_open_probing"  # another request (in any process) probes it now
+    WAKING = "waking"  # a short health probe found it cold: it is starting a container
+    STILL_WAKING = "still_waking"  # probed cold moments ago: not probed again yet
+    WAKE_TIMED_OUT = "wake_timed_out"  # "waking" for longer than any cold start: down
+    FAILED = "failed"  # an error (`error_kind` is the ProviderError kind) or a failed probe
+
+
+_OUTCOME = {
+    ReasonKind.NOT_CONFIGURED: Outcome.SKIPPED,
+    ReasonKind.BREAKER_OPEN: Outcome.SKIPPED,
+    ReasonKind.HALF_OPEN_PROBING: Outcome.SKIPPED,
+    ReasonKind.WAKING: Outcome.COLD,
+    ReasonKind.STILL_WAKING: Outcome.COLD,
+    ReasonKind.WAKE_TIMED_OUT: Outcome.FAILED,
+    ReasonKind.FAILED: Outcome.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why one provider did not answer. `detail` is display material (a hint, the breaker's
+    words, an error message without the provider's name); `seconds` is how long it has been
+    waking; `error_kind` is the failure's `ProviderError.kind` ("timeout", "auth", ...)."""
+
+    kind: ReasonKind
+    detail: str = ""
+    error_kind: str | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def not_configured(cls, hint: str) -> Reason:
+        return cls(ReasonKind.NOT_CONFIGURED, hint)
+
+    @classmethod
+    def breaker_open(cls, why: str) -> Reason:
+        return cls(ReasonKind.BREAKER_OPEN, why)
+
+    @classmethod
+    def half_open_probing(cls) -> Reason:
+        return cls(ReasonKind.HALF_OPEN_PROBING)
+
+    @classmethod
+    def waking(cls) -> Reason:
+        return cls(ReasonKind.WAKING)
+
+    @classmethod
+    def still_waking(cls, seconds: float) -> Reason:
+        return cls(ReasonKind.STILL_WAKING, seconds=seconds)
+
+    @classmethod
+    def wake_timed_out(cls, seconds: float, detail: str) -> Reason:
+        return cls(ReasonKind.WAKE_TIMED_OUT, detail, seconds=seconds)
+
+    @classmethod
+    def failed(cls, detail: str, error_kind: str | None = None) -> Reason:
+        return cls(ReasonKind.FAILED, detail, error_kind)
+
+    @classmethod
+    def from_error(cls, provider: str, exc: ProviderError) -> Reason:
+        return cls(ReasonKind.FAILED, without_name(provider, exc.message), exc.kind)
+
+    @property
+    def outcome(self) -> Outcome:
+        return _OUTCOME[self.kind]
+
+    @property
+    def text(self) -> str:
+        """The reason in words, without the provider's name."""
+        kind = self.kind
+        if kind is ReasonKind.NOT_CONFIGURED:
+            return f"not configured ({self.detail})"
+        if kind is ReasonKind.HALF_OPEN_PROBING:
+            return "breaker half-open: another request is probing it"
+        if kind is ReasonKind.WAKING:
+            return "waking up (cold start, usually 10–30 s)"
+        if kind is ReasonKind.STILL_WAKING:
+            return f"still waking up (cold start began {self.seconds or 0:.0f}s ago)"
+        if kind is ReasonKind.WAKE_TIMED_OUT:
+            return f"still not answering {self.seconds or 0:.0f}s after it began waking up ({self.detail})"
+        return self.detail  # BREAKER_OPEN: the breaker's words; FAILED: the error's
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the router did with one provider for one request."""
+
+    provider: str
+    reason: Reason
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.reason.outcome
+
+    @property
+    def text(self) -> str:
+        """'modal: waking up (cold start, usually 10–30 s)'."""
+        return f"{self.provider}: {self.reason.text}"
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why an answer came from a later provider: the failures, open breakers and cold starts
+    before it (providers that are simply not configured are not news)."""
+
+    attempts: tuple[Attempt, ...]
+
+    @classmethod
+    def of(cls, attempts: Iterable[Attempt]) -> Fallback | None:
+        told = tuple(a for a in attempts if a.reason.kind is not ReasonKind.NOT_CONFIGURED)
+        return cls(told) if told else None
+
+    @property
+    def text(self) -> str:
+        """'modal: waking up (…); vastai: breaker open until …': the ledger's and JSON's
+        `fallback_reason`."""
+        return "; ".join(a.text for a in self.attempts)
+
+
+@dataclass(frozen=True)
+class RoutedResponse(ChatResponse):
+    """A complete answer as the router returns it: a `ChatResponse` (with `fallback_reason`
+    as text, as always) that also carries the typed `fallback`."""
+
+    fallback: Fallback | None = None
+
+    @classmethod
+    def of(cls, response: ChatResponse, *, provider: str, latency_s: float,
+           fallback: Fallback | None) -> RoutedResponse:
+        values = {f.name: getattr(response, f.name) for f in fields(ChatResponse)}
+        values.update(provider=provider, latency_s=latency_s,
+                      fallback_reason=None if fallback is None else fallback.text)
+        return cls(**values, fallback=fallback)
+
+
+def fallback_reason(attempts: Sequence[Attempt]) -> str | None:
+    """`Fallback.of(attempts)` as text, or None (the `fallback_reason` string of an answer)."""
+    fallback = Fallback.of(attempts)
+    return None if fallback is None else fallback.text
+
+
+def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exception:
+    """The error for a request no provider answered: nothing configured (exit 3), the one
+    request error as it is (a 400 is the request's fault), or every reason in one message."""
+    told = [a for a in attempts if a.reason.kind is not ReasonKind.NOT_CONFIGURED]
+    if not told:
+        if len(attempts) == 1:  # one provider was asked for by name
+            return NoProviderError(f"{attempts[0].provider} is not configured", hint=attempts[0].reason.detail)
+        return NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+    failed = [a for a in told if a.outcome is Outcome.FAILED]
+    if last is not None and len(failed) == 1 and not last.failover:
+        return last
+    reasons = [a.text for a in told]
+    hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
+    credentials = bool(failed) and all(a.reason.error_kind == "auth" for a in failed)
+    return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint,
+                                   credentials=credentials)

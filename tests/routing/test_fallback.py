@@ -1,0 +1,94 @@
+"""Priority and failover through the real providers against loopback fakes: the fallback
+matrix, nothing configured, every provider failing, a provider asked for by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpuctl.errors import AllProvidersFailedError, NoProviderError
+from gpuctl.routing.manager import BackendManager
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.vllm_server import FakeVLLM
+from tests.support import closed_port_url, settings_for
+from tests.support.routing import ask, ledger, manager
+
+NO_COLD_GATE = {"routing.fallback_on_cold": False}
+
+
+def test_modal_answers_when_healthy(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    # a recent success means "warm": no cold probe before the request
+    m = manager(gpuctl_home, modal_url=vllm.url, claude=claude)
+    response = ask(m)
+    assert response.provider == "modal" and response.text == "Hi from vLLM"
+    assert response.usage.completion_tokens > 0 and response.fallback_reason is None
+    assert response.fallback is None
+    assert claude.requests == 0
+    row = ledger(gpuctl_home)[-1]
+    assert row.provider == "modal" and row.ok and row.completion_tokens == response.usage.completion_tokens
+
+
+@pytest.mark.parametrize("fault", ["refused", "503", "500", "html502", "malformed", "timeout"])
+def test_fallback_matrix(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic, fault: str) -> None:
+    url = vllm.url
+    if fault == "refused":
+        url = closed_port_url()
+    elif fault == "503":
+        vllm.fail(503, paths=["/v1/chat/completions"])
+    elif fault == "500":
+        vllm.fail(500, body={"error": {"message": "engine dead", "type": "InternalServerError", "code": 500}},
+                  paths=["/v1/chat/completions"])
+    elif fault == "html502":
+        vllm.fail_html(502, paths=["/v1/chat/completions"])
+    elif fault == "malformed":
+        vllm.malformed_json = True
+    elif fault == "timeout":
+        vllm.slow(2.0, paths=["/v1/chat/completions"])
+    if fault == "timeout":
+        m = manager(gpuctl_home, modal_url=url, claude=claude, GPUCTL_PRIORITY="modal,anthropic",
+                    flags={"routing.first_byte_timeout_s": 0.3, **NO_COLD_GATE})
+    else:
+        m = manager(gpuctl_home, modal_url=url, claude=claude, flags=NO_COLD_GATE)
+    response = ask(m)
+    assert response.provider == "anthropic" and response.text == "Hi from Claude"
+    assert response.fallback_reason and response.fallback_reason.startswith("modal:")
+    assert [a.provider for a in response.fallback.attempts] == ["modal"]
+    assert response.fallback.text == response.fallback_reason
+    rows = ledger(gpuctl_home)
+    assert [(r.provider, r.ok) for r in rows] == [("modal", False), ("anthropic", True)]
+    assert rows[-1].fallback_reason == response.fallback_reason
+    assert rows[-1].cost is not None  # tokens priced from the catalog
+
+
+def test_no_provider_configured(gpuctl_home: Path) -> None:
+    m = BackendManager(settings_for(gpuctl_home))
+    with pytest.raises(NoProviderError) as info:
+        ask(m)
+    assert info.value.exit_code == 3 and "ANTHROPIC_API_KEY" in (info.value.hint or "")
+
+
+def test_all_failed_lists_every_reason(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    claude.status = 529
+    m = manager(gpuctl_home, modal_url=closed_port_url(), claude=claude, flags=NO_COLD_GATE)
+    with pytest.raises(AllProvidersFailedError) as info:
+        ask(m)
+    assert info.value.reasons[0].startswith("modal:") and info.value.reasons[-1].startswith("anthropic:")
+
+
+def test_forced_provider_not_configured_says_which(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    m = manager(gpuctl_home, modal_url=None, claude=claude)
+    with pytest.raises(NoProviderError) as info:
+        m.require_configured("vastai")
+    assert info.value.message == "vastai is not configured" and "VASTAI_API_KEY" in (info.value.hint or "")
+    with pytest.raises(NoProviderError, match="vastai is not configured"):
+        ask(m, provider="vastai")
+    assert claude.requests == 0
+
+
+def test_a_refused_key_everywhere_is_a_credentials_error(gpuctl_home: Path) -> None:
+    with FakeAnthropic(api_key="sk-ant-the-right-key") as claude:
+        settings = settings_for(gpuctl_home, ANTHROPIC_API_KEY="sk-ant-a-wrong-key", ANTHROPIC_BASE_URL=claude.url)
+        with pytest.raises(AllProvidersFailedError) as info:
+            ask(BackendManager(settings))
+    assert info.value.exit_code == 3 and "sk-ant-a-wrong-key" not in info.value.message

@@ -1,0 +1,82 @@
+"""Typed reasons: each kind's words (what the ledger, --json and chat show), what a fallback
+tells, and which error ends a request nobody answered."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuctl.errors import AllProvidersFailedError, NoProviderError, ProviderError
+from gpuctl.routing.outcomes import (
+    Attempt,
+    Fallback,
+    Outcome,
+    Reason,
+    ReasonKind,
+    fallback_reason,
+    give_up,
+    without_name,
+)
+from gpuctl.routing.registry import NO_PROVIDER_HINT
+
+
+@pytest.mark.parametrize(("reason", "outcome", "text"), [
+    (Reason.not_configured("set MODAL_WEB_URL"), Outcome.SKIPPED, "not configured (set MODAL_WEB_URL)"),
+    (Reason.breaker_open("breaker open until 12:00:00 after 3 failures (refused)"), Outcome.SKIPPED,
+     "breaker open until 12:00:00 after 3 failures (refused)"),
+    (Reason.half_open_probing(), Outcome.SKIPPED, "breaker half-open: another request is probing it"),
+    (Reason.waking(), Outcome.COLD, "waking up (cold start, usually 10–30 s)"),
+    (Reason.still_waking(10.4), Outcome.COLD, "still waking up (cold start began 10s ago)"),
+    (Reason.wake_timed_out(1200.0, "503"), Outcome.FAILED, "still not answering 1200s after it began waking up (503)"),
+    (Reason.failed("connection refused", "connect"), Outcome.FAILED, "connection refused"),
+])
+def test_each_reason_reads_as_before(reason: Reason, outcome: Outcome, text: str) -> None:
+    assert reason.outcome is outcome and reason.text == text
+    assert Attempt("modal", reason).text == f"modal: {text}"
+
+
+def test_every_kind_has_an_outcome() -> None:
+    assert {Reason(kind).outcome for kind in ReasonKind} == set(Outcome)
+
+
+def test_an_error_reason_says_the_provider_once() -> None:
+    exc = ProviderError("modal: cannot connect (connection refused)", provider="modal", kind="connect")
+    reason = Reason.from_error("modal", exc)
+    assert (reason.kind, reason.error_kind, reason.detail) == (ReasonKind.FAILED, "connect",
+                                                               "cannot connect (connection refused)")
+    assert without_name("anthropic", "Anthropic API is overloaded (529)") == "Anthropic API is overloaded (529)"
+
+
+def test_a_fallback_tells_everything_but_unconfigured_providers() -> None:
+    attempts = [Attempt("vastai", Reason.not_configured("set VASTAI_API_KEY")),
+                Attempt("modal", Reason.waking()),
+                Attempt("endpoint", Reason.half_open_probing())]
+    fallback = Fallback.of(attempts)
+    assert fallback is not None and [a.provider for a in fallback.attempts] == ["modal", "endpoint"]
+    assert fallback.text == fallback_reason(attempts) == (
+        "modal: waking up (cold start, usually 10–30 s); endpoint: breaker half-open: another request is probing it")
+    assert Fallback.of(attempts[:1]) is None and fallback_reason(attempts[:1]) is None
+
+
+def test_giving_up_with_nothing_configured() -> None:
+    one = give_up([Attempt("endpoint", Reason.not_configured("set endpoint.url (GPUCTL_ENDPOINT_URL) first"))], None)
+    assert isinstance(one, NoProviderError) and one.message == "endpoint is not configured"
+    assert one.hint == "set endpoint.url (GPUCTL_ENDPOINT_URL) first"  # parentheses and all
+    several = give_up([Attempt("modal", Reason.not_configured("a")), Attempt("anthropic", Reason.not_configured("b"))],
+                      None)
+    assert isinstance(several, NoProviderError) and several.hint == NO_PROVIDER_HINT
+
+
+def test_giving_up_after_one_request_error_shows_it_as_it_is() -> None:
+    bad = ProviderError("anthropic: rejected (400)", provider="anthropic", kind="bad_request", status=400)
+    attempts = [Attempt("modal", Reason.not_configured("a")), Attempt("anthropic", Reason.from_error("anthropic", bad))]
+    assert give_up(attempts, bad) is bad
+
+
+def test_giving_up_lists_every_told_reason() -> None:
+    last = ProviderError("anthropic: overloaded (529)", provider="anthropic", kind="http", hint="try later")
+    attempts = [Attempt("vastai", Reason.not_configured("a")), Attempt("modal", Reason.waking()),
+                Attempt("anthropic", Reason.from_error("anthropic", last))]
+    error = give_up(attempts, last)
+    assert isinstance(error, AllProvidersFailedError) and error.hint == "try later" and error.exit_code == 1
+    assert error.reasons == ["modal: waking up (cold start, usually 10–30 s)", "anthropic: overloaded (529)"]
+    assert error.message == "no provider could answer: " + "; ".join(error.reasons)
