@@ -465,7 +465,7 @@ def _blocks(*parts: bytes) -> list[list[str]]:
     """Feed `parts` as separate network reads through the SSE reader."""
     import asyncio
 
-    from gpuctl.providers.openai_compat import _sse_data_blocks
+    from gpuctl.http.sse import sse_data_blocks
 
     class Stream(httpx.AsyncByteStream):
         async def __aiter__(self):  # type: ignore[no-untyped-def]
@@ -474,7 +474,7 @@ def _blocks(*parts: bytes) -> list[list[str]]:
 
     async def go() -> list[list[str]]:
         response = httpx.Response(200, stream=Stream(), headers={"content-type": "text/event-stream"})
-        return [b async for b in _sse_data_blocks(response)]
+        return [b async for b in sse_data_blocks(response)]
 
     return asyncio.run(go())
 
