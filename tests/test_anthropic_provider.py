@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import pytest
 
 from gpuctl.errors import ProviderError, StreamBrokenError, UsageError
-from gpuctl.providers.anthropic import LEADING_USER_TURN, AnthropicProvider, to_anthropic_messages
+from gpuctl.providers.anthropic import AnthropicProvider
+from gpuctl.providers.anthropic_mapping import LEADING_USER_TURN, to_anthropic_messages
 from gpuctl.providers.base import ChatRequest, Message, Provider, StreamChunk
 from tests.fakes.anthropic_server import FakeAnthropic
 
