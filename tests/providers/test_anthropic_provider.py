@@ -20,7 +20,7 @@ from gpuctl.providers.base import ChatRequest, Message, Provider, StreamChunk
 from tests.fakes.anthropic_server import FakeAnthropic
 
 KEY = "sk-ant-test-SECRET-0123456789"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
