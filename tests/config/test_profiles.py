@@ -34,9 +34,9 @@ def test_interrupted_write_never_tears_the_file(gpuctl_home: Path, monkeypatch: 
 
 
 def test_every_example_profile_loads() -> None:
-    files_ = sorted((REPO / "configs" / "profiles").glob("*.toml"))
-    assert len(files_) >= 3
-    for path in files_:
+    examples = sorted((REPO / "configs" / "profiles").glob("*.toml"))
+    assert len(examples) >= 3
+    for path in examples:
         data = config.load_profile_file(path)
         assert data, path
 
