@@ -124,22 +124,12 @@ class State:
 
     def live_instances(self, provider: str | None = None) -> list[InstanceRow]:
         """Rows not yet marked destroyed (including intents whose create may have gone through)."""
-        sql = "SELECT * FROM instances WHERE destroyed_at IS NULL"
-        args: tuple[Any, ...] = ()
-        if provider is not None:
-            sql += " AND provider = ?"
-            args = (provider,)
+        sql, args = _where("SELECT * FROM instances WHERE destroyed_at IS NULL", ("provider = ?", provider))
         return [InstanceRow(**dict(r)) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def instances(self, provider: str | None = None, *, since: float | None = None) -> list[InstanceRow]:
-        sql = "SELECT * FROM instances WHERE 1=1"
-        args: list[Any] = []
-        if provider is not None:
-            sql += " AND provider = ?"
-            args.append(provider)
-        if since is not None:
-            sql += " AND (destroyed_at IS NULL OR destroyed_at >= ?)"
-            args.append(since)
+        sql, args = _where("SELECT * FROM instances WHERE 1=1", ("provider = ?", provider),
+                           ("(destroyed_at IS NULL OR destroyed_at >= ?)", since))
         return [InstanceRow(**dict(r)) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     # -------------------------------------------------------------- machines
@@ -167,14 +157,7 @@ class State:
             return int(cur.lastrowid or 0)
 
     def usage_since(self, since: float | None = None, *, provider: str | None = None) -> list[UsageRecord]:
-        sql = "SELECT * FROM usage WHERE 1=1"
-        args: list[Any] = []
-        if since is not None:
-            sql += " AND ts >= ?"
-            args.append(since)
-        if provider is not None:
-            sql += " AND provider = ?"
-            args.append(provider)
+        sql, args = _where("SELECT * FROM usage WHERE 1=1", ("ts >= ?", since), ("provider = ?", provider))
         out = []
         for row in self._db.execute(sql + " ORDER BY ts, id", args):
             data = dict(row)
@@ -184,12 +167,8 @@ class State:
         return out
 
     def last_usage_at(self, provider: str, *, endpoint: str | None = None) -> float | None:
-        sql = "SELECT MAX(ts) FROM usage WHERE provider = ? AND ok = 1"
-        args: list[Any] = [provider]
-        if endpoint is not None:
-            sql += " AND endpoint = ?"
-            args.append(endpoint)
-        value = self._db.execute(sql, args).fetchone()[0]
+        sql, args = _where("SELECT MAX(ts) FROM usage WHERE provider = ? AND ok = 1", ("endpoint = ?", endpoint))
+        value = self._db.execute(sql, [provider, *args]).fetchone()[0]
         return float(value) if value is not None else None
 
     # -------------------------------------------------------------- breakers
@@ -287,6 +266,12 @@ class State:
     def metrics(self, provider: str) -> dict[str, Any]:
         rows = self._db.execute("SELECT name, value FROM provider_metrics WHERE provider = ?", (provider,))
         return {r["name"]: json.loads(r["value"]) for r in rows}
+
+
+def _where(sql: str, *conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`sql` with ` AND <condition>` for each condition whose value is not None, and the values."""
+    used = [(condition, value) for condition, value in conditions if value is not None]
+    return sql + "".join(f" AND {condition}" for condition, _ in used), [value for _, value in used]
 
 
 def _write_breaker(db: sqlite3.Connection, provider: str, record: BreakerRecord, now: float) -> None:

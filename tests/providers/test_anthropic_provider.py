@@ -24,17 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_CUSTOM_HEADERS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic(
