@@ -1,7 +1,7 @@
 """gpuctl: run your own open-weight LLM endpoint cheaply, with a fallback that always answers.
 
-The Python API keeps the seed's names. They are imported lazily (PEP 562), so
-`import gpuctl` costs nothing until a name is used:
+The Python API keeps the names of the original vLLM multi-provider package. They are imported
+lazily (PEP 562), so `import gpuctl` costs nothing until a name is used:
 
     from gpuctl import backend_manager
     provider = backend_manager.get_current_provider()
@@ -30,7 +30,7 @@ _LAZY = {
     "GpuctlError": ("gpuctl.errors", "GpuctlError"),
 }
 
-# Module-level singletons the seed exported; created on first access.
+# Module-level singletons the original package exported; created on first access.
 _SINGLETONS = {
     "backend_manager": lambda: _load("BackendManager")(),
     "modal_orchestrator": lambda: _load("get_modal_orchestrator")(),

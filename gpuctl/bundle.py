@@ -1,25 +1,27 @@
-"""Find and read what gpuctl deploys: the top-level deploy/ directory.
+"""Where gpuctl's bundled files are, and reading the deploy ones: deploy/ and configs/.
 
-Owns: locating deploy/ (the Modal app file, deploy/versions.toml, the Vast.ai container
-settings), the vLLM pin, and rendering the Vast.ai vLLM arguments from their template.
+Owns: locating deploy/ and configs/ (`asset_dir`: the checkout's copy, else the installed
+share/gpuctl/ one), the one vLLM pin (deploy/versions.toml), the Modal app file, and the
+Vast.ai container settings with the vLLM arguments rendered from their template. Every TOML
+file is read with `gpuctl.config.read_toml`; those in configs/ by their owners (costs.catalog,
+vastai.tiers, the example profiles by config).
 Must not: import modal, talk to a provider, or repeat the vLLM version anywhere
 (deploy/versions.toml is the only pin).
-
-deploy/ sits next to the gpuctl package in the repository; with the editable install that is
-the parent of this package's directory.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuctl.config.files import read_toml
 from gpuctl.errors import ConfigError
 
+# The repository root in a checkout or editable install (deploy/ and configs/ sit next to the
+# package). A module constant so tests can point it elsewhere.
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
@@ -34,9 +36,8 @@ def asset_dir(name: str) -> Path:
             return installed
     return local  # let the caller report it missing, naming the expected place
 
-# The repository root in a checkout or editable install. A module constant so tests can
-# point it elsewhere.
 
+_RESTORE = "Restore it from the gpuctl repository."
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([.+-]?[A-Za-z0-9.]+)?$")
 
 
@@ -66,18 +67,6 @@ def deploy_dir() -> Path:
     return path
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path} is missing", hint="Restore it from the gpuctl repository."
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-
-
 def versions_file() -> Path:
     return deploy_dir() / "versions.toml"
 
@@ -85,7 +74,7 @@ def versions_file() -> Path:
 def vllm_pin() -> VllmPin:
     """The one vLLM pin, from deploy/versions.toml `[vllm]`."""
     path = versions_file()
-    table = _read_toml(path).get("vllm")
+    table = read_toml(path, missing_hint=_RESTORE).get("vllm")
     if not isinstance(table, dict):
         raise ConfigError(f"{path} has no [vllm] table")
     version, image = table.get("version"), table.get("image")
@@ -104,7 +93,7 @@ def modal_app_file() -> Path:
     """deploy/modal/vllm_app.py, the file `gpuctl deploy modal` hands to `modal deploy`."""
     path = deploy_dir() / "modal" / "vllm_app.py"
     if not path.is_file():
-        raise ConfigError(f"{path} is missing", hint="Restore it from the gpuctl repository.")
+        raise ConfigError(f"{path} is missing", hint=_RESTORE)
     return path
 
 
@@ -115,7 +104,7 @@ def vast_container_settings() -> dict[str, Any]:
     "docker_options": "-p 8000:8000", "vllm": {..., "args": [template...]}}.
     """
     path = deploy_dir() / "vastai" / "container.toml"
-    data = _read_toml(path)
+    data = read_toml(path, missing_hint=_RESTORE)
     instance, vllm = data.get("instance"), data.get("vllm")
     if not isinstance(instance, dict) or not isinstance(vllm, dict) or "args" not in vllm:
         raise ConfigError(f"{path} needs [instance] and [vllm] tables with vllm.args")

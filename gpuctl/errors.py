@@ -2,9 +2,29 @@
 
 Everything below `cli/` raises these; only `cli/main.py` turns them into an `Error: ...` line
 (or a JSON envelope) and an exit code. Nothing here prints or exits.
+
+The tree (exit code in brackets; ProviderError's depends on its `kind`):
+
+    GpuctlError [1]
+     ├── UsageError [2]                bad input on the command line
+     ├── ConfigError [3]               a profile, config file or environment value
+     │    ├── CredentialsError [3]     a key or token missing or refused
+     │    └── NoProviderError [3]      no provider configured at all
+     ├── NotAvailableError [1]         a capability not built yet
+     ├── BudgetError [1]               spending would pass a budget; nothing was spent
+     ├── PartialError [4]              some of the work succeeded (cleanup removed 3 of 4)
+     ├── ProviderError [1, 3 if auth]  a provider or its API failed; `kind` says how (Kind)
+     │    └── StreamBrokenError        a stream failed after text was shown
+     ├── AllProvidersFailedError [1]   every provider tried, none answered (3 if all refused keys)
+     └── LockHeldError [1]             another gpuctl process holds the lock
+
+Other modules may add a leaf next to their code (a subclass of one of these, keeping its exit
+code); the tree above is every class defined here, and a test keeps it so.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 # Exit codes, documented in the README ("Exit codes").
 EXIT_OK = 0
@@ -63,55 +83,67 @@ class PartialError(GpuctlError):
         self.data = data
 
 
+class Kind(StrEnum):
+    """How a provider failed. A StrEnum: `exc.kind == "auth"` and JSON output keep the text."""
+
+    CONNECT = "connect"  # refused, DNS, unreachable
+    TIMEOUT = "timeout"
+    HTTP = "http"  # an error status with no more specific kind
+    AUTH = "auth"  # 401/403: the key is missing or refused
+    NOT_FOUND = "not_found"  # 404, e.g. an unknown model
+    COLD = "cold"  # 503 while a scaled-to-zero GPU wakes
+    RATE_LIMIT = "rate_limit"  # 429
+    MALFORMED = "malformed"  # not the JSON or SSE we expect
+    STREAM_CUT = "stream_cut"  # the stream ended without its terminator
+    BAD_REQUEST = "bad_request"  # 400: our request is wrong, another provider would not help
+
+
+# Kinds where trying the next provider can help; a 400 means our request is wrong.
+FAILOVER_KINDS = frozenset(Kind) - {Kind.BAD_REQUEST}
+# A cold start or our own bad request says nothing about the backend's health.
+NOT_BREAKER_KINDS = frozenset({Kind.COLD, Kind.BAD_REQUEST})
+
+
 class ProviderError(GpuctlError):
-    """A provider or its API failed. `kind` says how, so the router can decide to fail over.
+    """A provider or its API failed. `kind` (a `Kind`) says how, so the router can decide to
+    fail over; a plain string naming a kind is accepted and converted."""
 
-    kinds: "connect" (refused, DNS), "timeout", "http" (an error status), "auth" (401/403),
-    "not_found" (404, e.g. unknown model), "cold" (503 while a scaled-to-zero GPU wakes),
-    "rate_limit" (429), "malformed" (not the JSON or SSE we expect), "stream_cut" (the
-    stream ended without its terminator), "bad_request" (400: our request is wrong, a
-    different provider would not help).
-    """
-
-    # Kinds where trying the next provider can help; a 400 means our request is wrong.
-    FAILOVER_KINDS = frozenset(
-        {"connect", "timeout", "http", "cold", "rate_limit", "malformed", "stream_cut", "auth", "not_found"}
-    )
+    FAILOVER_KINDS = FAILOVER_KINDS
 
     def __init__(
         self,
         message: str,
         *,
         provider: str,
-        kind: str = "http",
+        kind: Kind | str = Kind.HTTP,
         status: int | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.provider = provider
-        self.kind = kind
+        self.kind = Kind(kind)
         self.status = status
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         # A refused key is a credentials problem (exit 3), whichever provider refused it.
-        return EXIT_CONFIG if self.kind == "auth" else EXIT_FAILURE
+        return EXIT_CONFIG if self.kind == Kind.AUTH else EXIT_FAILURE
 
     @property
     def failover(self) -> bool:
-        return self.kind in self.FAILOVER_KINDS
+        return self.kind in FAILOVER_KINDS
 
     @property
     def counts_against_breaker(self) -> bool:
         """A cold start or our own bad request says nothing about the backend's health."""
-        return self.kind not in {"cold", "bad_request"}
+        return self.kind not in NOT_BREAKER_KINDS
 
 
 class StreamBrokenError(ProviderError):
     """A stream failed after text was already shown: the request is not silently re-sent."""
 
     def __init__(self, message: str, *, provider: str, partial_text: str = "", hint: str | None = None) -> None:
-        super().__init__(message, provider=provider, kind="stream_cut", hint=hint)
+        super().__init__(message, provider=provider, kind=Kind.STREAM_CUT, hint=hint)
         self.partial_text = partial_text
 
 

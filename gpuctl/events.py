@@ -1,4 +1,5 @@
-"""Structured events with the seed's names (`modal_chat_completion`, `vllm_health_check_failed`, ...).
+"""Structured events, named as the original package logged them (`modal_chat_completion`,
+`vllm_health_check_failed`, ...).
 
 Code anywhere calls `log_event(name, **fields)`; `cli/main.py` decides where events go (stderr at
 -v, and the JSON-lines file `GPUCTL_HOME/logs/gpuctl.jsonl`). Secrets are masked before writing.

@@ -17,17 +17,6 @@ KEY = "sk-ant-test-fake-0123456789"
 HEADERS = {"Authorization": f"Bearer {KEY}", "anthropic-version": "2026-10-21"}
 
 
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_CUSTOM_HEADERS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic(api_key=KEY, reply_text="one two three four five") as server:

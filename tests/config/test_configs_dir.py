@@ -7,7 +7,7 @@ from pathlib import Path
 from gpuctl import config, costs
 from gpuctl.vastai.tiers import load_tiers_file
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_every_file_in_configs_is_known_and_loads() -> None:

@@ -1,203 +1,48 @@
-"""The only module that opens SQLite: instances, the usage ledger, breaker state, conversations.
+"""The only package that opens the database: instances, the usage ledger, breaker state,
+conversations, per-provider metrics.
 
-`GPUCTL_HOME/state.db` in WAL mode, so a cron `gpuctl cleanup` and a running `gpuctl chat` can
-share it. Migrations are a list that only grows: never edit one that has shipped, append.
-Time is injectable (`clock`) so tests never sleep.
+`GPUCTL_HOME/state.db` (SQLite) in WAL mode, so a cron `gpuctl cleanup` and a running `gpuctl
+chat` can share it. The schema and the connection are `schema.py`'s (migrations are a list
+that only grows), the row dataclasses `rows.py`'s; both are re-exported here, so callers import
+everything from `gpuctl.state`. Time is injectable (`clock`) so tests never sleep.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: instances gpuctl created (or is about to create: status 'intent' is written before
-    #    the create call, so a crash in between still leaves a trace for cleanup).
-    """
-    CREATE TABLE instances (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        provider TEXT NOT NULL,
-        remote_id TEXT,
-        label TEXT NOT NULL,
-        profile TEXT,
-        gpu TEXT,
-        dph TEXT,
-        offer_id TEXT,
-        machine_id TEXT,
-        status TEXT NOT NULL,
-        status_msg TEXT,
-        endpoint TEXT,
-        created_at REAL NOT NULL,
-        ready_at REAL,
-        destroyed_at REAL,
-        cost TEXT
-    );
-    CREATE INDEX instances_live ON instances(provider, destroyed_at);
-    CREATE INDEX instances_remote ON instances(provider, remote_id);
-    """,
-    # 2: one row per completion (or failed attempt) through gpuctl.
-    """
-    CREATE TABLE usage (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        provider TEXT NOT NULL,
-        model TEXT,
-        prompt_tokens INTEGER NOT NULL DEFAULT 0,
-        completion_tokens INTEGER NOT NULL DEFAULT 0,
-        latency_s REAL,
-        ttft_s REAL,
-        cost TEXT,
-        ok INTEGER NOT NULL,
-        error TEXT,
-        fallback_reason TEXT,
-        endpoint TEXT,
-        profile TEXT
-    );
-    CREATE INDEX usage_ts ON usage(ts);
-    """,
-    # 3: circuit breaker per provider, shared by every gpuctl process.
-    """
-    CREATE TABLE breakers (
-        provider TEXT PRIMARY KEY,
-        state TEXT NOT NULL,
-        failures INTEGER NOT NULL DEFAULT 0,
-        opened_at REAL,
-        open_until REAL,
-        last_error TEXT,
-        updated_at REAL NOT NULL
-    );
-    """,
-    # 4: chat conversations and their messages.
-    """
-    CREATE TABLE conversations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        title TEXT,
-        profile TEXT,
-        system_prompt TEXT
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        ts REAL NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        partial INTEGER NOT NULL DEFAULT 0,
-        provider TEXT,
-        model TEXT
-    );
-    CREATE INDEX messages_conv ON messages(conversation_id, id);
-    """,
-    # 5: machines that failed us (CDI injection, stuck loading): not offered again.
-    """
-    CREATE TABLE excluded_machines (
-        provider TEXT NOT NULL,
-        machine_id TEXT NOT NULL,
-        reason TEXT,
-        ts REAL NOT NULL,
-        PRIMARY KEY (provider, machine_id)
-    );
-    """,
-    # 6: small per-provider counters and facts (requests served, last health latency, ...).
-    """
-    CREATE TABLE provider_metrics (
-        provider TEXT NOT NULL,
-        name TEXT NOT NULL,
-        value TEXT,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (provider, name)
-    );
-    """,
-    # 7: "when did this provider last answer?" is asked on the request path (cold detection).
-    """
-    CREATE INDEX usage_provider_ts ON usage(provider, ok, ts);
-    """,
+from gpuctl.state.rows import (
+    LIVE_STATUSES,
+    BreakerRecord,
+    ConversationRow,
+    InstanceRow,
+    MessageRow,
+    UsageRecord,
+    rows_as_dicts,
 )
+from gpuctl.state.schema import MIGRATIONS, connect, schema_version, write_transaction
 
-LIVE_STATUSES = ("intent", "created", "loading", "running", "ready", "failed")
-
-
-@dataclass(frozen=True)
-class InstanceRow:
-    id: int
-    provider: str
-    remote_id: str | None
-    label: str
-    profile: str | None
-    gpu: str | None
-    dph: str | None
-    offer_id: str | None
-    machine_id: str | None
-    status: str
-    status_msg: str | None
-    endpoint: str | None
-    created_at: float
-    ready_at: float | None
-    destroyed_at: float | None
-    cost: str | None
-
-    @property
-    def live(self) -> bool:
-        return self.destroyed_at is None
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    ts: float
-    provider: str
-    model: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_s: float | None = None
-    ttft_s: float | None = None
-    cost: str | None = None  # Decimal as text
-    ok: bool = True
-    error: str | None = None
-    fallback_reason: str | None = None
-    endpoint: str | None = None
-    profile: str | None = None
-
-
-@dataclass(frozen=True)
-class BreakerRecord:
-    provider: str
-    state: str = "closed"  # closed | open | half_open
-    failures: int = 0
-    opened_at: float | None = None
-    open_until: float | None = None
-    last_error: str | None = None
-    updated_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class MessageRow:
-    id: int
-    conversation_id: int
-    ts: float
-    role: str
-    content: str
-    partial: bool
-    provider: str | None
-    model: str | None
-
-
-@dataclass(frozen=True)
-class ConversationRow:
-    id: int
-    created_at: float
-    updated_at: float
-    title: str | None
-    profile: str | None
-    system_prompt: str | None
-
+__all__ = [
+    "LIVE_STATUSES",
+    "MIGRATIONS",
+    "BreakerRecord",
+    "ConversationRow",
+    "InstanceRow",
+    "MessageRow",
+    "State",
+    "UsageRecord",
+    "open_for",
+    "open_state",
+    "rows_as_dicts",
+    "state_path",
+]
 
 _INSTANCE_FIELDS = {f.name for f in fields(InstanceRow)} - {"id"}
 
@@ -208,21 +53,7 @@ class State:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            # Create it 0600 before SQLite does: the ledger says what you run and spend.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so writers queue politely
-        # (busy timeout) instead of failing on lock upgrades.
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        # WAL + NORMAL: no fsync per commit (a ledger row costs microseconds on the request path);
-        # still crash-safe, at worst the last rows before a power loss are lost.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._db = connect(path)
 
     # -------------------------------------------------------------- plumbing
 
@@ -235,28 +66,12 @@ class State:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self._tx() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return schema_version(self._db)
 
     # -------------------------------------------------------------- instances
 
@@ -309,22 +124,12 @@ class State:
 
     def live_instances(self, provider: str | None = None) -> list[InstanceRow]:
         """Rows not yet marked destroyed (including intents whose create may have gone through)."""
-        sql = "SELECT * FROM instances WHERE destroyed_at IS NULL"
-        args: tuple[Any, ...] = ()
-        if provider is not None:
-            sql += " AND provider = ?"
-            args = (provider,)
+        sql, args = _where("SELECT * FROM instances WHERE destroyed_at IS NULL", ("provider = ?", provider))
         return [InstanceRow(**dict(r)) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def instances(self, provider: str | None = None, *, since: float | None = None) -> list[InstanceRow]:
-        sql = "SELECT * FROM instances WHERE 1=1"
-        args: list[Any] = []
-        if provider is not None:
-            sql += " AND provider = ?"
-            args.append(provider)
-        if since is not None:
-            sql += " AND (destroyed_at IS NULL OR destroyed_at >= ?)"
-            args.append(since)
+        sql, args = _where("SELECT * FROM instances WHERE 1=1", ("provider = ?", provider),
+                           ("(destroyed_at IS NULL OR destroyed_at >= ?)", since))
         return [InstanceRow(**dict(r)) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     # -------------------------------------------------------------- machines
@@ -352,14 +157,7 @@ class State:
             return int(cur.lastrowid or 0)
 
     def usage_since(self, since: float | None = None, *, provider: str | None = None) -> list[UsageRecord]:
-        sql = "SELECT * FROM usage WHERE 1=1"
-        args: list[Any] = []
-        if since is not None:
-            sql += " AND ts >= ?"
-            args.append(since)
-        if provider is not None:
-            sql += " AND provider = ?"
-            args.append(provider)
+        sql, args = _where("SELECT * FROM usage WHERE 1=1", ("ts >= ?", since), ("provider = ?", provider))
         out = []
         for row in self._db.execute(sql + " ORDER BY ts, id", args):
             data = dict(row)
@@ -369,12 +167,8 @@ class State:
         return out
 
     def last_usage_at(self, provider: str, *, endpoint: str | None = None) -> float | None:
-        sql = "SELECT MAX(ts) FROM usage WHERE provider = ? AND ok = 1"
-        args: list[Any] = [provider]
-        if endpoint is not None:
-            sql += " AND endpoint = ?"
-            args.append(endpoint)
-        value = self._db.execute(sql, args).fetchone()[0]
+        sql, args = _where("SELECT MAX(ts) FROM usage WHERE provider = ? AND ok = 1", ("endpoint = ?", endpoint))
+        value = self._db.execute(sql, [provider, *args]).fetchone()[0]
         return float(value) if value is not None else None
 
     # -------------------------------------------------------------- breakers
@@ -385,12 +179,7 @@ class State:
 
     def put_breaker(self, record: BreakerRecord) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO breakers (provider, state, failures, opened_at, open_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.provider, record.state, record.failures, record.opened_at, record.open_until,
-                 record.last_error, self.clock()),
-            )
+            _write_breaker(db, record.provider, record, self.clock())
 
     def update_breaker(self, provider: str, change: Callable[[BreakerRecord], BreakerRecord]) -> BreakerRecord:
         """Read-modify-write one breaker inside a single write transaction (safe across processes)."""
@@ -398,11 +187,7 @@ class State:
             row = db.execute("SELECT * FROM breakers WHERE provider = ?", (provider,)).fetchone()
             current = BreakerRecord(**dict(row)) if row else BreakerRecord(provider=provider)
             new = change(current)
-            db.execute(
-                "INSERT OR REPLACE INTO breakers (provider, state, failures, opened_at, open_until, last_error, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (provider, new.state, new.failures, new.opened_at, new.open_until, new.last_error, self.clock()),
-            )
+            _write_breaker(db, provider, new, self.clock())
             return new
 
     # -------------------------------------------------------------- conversations
@@ -469,24 +254,39 @@ class State:
 
     def set_metric(self, provider: str, name: str, value: Any) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO provider_metrics (provider, name, value, updated_at) VALUES (?, ?, ?, ?)",
-                (provider, name, json.dumps(value), self.clock()),
-            )
+            _write_metric(db, provider, name, value, self.clock())
 
     def bump_metric(self, provider: str, name: str, by: float = 1) -> float:
         with self._tx() as db:
             row = db.execute("SELECT value FROM provider_metrics WHERE provider = ? AND name = ?", (provider, name)).fetchone()
             value = (json.loads(row["value"]) if row else 0) + by
-            db.execute(
-                "INSERT OR REPLACE INTO provider_metrics (provider, name, value, updated_at) VALUES (?, ?, ?, ?)",
-                (provider, name, json.dumps(value), self.clock()),
-            )
+            _write_metric(db, provider, name, value, self.clock())
             return float(value)
 
     def metrics(self, provider: str) -> dict[str, Any]:
         rows = self._db.execute("SELECT name, value FROM provider_metrics WHERE provider = ?", (provider,))
         return {r["name"]: json.loads(r["value"]) for r in rows}
+
+
+def _where(sql: str, *conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`sql` with ` AND <condition>` for each condition whose value is not None, and the values."""
+    used = [(condition, value) for condition, value in conditions if value is not None]
+    return sql + "".join(f" AND {condition}" for condition, _ in used), [value for _, value in used]
+
+
+def _write_breaker(db: sqlite3.Connection, provider: str, record: BreakerRecord, now: float) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO breakers (provider, state, failures, opened_at, open_until, last_error, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (provider, record.state, record.failures, record.opened_at, record.open_until, record.last_error, now),
+    )
+
+
+def _write_metric(db: sqlite3.Connection, provider: str, name: str, value: Any, now: float) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO provider_metrics (provider, name, value, updated_at) VALUES (?, ?, ?, ?)",
+        (provider, name, json.dumps(value), now),
+    )
 
 
 def state_path(home: Path) -> Path:
@@ -504,8 +304,3 @@ def open_for(settings: Any, *, clock: Callable[[], float] = time.time) -> State:
     from gpuctl.config import ensure_home
 
     return open_state(ensure_home(settings.home), clock=clock)
-
-
-def rows_as_dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    """Dataclass rows as plain dicts, for --json."""
-    return [{f.name: getattr(r, f.name) for f in fields(r)} for r in rows]

@@ -14,24 +14,14 @@ from typing import Any, TypeVar
 import pytest
 
 from gpuctl.errors import ProviderError, StreamBrokenError, UsageError
-from gpuctl.providers.anthropic import LEADING_USER_TURN, AnthropicProvider, to_anthropic_messages
+from gpuctl.providers.anthropic import AnthropicProvider
+from gpuctl.providers.anthropic_mapping import LEADING_USER_TURN, to_anthropic_messages
 from gpuctl.providers.base import ChatRequest, Message, Provider, StreamChunk
 from tests.fakes.anthropic_server import FakeAnthropic
 
 KEY = "sk-ant-test-SECRET-0123456789"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_CUSTOM_HEADERS",
-    ):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

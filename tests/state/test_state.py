@@ -6,6 +6,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gpuctl.state import MIGRATIONS, BreakerRecord, State, UsageRecord, open_state
@@ -62,15 +63,51 @@ def test_breaker_state_is_shared_between_processes(tmp_path: Path) -> None:
         assert st.get_breaker("vastai") == BreakerRecord(provider="vastai")
 
 
-def test_two_connections_write_concurrently(tmp_path: Path) -> None:
-    a, b = State(tmp_path / "s.db"), State(tmp_path / "s.db")
+_WRITER = """
+import sys, time
+from pathlib import Path
+from gpuctl.state import State, UsageRecord
+db, who, go, rows = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+st = State(db)
+(go.parent / f"ready-{who}").touch()
+deadline = time.monotonic() + 30
+while not go.exists():  # wait for the other writer, so both write at the same moment
+    if time.monotonic() > deadline:
+        sys.exit("never told to go")
+    time.sleep(0.001)
+for i in range(rows):
+    st.record_usage(UsageRecord(ts=i, provider=who))
+st.close()
+"""
+
+
+def test_two_processes_write_at_once_and_no_row_is_lost(tmp_path: Path) -> None:
+    db, go, rows = tmp_path / "s.db", tmp_path / "go", 300
+    State(db).close()  # migrated once, so the writers race on rows only
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(db), who, str(go), str(rows)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for who in ("a", "b")
+    ]
     try:
-        for i in range(20):
-            (a if i % 2 else b).record_usage(UsageRecord(ts=i, provider="modal"))
-        assert len(a.usage_since()) == 20
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"ready-{who}").exists() for who in ("a", "b")):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a writer did not start"
+            time.sleep(0.005)
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
     finally:
-        a.close()
-        b.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    with State(db) as st:
+        written = st.usage_since()
+    assert len(written) == 2 * rows
+    for who in ("a", "b"):
+        assert sorted(r.ts for r in written if r.provider == who) == list(range(rows))
 
 
 def test_conversations_and_metrics(tmp_path: Path) -> None:

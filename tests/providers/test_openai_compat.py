@@ -458,36 +458,7 @@ def test_is_a_provider() -> None:
     assert endpoint.name == endpoint.provider == "vastai" and endpoint.is_configured()
 
 
-# --- the SSE reader ------------------------------------------------------------------------
-
-
-def _blocks(*parts: bytes) -> list[list[str]]:
-    """Feed `parts` as separate network reads through the SSE reader."""
-    import asyncio
-
-    from gpuctl.providers.openai_compat import _sse_data_blocks
-
-    class Stream(httpx.AsyncByteStream):
-        async def __aiter__(self):  # type: ignore[no-untyped-def]
-            for part in parts:
-                yield part
-
-    async def go() -> list[list[str]]:
-        response = httpx.Response(200, stream=Stream(), headers={"content-type": "text/event-stream"})
-        return [b async for b in _sse_data_blocks(response)]
-
-    return asyncio.run(go())
-
-
-def test_sse_reader_groups_events_by_read_and_handles_line_endings() -> None:
-    assert _blocks(b"data: a\n\ndata: b\n\n") == [["a", "b"]]
-    assert _blocks(b"data: a\r\n\r\n", b"data: b\r\r") == [["a"], ["b"]]
-    # an event cut across reads, even inside a CRLF, and inside a UTF-8 character
-    assert _blocks(b"data: h\xc3", b"\xa9llo\r", b"\n\r\n") == [["h\u00e9llo"]]
-    # several data lines join with LF; comments and other fields are ignored; no space after ':'
-    assert _blocks(b": ping\nevent: x\nid: 1\ndata: one\ndata:two\n\n") == [["one\ntwo"]]
-    # a final event without its blank line is incomplete and dropped
-    assert _blocks(b"data: a\n\ndata: b") == [["a"]]
+# --- streaming: events per read ----------------------------------------------------------
 
 
 def test_events_arriving_together_become_one_chunk() -> None:
