@@ -76,17 +76,20 @@ def build_toy(settings: Settings, state: State | None) -> Slot:
 def toy(monkeypatch: pytest.MonkeyPatch) -> None:
     # Step 2: its settings in KEYS, its name in PROVIDERS.
     key = Key("toy", "url", str, None, ("GPUCTL_TOY_URL",), doc="where the toy provider lives")
-    monkeypatch.setattr(config, "KEYS", (*config.KEYS, key))
-    monkeypatch.setattr(config, "KEYS_BY_NAME", {**config.KEYS_BY_NAME, key.dotted: key})
-    monkeypatch.setattr(config, "SECTIONS", (*config.SECTIONS, "toy"))
-    monkeypatch.setattr(config, "PROVIDERS", (*config.PROVIDERS, "toy"))
+    added = {"KEYS": (*config.KEYS, key), "KEYS_BY_NAME": {**config.KEYS_BY_NAME, key.dotted: key},
+             "SECTIONS": (*config.SECTIONS, "toy"), "PROVIDERS": (*config.PROVIDERS, "toy")}
+    # The table lives in gpuctl/config/keys.py; its siblings and the facade hold the same names.
+    for module in (config, config.keys, config.resolve, config.profiles):
+        for name, value in added.items():
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
     # Step 3: registered.
     monkeypatch.setitem(BUILDERS, "toy", build_toy)
 
 
 def test_the_doc_names_the_steps_this_test_follows() -> None:
     text = DOC.read_text(encoding="utf-8")
-    for where in ("gpuctl/providers/base.py", "`KEYS` in `gpuctl.config`", "`PROVIDERS`",
+    for where in ("gpuctl/providers/base.py", "`KEYS` in `gpuctl/config/keys.py`", "`PROVIDERS`",
                   "gpuctl/routing/registry.py", "`BUILDERS`", "gpuctl profile set routing.priority",
                   "tests/routing/test_fallback.py", "tests/support/fake_provider.FakeProvider"):
         assert where in text, where
