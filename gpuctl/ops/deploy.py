@@ -21,11 +21,11 @@ from gpuctl.config import (
     unset_profile_value,
     writable_profile,
 )
+from gpuctl.costs.money import monthly_gpu_cost
 from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.modal.sdk import ModalDeploySpec, ModalSDK, parse_gpu, validate_spec
 
-HOURS_PER_MONTH = Decimal(720)  # 30 days, the month `gpuctl cost estimate` uses
 READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
 POLL_S = 5.0
 
@@ -43,7 +43,7 @@ class DeployPlan:
         """What `min_containers` always-warm GPUs cost per month, whatever the traffic."""
         if self.dollars_per_hour is None:
             return None
-        return self.dollars_per_hour * self.spec.min_containers * HOURS_PER_MONTH
+        return monthly_gpu_cost(dollars_per_hour=self.dollars_per_hour * self.spec.min_containers, hours_per_day=24)
 
     def as_dict(self) -> dict[str, Any]:
         s = self.spec

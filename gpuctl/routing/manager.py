@@ -463,7 +463,7 @@ class BackendManager:
                 # Modal bills container time; a request's share is its own duration (a lower
                 # bound: cold start and the scaledown tail are priced by `gpuctl cost report`).
                 per_second = self._prices.modal_price(self.settings["modal.gpu"]).dollars_per_second
-                return costs.modal_cost(per_second, Decimal(str(round(seconds, 3))))
+                return costs.modal_cost(per_second, costs.exact_seconds(seconds))
             return None
         except Exception:  # pricing must never break an answer; the ledger just lacks a cost
             logger.debug("cost estimate failed", exc_info=True)
