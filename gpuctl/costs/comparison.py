@@ -149,7 +149,8 @@ class Setup:
 
 
 def resolve_setup(catalog: Catalog, *, modal_gpu: str, vast_gpu: str, model: str, scaledown_window_s: Number,
-           keep_alive_s: Number, vast_dollars_per_hour: Number | None, need_throughput: bool = True) -> Setup:
+                  keep_alive_s: Number, vast_dollars_per_hour: Number | None, need_throughput: bool = True) -> Setup:
+    """Each provider's price, start-up and (unless replaying) throughput, and the windows, checked."""
     modal = catalog.modal_price(modal_gpu)
     vast = catalog.vast_price(vast_gpu)
     return Setup(
@@ -207,6 +208,7 @@ def _break_evens(s: Setup, traffic: Traffic, providers: Sequence[str]) -> tuple[
 
 
 def chosen_providers(providers: Sequence[str] | None) -> tuple[str, ...]:
+    """The providers to price, resolved and without repeats (default: every priced provider)."""
     if not providers:
         return PROVIDERS
     return tuple(dict.fromkeys(resolve_provider(p) for p in providers))
@@ -228,7 +230,7 @@ def estimate_traffic(
     model for this traffic, plus the break-even volume of each GPU against the API."""
     provs = chosen_providers(providers)
     s = resolve_setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
-               keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour)
+                      keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour)
     row = ComparisonRow("your traffic", _estimates(s, traffic, provs),
                         requests_per_day=traffic.requests_per_day,
                         tokens_per_day=traffic.requests_per_day * traffic.tokens_per_request)
@@ -273,7 +275,7 @@ def compare(
     base = Traffic.build(requests_per_day=0, input_tokens=input_tokens, output_tokens=output_tokens,
                          bursts_per_day=bursts_per_day, concurrency=concurrency, days=days)
     s = resolve_setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
-               keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour)
+                      keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour)
     t = base.seconds_per_request(_tp(s.modal_tp))
     conc = base.concurrency_on(_tp(s.modal_tp))
     rows: list[ComparisonRow] = []

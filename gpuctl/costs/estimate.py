@@ -65,7 +65,7 @@ class Estimate:
             "days": plain(self.days),
             "gpu_seconds": plain(self.gpu_seconds),
             "gpu_hours": plain(None if self.gpu_seconds is None
-                                else (self.gpu_seconds / SECONDS_PER_HOUR).quantize(RATIO_PLACES, ROUND_HALF_UP)),
+                               else (self.gpu_seconds / SECONDS_PER_HOUR).quantize(RATIO_PLACES, ROUND_HALF_UP)),
             "tokens": plain(self.tokens),
             "per_million_tokens": money_str(self.per_million_tokens),
             "assumptions": dict(self.assumptions),

@@ -134,7 +134,7 @@ def replay_usage(
     generation times. `period_days` (e.g. 30 for --since 30d) scales totals to per_month."""
     provs = chosen_providers(providers)
     s = resolve_setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
-               keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour, need_throughput=False)
+                      keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour, need_throughput=False)
     days = None if period_days is None else number(period_days, "period in days", minimum=None, positive=True)
     tokens = Decimal(sum(e.input_tokens + e.output_tokens for e in events))
 

@@ -19,12 +19,13 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from gpuctl.costs.money import to_decimal
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.http.client import RETRY_RATE_LIMITED_ONLY, Timeouts, build_client, redact
 
@@ -67,7 +68,7 @@ class Offer:
             gpu_name=str(data.get("gpu_name") or ""),
             num_gpus=_int(data.get("num_gpus")) or 0,
             gpu_ram_mb=_int(data.get("gpu_ram")) or 0,
-            dph_total=_decimal(data.get("dph_total")) or Decimal(0),
+            dph_total=to_decimal(data.get("dph_total")) or Decimal(0),
             reliability=_float(data.get("reliability", data.get("reliability2"))) or 0.0,
             inet_down=_float(data.get("inet_down")) or 0.0,
             cuda_max_good=_float(data.get("cuda_max_good")) or 0.0,
@@ -108,7 +109,7 @@ class Instance:
             status_msg=_opt_str(data.get("status_msg")),
             gpu_name=_opt_str(data.get("gpu_name")),
             num_gpus=_int(data.get("num_gpus")),
-            dph_total=_decimal(data.get("dph_total")),
+            dph_total=to_decimal(data.get("dph_total")),
             start_date=_float(data.get("start_date")),
             public_ipaddr=_opt_str(data.get("public_ipaddr")),
             ports=dict(ports) if isinstance(ports, Mapping) else {},
@@ -505,17 +506,6 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    """Prices as Decimal, via str() so 0.1 stays 0.1 and not its binary neighbour."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return d if d.is_finite() else None
 
 
 def _opt_str(value: Any) -> str | None:
