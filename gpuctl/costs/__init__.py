@@ -29,104 +29,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the names, for type checkers; at run time they load on first use (PEP 562)
-    from gpuctl.costs.breakeven import (
-        BreakEven,
-        break_even,
-    )
-    from gpuctl.costs.catalog import (
-        GPU_PROVIDERS,
-        PROVIDERS,
-        STALE_AFTER_DAYS,
-        Catalog,
-        ModalPrice,
-        PriceRow,
-        StartupTime,
-        Throughput,
-        TokenPrice,
-        VastPrice,
-        resolve_gpu,
-        resolve_model,
-        resolve_provider,
-        stale_rows,
-        stale_warning,
-    )
-    from gpuctl.costs.comparison import (
-        DEFAULT_LEVELS,
-        Comparison,
-        ComparisonRow,
-        TrafficLevel,
-        compare,
-        estimate_traffic,
-        requests_for_generation_hours,
-    )
-    from gpuctl.costs.estimate import (
-        Estimate,
-        estimate_gpu_time,
-    )
-    from gpuctl.costs.loading import (
-        apply_overrides,
-        default_configs_dir,
-        load_catalog,
-        load_price_file,
-    )
-    from gpuctl.costs.money import (
-        DAYS_PER_MONTH,
-        SECONDS_PER_DAY,
-        SECONDS_PER_HOUR,
-        Number,
-        approx_money,
-        exact_seconds,
-        gpu_time_cost,
-        hourly_cost,
-        instance_cost,
-        lifetime_cost,
-        modal_cost,
-        money_cell,
-        money_str,
-        money_text,
-        monthly_gpu_cost,
-        number,
-        per_million_tokens,
-        round_money,
-        to_decimal,
-        token_cost,
-        whole_number,
-    )
-    from gpuctl.costs.replay import (
-        UpPeriod,
-        UsageEvent,
-        events_from_ledger,
-        replay_usage,
-        up_periods,
-    )
-    from gpuctl.costs.report import (
-        REPORT_BY,
-        Group,
-        Report,
-        VastLedger,
-        build_report,
-        check_by,
-        in_period,
-        split_instance,
-    )
-    from gpuctl.costs.traffic import (
-        DEFAULT_BURSTS_PER_DAY,
-        DEFAULT_INPUT_TOKENS,
-        DEFAULT_KEEP_ALIVE_S,
-        DEFAULT_MODAL_GPU,
-        DEFAULT_MODEL,
-        DEFAULT_OUTPUT_TOKENS,
-        DEFAULT_SCALEDOWN_WINDOW_S,
-        DEFAULT_VAST_GPU,
-        OUTPUT_SHARE,
-        BurstDay,
-        Traffic,
-        anthropic_traffic_cost,
-        burst_day,
-        modal_traffic_cost,
-        vast_traffic_cost,
-    )
+if TYPE_CHECKING:  # every submodule's names, for type checkers; at run time they load on first use (PEP 562)
+    from gpuctl.costs.breakeven import *  # noqa: F403
+    from gpuctl.costs.catalog import *  # noqa: F403
+    from gpuctl.costs.comparison import *  # noqa: F403
+    from gpuctl.costs.estimate import *  # noqa: F403
+    from gpuctl.costs.loading import *  # noqa: F403
+    from gpuctl.costs.money import *  # noqa: F403
+    from gpuctl.costs.replay import *  # noqa: F403
+    from gpuctl.costs.report import *  # noqa: F403
+    from gpuctl.costs.traffic import *  # noqa: F403
 
 # name → submodule: `costs.load_catalog` imports only loading.py (and catalog.py, money.py), so
 # a command that prices GPU time never compiles the traffic models or the replay.
@@ -235,84 +147,4 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = [
-    "DAYS_PER_MONTH",
-    "DEFAULT_BURSTS_PER_DAY",
-    "DEFAULT_INPUT_TOKENS",
-    "DEFAULT_KEEP_ALIVE_S",
-    "DEFAULT_LEVELS",
-    "DEFAULT_MODAL_GPU",
-    "DEFAULT_MODEL",
-    "DEFAULT_OUTPUT_TOKENS",
-    "DEFAULT_SCALEDOWN_WINDOW_S",
-    "DEFAULT_VAST_GPU",
-    "GPU_PROVIDERS",
-    "OUTPUT_SHARE",
-    "PROVIDERS",
-    "REPORT_BY",
-    "SECONDS_PER_DAY",
-    "SECONDS_PER_HOUR",
-    "STALE_AFTER_DAYS",
-    "BreakEven",
-    "BurstDay",
-    "Catalog",
-    "Comparison",
-    "ComparisonRow",
-    "Estimate",
-    "Group",
-    "ModalPrice",
-    "Number",
-    "PriceRow",
-    "Report",
-    "StartupTime",
-    "Throughput",
-    "TokenPrice",
-    "Traffic",
-    "TrafficLevel",
-    "UpPeriod",
-    "UsageEvent",
-    "VastLedger",
-    "VastPrice",
-    "anthropic_traffic_cost",
-    "apply_overrides",
-    "approx_money",
-    "break_even",
-    "build_report",
-    "burst_day",
-    "check_by",
-    "compare",
-    "default_configs_dir",
-    "estimate_gpu_time",
-    "estimate_traffic",
-    "events_from_ledger",
-    "exact_seconds",
-    "gpu_time_cost",
-    "hourly_cost",
-    "in_period",
-    "instance_cost",
-    "lifetime_cost",
-    "load_catalog",
-    "load_price_file",
-    "modal_cost",
-    "modal_traffic_cost",
-    "money_cell",
-    "money_str",
-    "money_text",
-    "monthly_gpu_cost",
-    "number",
-    "per_million_tokens",
-    "replay_usage",
-    "requests_for_generation_hours",
-    "resolve_gpu",
-    "resolve_model",
-    "resolve_provider",
-    "round_money",
-    "split_instance",
-    "stale_rows",
-    "stale_warning",
-    "to_decimal",
-    "token_cost",
-    "up_periods",
-    "vast_traffic_cost",
-    "whole_number",
-]
+__all__ = sorted(_LAZY)  # _LAZY is the one list of the public names
