@@ -1,7 +1,8 @@
 """`gpuctl cost estimate | report`: what it will cost, and what it did cost.
 
-Thin: parse flags, call `gpuctl.ops.cost_report`, render its `CostView`. Numbers are taken as
-text so the cost math can say what is wrong with them in one line (exit 2).
+Thin: parse flags, call `gpuctl.ops.cost`, render its `CostView` (the tables are drawn by
+`gpuctl.cli.cost_tables`). Numbers are taken as text so the cost math can say what is wrong with
+them in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def estimate(
     req = EstimateRequest(provider=provider, gpu=gpu, hours_per_day=hours_per_day, hours=hours, days=days,
                           dph=dph, requests_per_day=requests_per_day, tokens_per_request=tokens_per_request,
                           bursts_per_day=bursts_per_day, from_usage=from_usage, since=since, prices=prices)
-    _render(actx, cost_estimate(actx.settings(), req, open_state=actx.state))
+    _render(actx, cost_estimate(actx.settings(), req))
 
 
 @app.command("report")
@@ -65,21 +66,20 @@ def report(
     from gpuctl.ops.cost import cost_report
 
     actx = app_context(ctx)
-    settings = actx.settings()
-    with actx.state() as state:
-        view = cost_report(settings, state, since=since, by=by, prices=prices)
-    _render(actx, view)
+    _render(actx, cost_report(actx.settings(), since=since, by=by, prices=prices))
 
 
 def _render(actx: AppContext, view: CostView) -> None:
     """Warnings (stale prices) on stderr; then the JSON envelope, or the tables and notes."""
+    from gpuctl.cli.cost_tables import tables
+
     out = actx.out
     for warning in view.warnings:
         out.warn(warning)
     out.result(view.data)
     if out.json_mode:
         return
-    for i, table in enumerate(view.tables):
+    for i, table in enumerate(tables(view)):
         if i:
             out.print()
         out.print(out.table(table.columns, table.rows, title=table.title))

@@ -4,22 +4,24 @@ real requests costs on Modal, Vast.ai and Anthropic.
 Owns: reading `configs/prices.toml` and `configs/throughput.toml` (and price overrides from a
 profile's [prices] table or a --prices file), resolving GPU and model names, and pure money
 math in `Decimal`. Loading is in the `load_*` functions; everything else is pure (no I/O, no
-clock: callers pass `today`). Nothing here prints, exits, opens the database or talks to a
-provider; bad input raises `UsageError`, a bad file `ConfigError`. Rounding happens only in
-`round_money`, for display.
+clock: callers pass `today` and `now`). Nothing here prints, exits, opens the database or talks
+to a provider; bad input raises `UsageError`, a bad file `ConfigError`. Rounding happens only in
+`gpuctl.costs.money`, for display.
 
 Rate bases (why two Modal rates): Modal bills per second (`dollars_per_second`, L4 0.000222)
 and publishes an hourly figure rounded to cents (`dollars_per_hour`, L4 0.80 = 0.000222 × 3600 =
 0.7992 rounded). Estimates stated in hours (`estimate_gpu_time`, `monthly_gpu_cost`) use the
-published $/h, so they match Modal's page and the seed's own arithmetic (2 h/day × 30 × $0.80 =
-$48.00, where 216,000 s × $0.000222 would be $47.952). Container time that is modelled or
-replayed second by second (traffic models, `replay_usage`) is priced at $/s, which is what
-Modal actually bills.
+published $/h, so they match Modal's page and the original system's README arithmetic
+(2 h/day × 30 × $0.80 = $48.00, where 216,000 s × $0.000222 would be $47.952). Container time
+that is modelled or replayed second by second (traffic models, `replay_usage`) is priced at
+$/s, which is what Modal actually bills.
 
-Layout (dependencies point down the list): `money` (Decimal helpers, units, basic formulas),
-`catalog` (rows, names, loading, overrides, staleness), `estimate` (the Estimate result, cost by
-GPU time), `traffic` (traffic models, break-even, comparisons), `replay` (the ledger's real
-requests). Import from `gpuctl.costs`; the submodules are its implementation.
+Layout (each module imports only those above it): `money` (parsing, the formulas, rounding and
+showing money), `catalog` (rows, names, staleness), `loading` (the TOML files and overrides),
+`estimate` (the Estimate result, cost by GPU time), `traffic` (the burst model, each provider's
+traffic cost), `breakeven` (the volume from which a GPU beats the API), `comparison` (providers side
+by side), `replay` (the ledger's real requests), `report` (`cost report`'s aggregation of the
+ledger). Import from `gpuctl.costs`; the submodules are its implementation.
 """
 
 from __future__ import annotations
@@ -27,94 +29,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the names, for type checkers; at run time they load on first use (PEP 562)
-    from gpuctl.costs.catalog import (
-        GPU_PROVIDERS,
-        PROVIDERS,
-        STALE_AFTER_DAYS,
-        Catalog,
-        ModalPrice,
-        PriceRow,
-        StartupTime,
-        Throughput,
-        TokenPrice,
-        VastPrice,
-        apply_overrides,
-        default_configs_dir,
-        load_catalog,
-        load_price_file,
-        resolve_gpu,
-        resolve_model,
-        resolve_provider,
-        stale_rows,
-        stale_warning,
-    )
-    from gpuctl.costs.estimate import (
-        Estimate,
-        estimate_gpu_time,
-    )
-    from gpuctl.costs.money import (
-        DAYS_PER_MONTH,
-        SECONDS_PER_DAY,
-        SECONDS_PER_HOUR,
-        Number,
-        gpu_time_cost,
-        instance_cost,
-        modal_cost,
-        money_str,
-        monthly_gpu_cost,
-        round_money,
-        token_cost,
-    )
-    from gpuctl.costs.replay import (
-        UpPeriod,
-        UsageEvent,
-        events_from_ledger,
-        replay_usage,
-        up_periods,
-    )
-    from gpuctl.costs.traffic import (
-        DEFAULT_BURSTS_PER_DAY,
-        DEFAULT_INPUT_TOKENS,
-        DEFAULT_KEEP_ALIVE_S,
-        DEFAULT_MODAL_GPU,
-        DEFAULT_MODEL,
-        DEFAULT_OUTPUT_TOKENS,
-        DEFAULT_SCALEDOWN_WINDOW_S,
-        DEFAULT_VAST_GPU,
-        OUTPUT_SHARE,
-        SEED_LEVELS,
-        BreakEven,
-        BurstDay,
-        Comparison,
-        ComparisonRow,
-        Traffic,
-        TrafficLevel,
-        anthropic_traffic_cost,
-        break_even,
-        burst_day,
-        compare,
-        estimate_traffic,
-        modal_traffic_cost,
-        requests_for_generation_hours,
-        vast_traffic_cost,
-    )
+if TYPE_CHECKING:  # every submodule's names, for type checkers; at run time they load on first use (PEP 562)
+    from gpuctl.costs.breakeven import *  # noqa: F403
+    from gpuctl.costs.catalog import *  # noqa: F403
+    from gpuctl.costs.comparison import *  # noqa: F403
+    from gpuctl.costs.estimate import *  # noqa: F403
+    from gpuctl.costs.loading import *  # noqa: F403
+    from gpuctl.costs.money import *  # noqa: F403
+    from gpuctl.costs.replay import *  # noqa: F403
+    from gpuctl.costs.report import *  # noqa: F403
+    from gpuctl.costs.traffic import *  # noqa: F403
 
-# name → submodule: `costs.load_catalog` imports only catalog.py (and money.py), so a command
-# that prices GPU time never compiles the traffic models or the replay.
+# name → submodule: `costs.load_catalog` imports only loading.py (and catalog.py, money.py), so
+# a command that prices GPU time never compiles the traffic models or the replay.
 _LAZY: dict[str, str] = {
     # money
     "DAYS_PER_MONTH": "money",
     "Number": "money",
     "SECONDS_PER_DAY": "money",
     "SECONDS_PER_HOUR": "money",
+    "approx_money": "money",
+    "exact_seconds": "money",
     "gpu_time_cost": "money",
+    "hourly_cost": "money",
     "instance_cost": "money",
+    "lifetime_cost": "money",
     "modal_cost": "money",
+    "money_cell": "money",
     "money_str": "money",
+    "money_text": "money",
     "monthly_gpu_cost": "money",
+    "number": "money",
+    "per_million_tokens": "money",
     "round_money": "money",
+    "to_decimal": "money",
     "token_cost": "money",
+    "whole_number": "money",
     # catalog
     "Catalog": "catalog",
     "GPU_PROVIDERS": "catalog",
@@ -126,23 +76,21 @@ _LAZY: dict[str, str] = {
     "Throughput": "catalog",
     "TokenPrice": "catalog",
     "VastPrice": "catalog",
-    "apply_overrides": "catalog",
-    "default_configs_dir": "catalog",
-    "load_catalog": "catalog",
-    "load_price_file": "catalog",
     "resolve_gpu": "catalog",
     "resolve_model": "catalog",
     "resolve_provider": "catalog",
     "stale_rows": "catalog",
     "stale_warning": "catalog",
+    # loading
+    "apply_overrides": "loading",
+    "default_configs_dir": "loading",
+    "load_catalog": "loading",
+    "load_price_file": "loading",
     # estimate
     "Estimate": "estimate",
     "estimate_gpu_time": "estimate",
     # traffic
-    "BreakEven": "traffic",
     "BurstDay": "traffic",
-    "Comparison": "traffic",
-    "ComparisonRow": "traffic",
     "DEFAULT_BURSTS_PER_DAY": "traffic",
     "DEFAULT_INPUT_TOKENS": "traffic",
     "DEFAULT_KEEP_ALIVE_S": "traffic",
@@ -152,23 +100,37 @@ _LAZY: dict[str, str] = {
     "DEFAULT_SCALEDOWN_WINDOW_S": "traffic",
     "DEFAULT_VAST_GPU": "traffic",
     "OUTPUT_SHARE": "traffic",
-    "SEED_LEVELS": "traffic",
     "Traffic": "traffic",
-    "TrafficLevel": "traffic",
     "anthropic_traffic_cost": "traffic",
-    "break_even": "traffic",
     "burst_day": "traffic",
-    "compare": "traffic",
-    "estimate_traffic": "traffic",
     "modal_traffic_cost": "traffic",
-    "requests_for_generation_hours": "traffic",
     "vast_traffic_cost": "traffic",
+    # breakeven
+    "BreakEven": "breakeven",
+    "break_even": "breakeven",
+    # comparison
+    "Comparison": "comparison",
+    "ComparisonRow": "comparison",
+    "DEFAULT_LEVELS": "comparison",
+    "TrafficLevel": "comparison",
+    "compare": "comparison",
+    "estimate_traffic": "comparison",
+    "requests_for_generation_hours": "comparison",
     # replay
     "UpPeriod": "replay",
     "UsageEvent": "replay",
     "events_from_ledger": "replay",
     "replay_usage": "replay",
     "up_periods": "replay",
+    # report
+    "Group": "report",
+    "REPORT_BY": "report",
+    "Report": "report",
+    "VastLedger": "report",
+    "build_report": "report",
+    "check_by": "report",
+    "in_period": "report",
+    "split_instance": "report",
 }
 
 
@@ -185,66 +147,4 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = [
-    "DAYS_PER_MONTH",
-    "DEFAULT_BURSTS_PER_DAY",
-    "DEFAULT_INPUT_TOKENS",
-    "DEFAULT_KEEP_ALIVE_S",
-    "DEFAULT_MODAL_GPU",
-    "DEFAULT_MODEL",
-    "DEFAULT_OUTPUT_TOKENS",
-    "DEFAULT_SCALEDOWN_WINDOW_S",
-    "DEFAULT_VAST_GPU",
-    "GPU_PROVIDERS",
-    "OUTPUT_SHARE",
-    "PROVIDERS",
-    "SECONDS_PER_DAY",
-    "SECONDS_PER_HOUR",
-    "SEED_LEVELS",
-    "STALE_AFTER_DAYS",
-    "BreakEven",
-    "BurstDay",
-    "Catalog",
-    "Comparison",
-    "ComparisonRow",
-    "Estimate",
-    "ModalPrice",
-    "Number",
-    "PriceRow",
-    "StartupTime",
-    "Throughput",
-    "TokenPrice",
-    "Traffic",
-    "TrafficLevel",
-    "UpPeriod",
-    "UsageEvent",
-    "VastPrice",
-    "anthropic_traffic_cost",
-    "apply_overrides",
-    "break_even",
-    "burst_day",
-    "compare",
-    "default_configs_dir",
-    "estimate_gpu_time",
-    "estimate_traffic",
-    "events_from_ledger",
-    "gpu_time_cost",
-    "instance_cost",
-    "load_catalog",
-    "load_price_file",
-    "modal_cost",
-    "modal_traffic_cost",
-    "money_str",
-    "monthly_gpu_cost",
-    "replay_usage",
-    "requests_for_generation_hours",
-    "resolve_gpu",
-    "resolve_model",
-    "resolve_provider",
-    "round_money",
-    "stale_rows",
-    "stale_warning",
-    "token_cost",
-    "up_periods",
-    "vast_traffic_cost",
-]
+__all__ = sorted(_LAZY)  # _LAZY is the one list of the public names

@@ -22,22 +22,19 @@ from gpuctl.costs.catalog import (
     stale_rows,
 )
 from gpuctl.costs.money import (
-    _MILLION,
-    _RATIO_PLACES,
     DAYS_PER_MONTH,
+    RATIO_PLACES,
     SECONDS_PER_HOUR,
     Number,
-    _num,
-    _plain,
-    _tidy_money,
-    _usd,
     gpu_time_cost,
     money_str,
     monthly_gpu_cost,
+    number,
+    plain,
+    price_str,
+    tidy_money,
 )
 from gpuctl.errors import UsageError
-
-# ------------------------------------------------------------------------------ estimates
 
 
 @dataclass(frozen=True)
@@ -65,26 +62,15 @@ class Estimate:
             "key": self.key,
             "total": money_str(self.total),
             "per_month": money_str(self.per_month),
-            "days": _plain(self.days),
-            "gpu_seconds": _plain(self.gpu_seconds),
-            "gpu_hours": _plain(None if self.gpu_seconds is None
-                                else (self.gpu_seconds / SECONDS_PER_HOUR).quantize(_RATIO_PLACES, ROUND_HALF_UP)),
-            "tokens": _plain(self.tokens),
+            "days": plain(self.days),
+            "gpu_seconds": plain(self.gpu_seconds),
+            "gpu_hours": plain(None if self.gpu_seconds is None
+                               else (self.gpu_seconds / SECONDS_PER_HOUR).quantize(RATIO_PLACES, ROUND_HALF_UP)),
+            "tokens": plain(self.tokens),
             "per_million_tokens": money_str(self.per_million_tokens),
             "assumptions": dict(self.assumptions),
             "prices": [r.as_dict() for r in self.prices],
         }
-
-
-def _per_million(total: Decimal, tokens: Decimal | None) -> Decimal | None:
-    if not tokens:
-        return None
-    return (total * _MILLION / tokens).quantize(_RATIO_PLACES, rounding=ROUND_HALF_UP)
-
-
-def _price_note(row: PriceRow) -> str:
-    seen = f"seen {row.seen}" if row.seen else "undated override"
-    return f"{seen}, {row.source}"
 
 
 def estimate_gpu_time(
@@ -108,7 +94,7 @@ def estimate_gpu_time(
     if (hours_per_day is None) == (hours is None):
         raise UsageError("give either hours per day or one-off hours, not both" if hours is not None
                          else "give hours per day (or one-off hours) to estimate GPU time")
-    live = None if dollars_per_hour is None else _num(dollars_per_hour, "price per hour", positive=True)
+    live = None if dollars_per_hour is None else number(dollars_per_hour, "price per hour", positive=True)
 
     prices: tuple[PriceRow, ...] = ()
     assumptions: dict[str, str] = {}
@@ -123,15 +109,15 @@ def estimate_gpu_time(
         if live is None:
             rate = mp.dollars_per_hour * count
             prices = (mp.row,)
-            assumptions["price"] = (f"{key} ${_usd(rate)}/h, Modal's published hourly rate"
-                                    f"{f' ({count} × ${_usd(mp.dollars_per_hour)})' if count > 1 else ''} "
-                                    f"(bills ${_usd(mp.dollars_per_second)}/s per GPU; {_price_note(mp.row)})")
-            assumptions["rate_basis"] = ("published $/h: hour-based estimates match Modal's page and the seed "
-                                         "($0.80 × 2 h × 30 = $48.00); per-second billing would be "
-                                         "$/s × 3600 × hours")
+            assumptions["price"] = (f"{key} ${price_str(rate)}/h, Modal's published hourly rate"
+                                    f"{f' ({count} × ${price_str(mp.dollars_per_hour)})' if count > 1 else ''} "
+                                    f"(bills ${price_str(mp.dollars_per_second)}/s per GPU; {mp.row.provenance})")
+            assumptions["rate_basis"] = ("published $/h: hour-based estimates match Modal's page and the "
+                                         "original system's README arithmetic ($0.80 × 2 h × 30 = $48.00); "
+                                         "per-second billing would be $/s × 3600 × hours")
         else:
             rate = live
-            assumptions["price"] = f"{key} ${_usd(rate)}/h (given)"
+            assumptions["price"] = f"{key} ${price_str(rate)}/h (given)"
     else:
         try:
             vp: VastPrice | None = catalog.vast_price(gpu)
@@ -144,27 +130,27 @@ def estimate_gpu_time(
             assert vp is not None
             rate = vp.typical
             prices = (vp.row,)
-            assumptions["price"] = (f"{key} ${_usd(rate)}/h typical (range ${_usd(vp.low)}–${_usd(vp.high)}; "
-                                    f"{_price_note(vp.row)}); the live offer is the truth: pass its $/h")
+            assumptions["price"] = (f"{key} ${price_str(rate)}/h typical (range ${price_str(vp.low)}–${price_str(vp.high)}; "
+                                    f"{vp.row.provenance}); the live offer is the truth: pass its $/h")
         else:
             rate = live
-            assumptions["price"] = f"{key} ${_usd(rate)}/h (given)"
+            assumptions["price"] = f"{key} ${price_str(rate)}/h (given)"
         assumptions["billing"] = "Vast.ai bills the whole time the instance exists"
 
     if hours is not None:
-        h = _num(hours, "hours")
+        h = number(hours, "hours")
         total = gpu_time_cost(dollars_per_hour=rate, hours=h)
-        assumptions["hours"] = _plain(h) or "0"
-        return Estimate(provider, key, _tidy_money(total), None, None, h * SECONDS_PER_HOUR,
+        assumptions["hours"] = plain(h) or "0"
+        return Estimate(provider, key, tidy_money(total), None, None, h * SECONDS_PER_HOUR,
                         assumptions=assumptions, prices=prices)
 
     assert hours_per_day is not None
-    hpd = _num(hours_per_day, "hours per day", maximum=24)
-    d = _num(days, "days", minimum=None, positive=True)
+    hpd = number(hours_per_day, "hours per day", maximum=24)
+    d = number(days, "days", minimum=None, positive=True)
     total = monthly_gpu_cost(dollars_per_hour=rate, hours_per_day=hpd, days=d)
     per_month = monthly_gpu_cost(dollars_per_hour=rate, hours_per_day=hpd, days=DAYS_PER_MONTH)
-    assumptions["hours_per_day"] = _plain(hpd) or "0"
-    assumptions["days"] = _plain(d) or "0"
-    return Estimate(provider, key, _tidy_money(total), _tidy_money(per_month), d, hpd * d * SECONDS_PER_HOUR,
+    assumptions["hours_per_day"] = plain(hpd) or "0"
+    assumptions["days"] = plain(d) or "0"
+    return Estimate(provider, key, tidy_money(total), tidy_money(per_month), d, hpd * d * SECONDS_PER_HOUR,
                     assumptions=assumptions, prices=prices)
 

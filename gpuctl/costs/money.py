@@ -1,41 +1,50 @@
-"""Money and numbers: exact `Decimal` conversion and validation of input, display formatting,
-and the basic cost formulas (per second, per hour, per month, per token, an instance's lifetime).
+"""Money and numbers: the one place gpuctl turns values into exact `Decimal`s, multiplies a
+rate by a time or a token count, and rounds or formats money.
 
-Owns the units (`DAYS_PER_MONTH`, `SECONDS_PER_HOUR`) and the one place money is rounded
-(`round_money`, for display only). Pure: no I/O, no clock, nothing printed; bad input raises a
-one-line `UsageError`. The underscored helpers are shared inside `gpuctl.costs` only.
+Owns the units (`DAYS_PER_MONTH`, `SECONDS_PER_HOUR`); the one parser (`to_decimal`) and the
+validators of user input built on it (`number`, `whole_number`); the formulas ($/h × time in
+`hourly_cost` and `lifetime_cost`, $/s × seconds in `modal_cost`, tokens × $/M in `token_cost`);
+and every way money is rounded or shown (`round_money`, `money_str` for --json, the strings for
+people). Pure: no I/O, no clock, nothing printed; bad input raises a one-line `UsageError`.
+It imports nothing from the rest of `gpuctl.costs` (everything there builds on it).
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gpuctl.errors import UsageError
 
-if TYPE_CHECKING:  # annotations only: the catalog imports this module
-    from gpuctl.costs.catalog import TokenPrice
-
-DAYS_PER_MONTH = 30  # the seed's monthly basis (2 h/day × 30 days)
+DAYS_PER_MONTH = 30  # the monthly basis of the original system's README (2 h/day × 30 days)
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 
-_MILLION = Decimal(1_000_000)
+MILLION = Decimal(1_000_000)
+RATIO_PLACES = Decimal("0.0001")  # $/M tokens and GPU-hours are derived ratios: to 1/100 of a cent
 _CENT = Decimal("0.01")
-_RATIO_PLACES = Decimal("0.0001")  # $/M tokens is a derived ratio: to 1/100 of a cent
 
-
-# ------------------------------------------------------------------------------ numbers
+# Nothing gpuctl prices (hours, $/h, tokens, requests) comes near 10^12: beyond it is a typo,
+# not a plan, and it keeps money math well inside Decimal's 28 digits.
+MAX_MAGNITUDE = Decimal(10) ** 12
 
 Number = Decimal | int | str | float
 
 
-MAX_MAGNITUDE = Decimal(10) ** 12
+class TokenRates(Protocol):
+    """A token price (the catalog's `TokenPrice`): $ per million input and output tokens."""
+
+    def rates_for(self, prompt_tokens: int) -> tuple[Decimal, Decimal]: ...
 
 
-def _to_decimal(value: object) -> Decimal | None:
-    """Exact conversion, or None. Floats go through repr so 0.14 stays 0.14."""
-    if isinstance(value, bool):
+# ------------------------------------------------------------------------------ parsing
+
+
+def to_decimal(value: object, *, max_magnitude: Decimal | None = None) -> Decimal | None:
+    """The one parser: an exact Decimal, or None for None, a bool, text that is no number,
+    NaN and ±infinity (and, with `max_magnitude`, anything that large). Floats go through
+    their shortest repr, so 0.14 stays 0.14 and not its binary neighbour."""
+    if value is None or isinstance(value, bool):
         return None
     try:
         if isinstance(value, Decimal):
@@ -44,36 +53,35 @@ def _to_decimal(value: object) -> Decimal | None:
             d = Decimal(value)
         elif isinstance(value, float):
             d = Decimal(repr(value))
-        elif isinstance(value, str):
-            d = Decimal(value.strip())
         else:
-            return None
-    except InvalidOperation:
+            d = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError, TypeError):
         return None
-    # Finite, and of a size money math can carry at Decimal's 28 digits: nothing gpuctl prices
-    # (hours, $/h, tokens, requests) comes near 10^12; beyond it is a typo, not a plan.
-    return d if d.is_finite() and abs(d) < MAX_MAGNITUDE else None
-
-
-def _num(value: Number, what: str, *, minimum: Decimal | int | None = 0,
-         maximum: Decimal | int | None = None, positive: bool = False) -> Decimal:
-    """A validated Decimal from user input; one-line `UsageError` otherwise."""
-    d = _to_decimal(value)
-    if d is None:
-        raise UsageError(f"{what} must be a number below 10^12 (got {value!r})")
-    if positive and d <= 0:
-        raise UsageError(f"{what} must be more than 0 (got {_plain(d)})")
-    if minimum is not None and d < minimum:
-        raise UsageError(f"{what} must not be negative (got {_plain(d)})" if minimum == 0
-                         else f"{what} must be at least {minimum} (got {_plain(d)})")
-    if maximum is not None and d > maximum:
-        raise UsageError(f"{what} must be at most {maximum} (got {_plain(d)})")
+    if not d.is_finite() or (max_magnitude is not None and abs(d) >= max_magnitude):
+        return None
     return d
 
 
-def _int(value: int, what: str, *, minimum: int = 0) -> int:
+def number(value: Number, what: str, *, minimum: Decimal | int | None = 0,
+           maximum: Decimal | int | None = None, positive: bool = False) -> Decimal:
+    """A validated Decimal from user input; one-line `UsageError` otherwise."""
+    d = to_decimal(value, max_magnitude=MAX_MAGNITUDE)
+    if d is None:
+        raise UsageError(f"{what} must be a number below 10^12 (got {value!r})")
+    if positive and d <= 0:
+        raise UsageError(f"{what} must be more than 0 (got {plain(d)})")
+    if minimum is not None and d < minimum:
+        raise UsageError(f"{what} must not be negative (got {plain(d)})" if minimum == 0
+                         else f"{what} must be at least {minimum} (got {plain(d)})")
+    if maximum is not None and d > maximum:
+        raise UsageError(f"{what} must be at most {maximum} (got {plain(d)})")
+    return d
+
+
+def whole_number(value: int, what: str, *, minimum: int = 0) -> int:
+    """A validated count (tokens, requests, concurrency); one-line `UsageError` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int):
-        d = _to_decimal(value)
+        d = to_decimal(value, max_magnitude=MAX_MAGNITUDE)
         if d is None or d != d.to_integral_value():
             raise UsageError(f"{what} must be a whole number (got {value!r})")
         value = int(d)
@@ -82,12 +90,26 @@ def _int(value: int, what: str, *, minimum: int = 0) -> int:
     return value
 
 
+def exact_seconds(value: float) -> Decimal:
+    """A clock reading or a duration from the ledger, to the millisecond: its floats would
+    otherwise carry binary noise ("354.990730451000026509") into exact decimal output."""
+    return Decimal(str(round(value, 3)))
+
+
+# ------------------------------------------------------------------------------ rounding and showing
+
+
 def round_money(d: Decimal, places: int = 2) -> Decimal:
     """For display only: half-up to `places` (0.105 → 0.11, 0.3996 → 0.40)."""
     return d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def _tidy_money(d: Decimal) -> Decimal:
+def round_up(d: Decimal) -> Decimal:
+    """The next whole number (GPUs needed, requests from which a GPU is cheaper)."""
+    return d.to_integral_value(rounding=ROUND_CEILING)
+
+
+def tidy_money(d: Decimal) -> Decimal:
     """The same value with no trailing zeros past the cents: 0.1050 → 0.105, 48 → 48.00."""
     n = d.normalize()
     exp = n.as_tuple().exponent
@@ -98,15 +120,15 @@ def _tidy_money(d: Decimal) -> Decimal:
 
 def money_str(d: Decimal | None) -> str | None:
     """Exact money as a JSON string: '48.00', '0.105', '0.3996'."""
-    return None if d is None else format(_tidy_money(d), "f")
+    return None if d is None else format(tidy_money(d), "f")
 
 
-def _usd(d: Decimal) -> str:
+def price_str(d: Decimal) -> str:
     """A price for people: at least cents, exact beyond ('0.30', '0.000222', '0.225')."""
     return money_str(d) or "0.00"
 
 
-def _plain(d: Decimal | None) -> str | None:
+def plain(d: Decimal | None) -> str | None:
     """An exact decimal as a plain string without exponent or trailing zeros: '28800', '2.5'."""
     if d is None:
         return None
@@ -114,45 +136,94 @@ def _plain(d: Decimal | None) -> str | None:
     return format(n, "f") if n != 0 else "0"
 
 
-def _ceil(d: Decimal) -> Decimal:
-    return d.to_integral_value(rounding=ROUND_CEILING)
+def money_cell(d: Decimal | None) -> str:
+    """Money in a table: cents (half-up), thousands separated ('$1,234.50'); sub-cent amounts
+    keep 4 places ('$0.0012')."""
+    if d is None:
+        return "—"
+    if d != 0 and abs(d) < _CENT:
+        return f"${round_money(d, 4)}"
+    return f"${round_money(d):,}"
 
 
+def money_text(d: Decimal | None) -> str:
+    """Money in a sentence (budgets, launch offers): at least cents, a third place when it
+    matters ('2.00', '0.105'), and the first digits of sub-cent amounts ('0.0012')."""
+    if d is None:
+        return "?"
+    if d != 0 and abs(d) < _CENT:
+        return format(d.quantize(Decimal("0.000001")).normalize(), "f")
+    mills = d.quantize(Decimal("0.001"))
+    cents = mills.quantize(_CENT)
+    return format(cents if cents == mills else mills, "f")
 
-# ------------------------------------------------------------------------------ basic math
+
+def approx_money(value: Decimal | None) -> str:
+    """An estimate after a chat answer: cents when it is that much, else two significant digits."""
+    if value is None:
+        return "cost n/a"
+    if value == 0:
+        return "$0.00"
+    if value >= _CENT:
+        return f"~${value:.2f}"
+    if value < Decimal("0.000001"):
+        return "<$0.000001"
+    digits = -value.adjusted() + 1  # two significant digits
+    return f"~${value:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------ formulas
+
+
+def hourly_cost(dollars_per_hour: Decimal, seconds: Decimal) -> Decimal:
+    """$/h × time: what a rate billed by the hour costs over `seconds` (exact, unrounded)."""
+    return dollars_per_hour * seconds / SECONDS_PER_HOUR
+
+
+def lifetime_cost(dph: Decimal, started_at: float, ended_at: float) -> Decimal:
+    """$/h × hours alive (epoch seconds); never negative (a clock step backwards costs nothing)."""
+    start, end = to_decimal(started_at), to_decimal(ended_at)
+    assert start is not None and end is not None, "clock readings are finite numbers"
+    return hourly_cost(dph, max(Decimal(0), end - start))
 
 
 def modal_cost(dollars_per_second: Number, seconds: Number) -> Decimal:
     """Per-second billing: 1800 s × $0.000222 = $0.3996 (shown $0.40)."""
-    return _num(dollars_per_second, "price per second") * _num(seconds, "seconds")
+    return number(dollars_per_second, "price per second") * number(seconds, "seconds")
 
 
 def gpu_time_cost(*, dollars_per_hour: Number, hours: Number) -> Decimal:
     """Hourly rate × hours: 0.75 h × $0.14 = $0.105."""
-    return _num(dollars_per_hour, "price per hour") * _num(hours, "hours")
+    return number(dollars_per_hour, "price per hour") * number(hours, "hours")
 
 
 def monthly_gpu_cost(*, dollars_per_hour: Number, hours_per_day: Number, days: Number = DAYS_PER_MONTH) -> Decimal:
     """$/h × hours/day × days: $0.80 × 2 × 30 = $48.00."""
-    return (_num(dollars_per_hour, "price per hour")
-            * _num(hours_per_day, "hours per day", maximum=24)
-            * _num(days, "days", minimum=None, positive=True))
+    return (number(dollars_per_hour, "price per hour")
+            * number(hours_per_day, "hours per day", maximum=24)
+            * number(days, "days", minimum=None, positive=True))
 
 
-def token_cost(price: TokenPrice, input_tokens: int, output_tokens: int, *, prompt_tokens: int | None = None) -> Decimal:
+def token_cost(price: TokenRates, input_tokens: int, output_tokens: int, *, prompt_tokens: int | None = None) -> Decimal:
     """One request's token bill. `prompt_tokens` picks the price tier (default: input_tokens),
     so pass per-request counts for a model with prompt-size tiers."""
-    inp = _int(input_tokens, "input tokens")
-    out = _int(output_tokens, "output tokens")
+    inp = whole_number(input_tokens, "input tokens")
+    out = whole_number(output_tokens, "output tokens")
     rate_in, rate_out = price.rates_for(inp if prompt_tokens is None else prompt_tokens)
-    return (inp * rate_in + out * rate_out) / _MILLION
+    return (inp * rate_in + out * rate_out) / MILLION
+
+
+def per_million_tokens(total: Decimal, tokens: Decimal | None) -> Decimal | None:
+    """$ per million tokens served, the one basis every provider is compared on."""
+    if not tokens:
+        return None
+    return (total * MILLION / tokens).quantize(RATIO_PLACES, rounding=ROUND_HALF_UP)
 
 
 def instance_cost(*, dollars_per_hour: Number, started_at: Number, ended_at: Number) -> Decimal:
     """A Vast instance's bill for its lifetime (epoch seconds): it bills while it exists."""
-    start = _num(started_at, "start time", minimum=None)
-    end = _num(ended_at, "end time", minimum=None)
+    start = number(started_at, "start time", minimum=None)
+    end = number(ended_at, "end time", minimum=None)
     if end < start:
-        raise UsageError(f"end time {_plain(end)} is before start time {_plain(start)}")
-    return _num(dollars_per_hour, "price per hour") * (end - start) / SECONDS_PER_HOUR
-
+        raise UsageError(f"end time {plain(end)} is before start time {plain(start)}")
+    return hourly_cost(number(dollars_per_hour, "price per hour"), end - start)

@@ -15,17 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.costs.catalog import Catalog
-from gpuctl.costs.estimate import Estimate, _per_million, _price_note
+from gpuctl.costs.comparison import Comparison, ComparisonRow, chosen_providers, resolve_setup
+from gpuctl.costs.estimate import Estimate
 from gpuctl.costs.money import (
     DAYS_PER_MONTH,
-    SECONDS_PER_HOUR,
     Number,
-    _int,
-    _num,
-    _plain,
-    _tidy_money,
-    _usd,
+    exact_seconds,
+    hourly_cost,
+    number,
+    per_million_tokens,
+    plain,
+    price_str,
+    tidy_money,
     token_cost,
+    whole_number,
 )
 from gpuctl.costs.traffic import (
     DEFAULT_KEEP_ALIVE_S,
@@ -33,13 +36,7 @@ from gpuctl.costs.traffic import (
     DEFAULT_MODEL,
     DEFAULT_SCALEDOWN_WINDOW_S,
     DEFAULT_VAST_GPU,
-    Comparison,
-    ComparisonRow,
-    _providers,
-    _setup,
 )
-
-# ------------------------------------------------------------------------------ replay
 
 
 @dataclass(frozen=True)
@@ -53,9 +50,9 @@ class UsageEvent:
 
     @classmethod
     def build(cls, *, started_at: Number, latency_s: Number | None, input_tokens: int, output_tokens: int) -> UsageEvent:
-        return cls(_num(started_at, "request time", minimum=None),
-                   Decimal(0) if latency_s is None else _num(latency_s, "latency"),
-                   _int(input_tokens, "input tokens"), _int(output_tokens, "output tokens"))
+        return cls(number(started_at, "request time", minimum=None),
+                   Decimal(0) if latency_s is None else number(latency_s, "latency"),
+                   whole_number(input_tokens, "input tokens"), whole_number(output_tokens, "output tokens"))
 
     @property
     def ended_at(self) -> Decimal:
@@ -70,11 +67,9 @@ def events_from_ledger(records: Iterable[Any]) -> list[UsageEvent]:
     for rec in records:
         if not getattr(rec, "ok", True):
             continue
-        # Times to the millisecond: the ledger's floats would otherwise carry binary noise
-        # ("354.990730451000026509") into exact decimal output.
         latency = getattr(rec, "latency_s", None)
-        out.append(UsageEvent.build(started_at=round(rec.ts, 3),
-                                    latency_s=None if latency is None else round(latency, 3),
+        out.append(UsageEvent.build(started_at=exact_seconds(rec.ts),
+                                    latency_s=None if latency is None else exact_seconds(latency),
                                     input_tokens=getattr(rec, "prompt_tokens", 0) or 0,
                                     output_tokens=getattr(rec, "completion_tokens", 0) or 0))
     return out
@@ -101,8 +96,8 @@ def up_periods(events: Sequence[UsageEvent], *, window_s: Number, startup_s: Num
     `startup_s` again (Modal: scaledown window and cold start; Vast: keep-alive, then destroyed
     and relaunched, and boot). Start-up time is added to the period; request times are not
     shifted by it."""
-    window = _num(window_s, "window")
-    startup = _num(startup_s, "start-up time")
+    window = number(window_s, "window")
+    startup = number(startup_s, "start-up time")
     periods: list[UpPeriod] = []
     start = up_until = Decimal(0)
     count = 0
@@ -137,16 +132,16 @@ def replay_usage(
     (up from a request until the last + keep-alive; destroyed and relaunched, with a boot, after
     a longer gap) and on Anthropic (tokens, per request). The recorded latencies are the
     generation times. `period_days` (e.g. 30 for --since 30d) scales totals to per_month."""
-    provs = _providers(providers)
-    s = _setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
-               keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour, need_throughput=False)
-    days = None if period_days is None else _num(period_days, "period in days", minimum=None, positive=True)
+    provs = chosen_providers(providers)
+    s = resolve_setup(catalog, modal_gpu=modal_gpu, vast_gpu=vast_gpu, model=model, scaledown_window_s=scaledown_window_s,
+                      keep_alive_s=keep_alive_s, vast_dollars_per_hour=vast_dollars_per_hour, need_throughput=False)
+    days = None if period_days is None else number(period_days, "period in days", minimum=None, positive=True)
     tokens = Decimal(sum(e.input_tokens + e.output_tokens for e in events))
 
     def per_month(total: Decimal) -> Decimal | None:
-        return None if days is None else _tidy_money(total * DAYS_PER_MONTH / days)
+        return None if days is None else tidy_money(total * DAYS_PER_MONTH / days)
 
-    common = {"requests": str(len(events)), "period_days": _plain(days) or "unknown",
+    common = {"requests": str(len(events)), "period_days": plain(days) or "unknown",
               "generation_time": "the recorded latency of each request"}
     estimates: list[Estimate] = []
     for p in provs:
@@ -154,13 +149,13 @@ def replay_usage(
             periods = up_periods(events, window_s=s.window, startup_s=s.modal_start.seconds)
             billed = sum((x.billed_s for x in periods), Decimal(0))
             total = billed * s.modal.dollars_per_second
-            estimates.append(Estimate("modal", s.modal.gpu, _tidy_money(total), per_month(total), days, billed,
-                                      tokens, _per_million(total, tokens), {
+            estimates.append(Estimate("modal", s.modal.gpu, tidy_money(total), per_month(total), days, billed,
+                                      tokens, per_million_tokens(total, tokens), {
                                           **common,
-                                          "price": f"{s.modal.gpu} ${_usd(s.modal.dollars_per_second)}/s "
-                                                   f"({_price_note(s.modal.row)})",
-                                          "scaledown_window_s": _plain(s.window) or "0",
-                                          "startup": f"{_plain(s.modal_start.seconds)} s cold start per period; "
+                                          "price": f"{s.modal.gpu} ${price_str(s.modal.dollars_per_second)}/s "
+                                                   f"({s.modal.row.provenance})",
+                                          "scaledown_window_s": plain(s.window) or "0",
+                                          "startup": f"{plain(s.modal_start.seconds)} s cold start per period; "
                                                      f"{s.modal_start.source}",
                                           "container_periods": str(len(periods)),
                                       }, (s.modal.row,)))
@@ -168,25 +163,25 @@ def replay_usage(
             periods = up_periods(events, window_s=s.keep, startup_s=s.vast_start.seconds)
             billed = sum((x.billed_s for x in periods), Decimal(0))
             rate = s.vast_rate_per_hour
-            total = billed * rate / SECONDS_PER_HOUR
-            estimates.append(Estimate("vastai", s.vast.gpu, _tidy_money(total), per_month(total), days, billed,
-                                      tokens, _per_million(total, tokens), {
+            total = hourly_cost(rate, billed)
+            estimates.append(Estimate("vastai", s.vast.gpu, tidy_money(total), per_month(total), days, billed,
+                                      tokens, per_million_tokens(total, tokens), {
                                           **common,
-                                          "price": f"{s.vast.gpu} ${_usd(rate)}/h "
+                                          "price": f"{s.vast.gpu} ${price_str(rate)}/h "
                                                    + ("(given)" if s.vast_dph is not None
-                                                      else f"typical ({_price_note(s.vast.row)})"),
-                                          "keep_alive_s": _plain(s.keep) or "0",
-                                          "startup": f"{_plain(s.vast_start.seconds)} s boot per launch; "
+                                                      else f"typical ({s.vast.row.provenance})"),
+                                          "keep_alive_s": plain(s.keep) or "0",
+                                          "startup": f"{plain(s.vast_start.seconds)} s boot per launch; "
                                                      f"{s.vast_start.source}",
                                           "launches": str(len(periods)),
                                       }, (s.vast.row,) if s.vast_dph is None else ()))
         else:
             total = sum((token_cost(s.api, e.input_tokens, e.output_tokens) for e in events), Decimal(0))
-            estimates.append(Estimate("anthropic", s.api.model, _tidy_money(total), per_month(total), days, None,
-                                      tokens, _per_million(total, tokens), {
+            estimates.append(Estimate("anthropic", s.api.model, tidy_money(total), per_month(total), days, None,
+                                      tokens, per_million_tokens(total, tokens), {
                                           **common,
-                                          "price": f"{s.api.model} ${_usd(s.api.input)}/M input, "
-                                                   f"${_usd(s.api.output)}/M output ({_price_note(s.api.row)})",
+                                          "price": f"{s.api.model} ${price_str(s.api.input)}/M input, "
+                                                   f"${price_str(s.api.output)}/M output ({s.api.row.provenance})",
                                       }, (s.api.row,)))
     row = ComparisonRow(f"replay of {len(events)} requests", tuple(estimates),
                         requests_per_day=None if days is None else Decimal(len(events)) / days,

@@ -75,7 +75,7 @@ class Ledger:
             # GPU seconds: a request's share is its own duration (a lower bound: the cold start
             # and the scaledown tail are priced by `gpuctl cost report`).
             per_second = self._prices.modal_price(slot.gpu).dollars_per_second
-            return costs.modal_cost(per_second, Decimal(str(round(seconds, 3))))
+            return costs.modal_cost(per_second, costs.exact_seconds(seconds))
         except Exception:  # pricing must never break an answer; the row just lacks a cost
             logger.debug("cost estimate failed", exc_info=True)
             return None

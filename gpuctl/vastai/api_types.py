@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from gpuctl.costs.money import to_decimal
 from gpuctl.errors import ProviderError
-from gpuctl.vastai.budget import dec
 
 PROVIDER = "vastai"
 
@@ -44,7 +44,7 @@ class Offer:
             gpu_name=str(data.get("gpu_name") or ""),
             num_gpus=as_int(data.get("num_gpus")) or 0,
             gpu_ram_mb=as_int(data.get("gpu_ram")) or 0,
-            dph_total=dec(data.get("dph_total")) or Decimal(0),
+            dph_total=to_decimal(data.get("dph_total")) or Decimal(0),
             reliability=as_float(data.get("reliability", data.get("reliability2"))) or 0.0,
             inet_down=as_float(data.get("inet_down")) or 0.0,
             cuda_max_good=as_float(data.get("cuda_max_good")) or 0.0,
@@ -85,7 +85,7 @@ class Instance:
             status_msg=opt_str(data.get("status_msg")),
             gpu_name=opt_str(data.get("gpu_name")),
             num_gpus=as_int(data.get("num_gpus")),
-            dph_total=dec(data.get("dph_total")),
+            dph_total=to_decimal(data.get("dph_total")),
             start_date=as_float(data.get("start_date")),
             public_ipaddr=opt_str(data.get("public_ipaddr")),
             ports=dict(ports) if isinstance(ports, Mapping) else {},

@@ -14,31 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from gpuctl.costs.money import hourly_cost, lifetime_cost, money_text, to_decimal
 from gpuctl.errors import BudgetError
 from gpuctl.state import InstanceRow
 
-SECONDS_PER_HOUR = Decimal(3600)
-_CENT = Decimal("0.01")
-
-
-def dec(value: object) -> Decimal | None:
-    """Exact Decimal from a ledger string or a setting (floats via str: 0.1 stays 0.1)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return d if d.is_finite() else None
-
-
-def lifetime_cost(dph: Decimal, started_at: float, ended_at: float) -> Decimal:
-    """$/h × hours alive; never negative (a clock step backwards costs nothing)."""
-    seconds = max(Decimal(0), dec(ended_at) - dec(started_at))  # type: ignore[operator]
-    return dph * seconds / SECONDS_PER_HOUR
+# The money helpers live in gpuctl.costs.money (the one place for $/h × time and for parsing and
+# showing money); these names stay for the many callers in gpuctl.vastai.
+dec = to_decimal
+money = money_text
 
 
 def row_cost(row: InstanceRow, now: float) -> Decimal:
@@ -60,9 +46,9 @@ def spent(rows: Iterable[InstanceRow], now: float) -> Decimal:
 
 
 def projection(dph: Decimal, keep_alive_minutes: float) -> Decimal:
-    """One session: $/h × the keep-alive (seed: $0.14/h × 45 min = $0.105)."""
+    """One session: $/h × the keep-alive (the original system's README: $0.14/h × 45 min = $0.105)."""
     minutes = dec(keep_alive_minutes) or Decimal(0)
-    return dph * minutes / Decimal(60)
+    return hourly_cost(dph, minutes * 60)
 
 
 def higher_dph(recorded: object, live: object) -> Decimal | None:
@@ -76,18 +62,6 @@ def reserved(rows: Iterable[InstanceRow], keep_alive_minutes: float) -> Decimal:
     an idle instance only once the keep-alive has passed, so none of it is already spent).
     Rows whose create may or may not have happened count too."""
     return sum((projection(dec(r.dph) or Decimal(0), keep_alive_minutes) for r in rows if r.live), Decimal(0))
-
-
-def money(d: Decimal | None) -> str:
-    """For people: at least cents, a third place when it matters ('2.00', '0.105'), and the
-    first digits of sub-cent amounts ('0.0012')."""
-    if d is None:
-        return "?"
-    if d != 0 and abs(d) < _CENT:
-        return format(d.quantize(Decimal("0.000001")).normalize(), "f")
-    mills = d.quantize(Decimal("0.001"))
-    cents = mills.quantize(_CENT)
-    return format(cents if cents == mills else mills, "f")
 
 
 @dataclass(frozen=True)

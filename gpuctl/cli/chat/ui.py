@@ -11,32 +11,19 @@ Must not: read input, touch the database or the network, or compute a price.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from gpuctl.cli.chat.render import StreamRenderer, WaitIndicator
+from gpuctl.costs.money import approx_money as money
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError
 
 if TYPE_CHECKING:
     from gpuctl.chat.session import Answer, Spend
     from gpuctl.cli.output import Output
 
-
-def money(value: Decimal | None) -> str:
-    """An estimate for people: cents when it is that much, else two significant digits."""
-    if value is None:
-        return "cost n/a"
-    if value == 0:
-        return "$0.00"
-    if value >= Decimal("0.01"):
-        return f"~${value:.2f}"
-    if value < Decimal("0.000001"):
-        return "<$0.000001"
-    digits = -value.adjusted() + 1  # two significant digits
-    return f"~${value:.{digits}f}"
 
 
 def fallback_lines(reason: str | None) -> list[str]:

@@ -252,7 +252,8 @@ def _inst(**kw: object) -> InstanceRow:
 
 
 def test_instance_cost_inside_the_period_is_pro_rata() -> None:
-    inside = cost_report._in_period
+    from gpuctl.costs import in_period as inside
+
     assert inside(_inst(), D("0.36"), 0.0, 3600.0) == D("0.36")  # its whole life is in the period
     assert inside(_inst(), D("0.36"), 1800.0, 3600.0) == D("0.18")  # the period cuts it in half
     done = _inst(destroyed_at=7200.0, cost="1.00")

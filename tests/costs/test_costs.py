@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpuctl.costs import (
-    SEED_LEVELS,
+    DEFAULT_LEVELS,
     Catalog,
     ModalPrice,
     StartupTime,
@@ -457,7 +457,7 @@ def test_estimate_traffic_side_by_side(catalog: Catalog) -> None:
 def test_compare_at_the_seed_levels(catalog: Catalog) -> None:
     cmp = compare(catalog)
     assert [r.gpu_hours_per_day for r in cmp.rows] == [D("2.5"), D("4.5"), D("7.5")]
-    assert [r.level_range for r in cmp.rows] == [(lv.low_hours, lv.high_hours) for lv in SEED_LEVELS]
+    assert [r.level_range for r in cmp.rows] == [(lv.low_hours, lv.high_hours) for lv in DEFAULT_LEVELS]
     low = cmp.rows[0]
     # 2.5 GPU-h of generation = 9000 s; 32 streams of 10 s requests → 28,800 requests/day.
     assert low.requests_per_day == 28800 and low.tokens_per_day == 28800 * 1400

@@ -339,4 +339,4 @@ def test_loading_the_catalog_does_not_import_the_traffic_models() -> None:
             "print(','.join(sorted(m for m in sys.modules if m.startswith('gpuctl.costs.'))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "gpuctl.costs.catalog,gpuctl.costs.money"
+    assert proc.stdout.strip() == "gpuctl.costs.catalog,gpuctl.costs.loading,gpuctl.costs.money"
