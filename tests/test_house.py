@@ -16,9 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# TEMPORARY while issue 12 lands area by area; removed when the last area is merged.
-pytestmark = pytest.mark.xfail(reason="issue 12 in progress", strict=False)
-
 PACKAGE = Path(__file__).resolve().parent.parent / "gpuctl"
 MAX_MODULE, MAX_CLASS, MAX_FUNCTION = 400, 250, 80
 
