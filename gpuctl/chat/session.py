@@ -22,6 +22,7 @@ from gpuctl.providers.base import ChatRequest, Message, Usage
 if TYPE_CHECKING:
     from gpuctl.config import Settings
     from gpuctl.routing.manager import BackendManager, RoutedStream
+    from gpuctl.routing.outcomes import Fallback
     from gpuctl.state import State
 
 TITLE_CHARS = 60
@@ -48,12 +49,17 @@ class Answer:
     model: str | None
     usage: Usage | None
     cost: Decimal | None
-    fallback_reason: str | None = None
+    fallback: Fallback | None = None  # typed: why earlier providers did not answer
     ttft_s: float | None = None
     latency_s: float | None = None
     finish_reason: str | None = None
     partial: bool = False  # stopped by the user or broken off
     conversation_id: int | None = None
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """The fallback as the ledger and --json show it ('modal: waking up (…)')."""
+        return None if self.fallback is None else self.fallback.text
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -201,7 +207,7 @@ class ChatSession:
             response = await self.manager.complete(request, only=self.provider)
             on_text(response.text)
             return self._record(question, response.text, response.provider, response.model, response.usage,
-                                fallback=response.fallback_reason, ttft=response.ttft_s, latency=response.latency_s,
+                                fallback=response.fallback, ttft=response.ttft_s, latency=response.latency_s,
                                 finish=response.finish_reason, partial=False)
         stream = self._stream = self.manager.stream_chat(request, only=self.provider)
         try:
@@ -256,11 +262,11 @@ class ChatSession:
 
     def _record_stream(self, question: str, stream: RoutedStream, text: str, *, partial: bool) -> Answer:
         return self._record(question, text, stream.provider, stream.model, stream.usage,
-                            fallback=stream.fallback_reason, ttft=stream.ttft_s, latency=stream.latency_s,
+                            fallback=stream.fallback, ttft=stream.ttft_s, latency=stream.latency_s,
                             finish=stream.finish_reason, partial=partial)
 
     def _record(self, question: str, text: str, provider: str | None, model: str | None, usage: Usage | None, *,
-                fallback: str | None, ttft: float | None, latency: float | None, finish: str | None,
+                fallback: Fallback | None, ttft: float | None, latency: float | None, finish: str | None,
                 partial: bool) -> Answer:
         conv = self._ensure_conversation(question)
         q_id = self.state.add_message(conv, "user", question)

@@ -28,7 +28,8 @@ def cleanup(
     cleaned = ops.cleanup(settings, dry_run=dry_run, max_idle_minutes=max_idle)
     report = cleaned.report
     for app in cleaned.modal_warm:
-        out.warn(f"Modal app {app['app_name']} keeps {app['detail'].split(',')[0]} warm: ${app['dollars_per_hour']}/h "
+        kept = f"{app['warm_containers']} container(s)" if app["warm_containers"] else "containers"
+        out.warn(f"Modal app {app['app_name']} keeps {kept} warm: ${app['dollars_per_hour']}/h "
                  "whatever the traffic. `gpuctl deploy modal --min-containers 0` scales it to zero.")
     if not out.json_mode:
         if report.message:

@@ -164,7 +164,7 @@ def record_deployment(state: State, spec: ModalDeploySpec, *, profile: str, warm
     happened); returns its id."""
     row = state.add_instance_intent(provider=PROVIDER, label=f"gpuctl:{profile}", profile=profile, gpu=spec.gpu,
                                     dph=str(warm_dollars_per_hour))
-    state.update_instance(row, remote_id=spec.app_name, status="deploying",
+    state.update_instance(row, remote_id=spec.app_name, status="deploying", warm_containers=spec.min_containers,
                           status_msg=f"min_containers={spec.min_containers}, max_containers={spec.max_containers}")
     return row
 
@@ -197,7 +197,7 @@ def warm_rows(state: State) -> list[dict[str, Any]]:
     """Live deployments with containers kept warm: they bill every hour, idle or not."""
     rows = [r for r in state.live_instances(PROVIDER) if r.dph and Decimal(r.dph) > 0]
     return [{"app_name": r.remote_id, "gpu": r.gpu, "dollars_per_hour": r.dph, "since": r.created_at,
-             "detail": r.status_msg} for r in rows]
+             "warm_containers": r.warm_containers, "detail": r.status_msg} for r in rows]
 
 
 def deployed_app_names(state: State) -> list[str]:

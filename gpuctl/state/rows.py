@@ -30,6 +30,7 @@ class InstanceRow:
     ready_at: float | None
     destroyed_at: float | None
     cost: str | None
+    warm_containers: int | None = None  # Modal's min_containers (migration 8)
 
     @property
     def live(self) -> bool:

@@ -117,6 +117,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX usage_provider_ts ON usage(provider, ok, ts);
     """,
+    # 8: how many containers a Modal deployment keeps warm (they bill whatever the traffic).
+    """
+    ALTER TABLE instances ADD COLUMN warm_containers INTEGER;
+    """,
 )
 
 

@@ -121,7 +121,7 @@ def test_deployments_are_in_the_ledger_and_warm_ones_reported_by_cleanup(cli, mo
     warm = cli("--json", "cleanup")
     assert_exit(warm, 0)
     assert json.loads(warm.stdout)["data"]["modal_warm"][0]["dollars_per_hour"] == "0.80"
-    assert "keeps min_containers=1 warm: $0.80/h" in warm.stderr
+    assert "keeps 1 container(s) warm: $0.80/h" in warm.stderr
     mocker.patch.object(ModalSDK, "stop", return_value=True)
     assert_exit(cli("destroy", "modal", "--yes"), 0)
     with open_state(gpuctl_home) as st:

@@ -178,7 +178,7 @@ def test_warm_rows_are_the_ones_that_bill_while_idle(state: State) -> None:
     created = state.get_instance(warm)
     assert created is not None
     assert warm_rows(state) == [{"app_name": "warm", "gpu": "L4", "dollars_per_hour": "0.80",
-                                 "since": created.created_at, "detail": "min_containers=1, max_containers=1"}]
+                                 "since": created.created_at, "warm_containers": 1, "detail": "min_containers=1, max_containers=1"}]
 
 
 def test_closing_an_app_ends_all_its_rows_only(state: State) -> None:

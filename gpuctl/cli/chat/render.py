@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # A fence opens a code block: up to three spaces, then ``` or ~~~ (CommonMark).
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-MODAL_COLD = "Modal is starting a GPU container, usually 10–30 s…"
+COLD_START = "{name} is starting a GPU container, usually 10–30 s…"  # a scaled-to-zero provider
 # A warm Modal answers in well under a second; only then is "starting a container" the truth.
 COLD_AFTER_S = 1.0
 
@@ -195,7 +195,7 @@ class WaitIndicator:
 
     def __init__(self, console: Console, trying: Callable[[], str | None], *,
                  clock: Callable[[], float] = time.monotonic,
-                 likely_cold: Callable[[], bool] = lambda: True) -> None:
+                 likely_cold: Callable[[str], bool] = lambda name: False) -> None:
         self.console = console
         self.trying = trying
         self.likely_cold = likely_cold  # idle past its scaledown window: a slow start is a cold start
@@ -206,8 +206,8 @@ class WaitIndicator:
     def message(self) -> str:
         elapsed = self.clock() - self.started
         provider = self.trying()
-        if provider == "modal" and elapsed >= COLD_AFTER_S and self.likely_cold():
-            what = MODAL_COLD
+        if provider and elapsed >= COLD_AFTER_S and self.likely_cold(provider):
+            what = COLD_START.format(name=provider.capitalize())
         else:
             what = f"waiting for {provider or 'a provider'}…"
         return f"{escape(what)} [dim]({elapsed:.0f}s)[/dim]"

@@ -131,8 +131,8 @@ def _turn(session: ChatSession, ui: ChatUI, runner: asyncio.Runner,
 async def _answer(session: ChatSession, ui: ChatUI,
                   ask: Callable[[Callable[[str], None]], Awaitable[Answer]]) -> Answer:
     # Read once, before the request: the answer it starts is itself "use" in the ledger.
-    cold = session.likely_cold("modal")
-    ui.begin(session.trying, lambda: cold)
+    cold = {name for name in session.order() if session.likely_cold(name)}
+    ui.begin(session.trying, cold.__contains__)
     ticker = asyncio.create_task(_tick(ui))
     try:
         return await ask(ui.text)

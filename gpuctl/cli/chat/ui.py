@@ -23,18 +23,15 @@ from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError
 if TYPE_CHECKING:
     from gpuctl.chat.session import Answer, Spend
     from gpuctl.cli.output import Output
+    from gpuctl.routing.outcomes import Fallback
 
 
 
-def fallback_lines(reason: str | None) -> list[str]:
-    """'modal: waking up; vastai: breaker open' → one 'fell back from X: why' per provider."""
-    if not reason:
+def fallback_lines(fallback: Fallback | None) -> list[str]:
+    """One 'fell back from modal: waking up (…)' line per provider that did not answer."""
+    if fallback is None:
         return []
-    lines = []
-    for part in reason.split("; "):
-        name, sep, why = part.partition(": ")
-        lines.append(f"fell back from {name}: {why}" if sep else f"fell back: {part}")
-    return lines
+    return [f"fell back from {a.provider}: {a.reason.text}" for a in fallback.attempts]
 
 
 def stats_line(answer: Answer) -> str:
@@ -93,7 +90,7 @@ class HumanUI:
         return self.stdout.is_terminal
 
     # an answer's life: begin → text* → done | stopped | failed (close() always)
-    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
+    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[str], bool] = lambda name: False) -> None:
         self._waiting = WaitIndicator(self.stderr, trying, likely_cold=likely_cold)
         self._waiting.start()
         self._renderer = StreamRenderer(self.stdout, markdown=self.markdown)
@@ -120,7 +117,7 @@ class HumanUI:
     def done(self, answer: Answer) -> None:
         self.close()
         self._note(stats_line(answer))
-        for line in fallback_lines(answer.fallback_reason):
+        for line in fallback_lines(answer.fallback):
             self._note(line)
 
     def stopped(self, answer: Answer | None, *, final: bool) -> None:
@@ -168,7 +165,7 @@ class JsonUI:
     def __init__(self, emit: Callable[[Any], None]) -> None:
         self.emit = emit
 
-    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[], bool] = lambda: True) -> None:
+    def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[str], bool] = lambda name: False) -> None:
         pass
 
     def tick(self) -> None:

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from gpuctl.cli.chat.render import MODAL_COLD, StreamRenderer, WaitIndicator
+from gpuctl.cli.chat.render import StreamRenderer, WaitIndicator
 
 
 class CountingFile(io.StringIO):
@@ -120,10 +120,11 @@ def test_wait_indicator_words() -> None:
     now = [0.0]
     provider = ["modal"]
     sink = io.StringIO()
-    w = WaitIndicator(Console(file=sink), lambda: provider[0], clock=lambda: now[0])
+    w = WaitIndicator(Console(file=sink), lambda: provider[0], clock=lambda: now[0],
+                      likely_cold=lambda name: name == "modal")
     assert w.message().startswith("waiting for modal…")  # a warm Modal answers at once
     now[0] = 12.4
-    assert w.message().startswith(MODAL_COLD) and "(12s)" in w.message()
+    assert w.message().startswith("Modal is starting a GPU container") and "(12s)" in w.message()
     provider[0] = "anthropic"
     assert w.message().startswith("waiting for anthropic…")
     w.start()  # not a terminal: draws nothing, and stop is safe

@@ -11,6 +11,7 @@ from gpuctl.chat.session import Answer, Spend
 from gpuctl.cli.chat.ui import JsonUI, cost_line, fallback_lines, money, stats_line
 from gpuctl.errors import UsageError
 from gpuctl.providers.base import Usage
+from gpuctl.routing.outcomes import Attempt, Fallback, Reason
 
 
 @pytest.mark.parametrize(("value", "shown"), [
@@ -23,11 +24,13 @@ def test_money(value: Decimal | None, shown: str) -> None:
 
 def test_stats_and_fallback_lines() -> None:
     answer = Answer("hi", "anthropic", "claude-haiku-4-5", Usage(10, 50), Decimal("0.00026"),
-                    fallback_reason="modal: waking up (cold start, usually 10–30 s); vastai: breaker open",
+                    fallback=Fallback((Attempt("modal", Reason.waking()),
+                                       Attempt("vastai", Reason.breaker_open("breaker open")))),
                     ttft_s=0.5, latency_s=1.5)
     assert stats_line(answer) == ("anthropic · claude-haiku-4-5 · 10 in / 50 out tokens · 50.0 tok/s · "
                                   "TTFT 0.50 s · ~$0.00026")
-    assert fallback_lines(answer.fallback_reason) == [
+    assert answer.fallback_reason == "modal: waking up (cold start, usually 10–30 s); vastai: breaker open"
+    assert fallback_lines(answer.fallback) == [
         "fell back from modal: waking up (cold start, usually 10–30 s)", "fell back from vastai: breaker open"]
     assert fallback_lines(None) == []
 
