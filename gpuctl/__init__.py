@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "BackendManager": ("gpuctl.routing.manager", "BackendManager"),
-    "RoutedStream": ("gpuctl.routing.manager", "RoutedStream"),
+    "RoutedStream": ("gpuctl.routing.stream", "RoutedStream"),
     "ModalVLLMClient": ("gpuctl.modal.compat", "ModalVLLMClient"),
     "ModalOrchestrator": ("gpuctl.modal.compat", "ModalOrchestrator"),
     "init_modal_orchestrator": ("gpuctl.modal.compat", "init_modal_orchestrator"),

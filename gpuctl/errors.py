@@ -155,9 +155,12 @@ class AllProvidersFailedError(GpuctlError):
     """Every configured provider was tried (or skipped) and none answered."""
 
     def __init__(self, message: str, *, reasons: list[str], hint: str | None = None,
-                 credentials: bool = False) -> None:
+                 credentials: bool = False, attempts: tuple[object, ...] = ()) -> None:
         super().__init__(message, hint=hint)
-        self.reasons = reasons
+        self.reasons = reasons  # one line per provider, for people
+        # The router's typed attempts (gpuctl.routing.outcomes.Attempt), for code that decides
+        # (an HTTP status, a retry time): errors sit below routing, so they are not typed here.
+        self.attempts = attempts
         if credentials:  # every provider refused its key: exit 3, like any credentials problem
             self.exit_code = EXIT_CONFIG
 

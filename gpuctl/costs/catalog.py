@@ -9,7 +9,6 @@ never reads a file (that is `gpuctl.costs.loading`), prints or exits: an unknown
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -241,11 +240,10 @@ def _norm_model(name: str) -> str:
 
 
 def _near_name(word: str, choices: Mapping[str, str]) -> str:
-    """` (did you mean 'L4'?)` for a near miss among normalised names, else ''. Not
-    `config.did_you_mean`: GPU names are short ("l5" is one edit from "l4", a ratio of 0.5,
-    below its cutoff) and the hint must show the catalog's spelling, not the normalised key."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {choices[close[0]]!r}?)" if close else ""
+    """` (did you mean 'L4'?)` for a near miss among normalised names, shown in the catalog's
+    spelling. GPU names are short ("l5" is one edit from "l4", a ratio of 0.5), so the cutoff is
+    lower than for setting names."""
+    return did_you_mean(word, choices, cutoff=0.5, prefixes=False)
 
 
 def resolve_provider(name: str) -> str:

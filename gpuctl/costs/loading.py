@@ -9,14 +9,13 @@ throughput tables into `gpuctl.costs.catalog` rows, exactly (floats in TOML are 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gpuctl.config import did_you_mean
+from gpuctl.config import did_you_mean, read_toml
 from gpuctl.costs.catalog import (
     GPU_PROVIDERS,
     PROVIDERS,
@@ -41,17 +40,8 @@ def default_configs_dir() -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            # parse_float=Decimal: prices never pass through binary floating point.
-            return tomllib.load(f, parse_float=Decimal)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found",
-                          hint="reinstall gpuctl, or pass the file's path explicitly") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    # parse_float=Decimal: prices never pass through binary floating point.
+    return read_toml(path, parse_float=Decimal, missing_hint="reinstall gpuctl, or pass the file's path explicitly")
 
 
 def load_price_file(path: Path) -> dict[str, Any]:

@@ -12,13 +12,13 @@ price anything (gpuctl.costs, through ops/deploy.py), print, or read the clock.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from gpuctl.config import close_matches
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only
@@ -85,8 +85,8 @@ def parse_gpu(gpu: str) -> tuple[str, int]:
     canonical = {g.upper(): g for g in VALID_GPUS}
     found = canonical.get(name.upper())
     if found is None:
-        close = difflib.get_close_matches(name.upper(), list(canonical), n=2, cutoff=0.5)
-        suggestion = f"; did you mean {' or '.join(canonical[c] for c in close)}?" if close else ""
+        close = close_matches(name.upper(), canonical, n=2, cutoff=0.5)
+        suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
         raise UsageError(
             f"Unknown Modal GPU {gpu!r}{suggestion}",
             hint=f"Modal GPUs: {', '.join(VALID_GPUS)}; add :N for N GPUs (e.g. H100:2).",

@@ -196,4 +196,4 @@ def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exceptio
     hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
     credentials = bool(failed) and all(a.reason.error_kind == "auth" for a in failed)
     return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint,
-                                   credentials=credentials)
+                                   credentials=credentials, attempts=tuple(told))

@@ -9,14 +9,13 @@ types, ranges). Must not: talk to Vast.ai (that is `offers`), or read settings a
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from gpuctl.config import Settings, did_you_mean
+from gpuctl.config import Settings, did_you_mean, read_toml
 from gpuctl.errors import ConfigError, UsageError
 
 _FIELDS = ("name", "gpu_names", "min_vram_gb", "max_dph", "min_reliability", "min_inet_down", "min_cuda")
@@ -60,15 +59,8 @@ def load_tiers(settings: Settings) -> list[Tier]:
 
 
 def load_tiers_file(path: Path) -> list[Tier]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: GPU tiers file not found",
-                          hint="set vastai.gpu_tiers to 'default' or to an existing TOML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = read_toml(path, parse_float=Decimal,
+                     missing_hint="set vastai.gpu_tiers to 'default' or to an existing TOML file")
     return parse_tiers(data, str(path))
 
 

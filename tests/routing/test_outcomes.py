@@ -79,4 +79,5 @@ def test_giving_up_lists_every_told_reason() -> None:
     error = give_up(attempts, last)
     assert isinstance(error, AllProvidersFailedError) and error.hint == "try later" and error.exit_code == 1
     assert error.reasons == ["modal: waking up (cold start, usually 10–30 s)", "anthropic: overloaded (529)"]
+    assert [a.provider for a in error.attempts] == ["modal", "anthropic"]  # typed, for code that decides
     assert error.message == "no provider could answer: " + "; ".join(error.reasons)
