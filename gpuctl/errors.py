@@ -100,8 +100,9 @@ class Kind(StrEnum):
 
 # Kinds where trying the next provider can help; a 400 means our request is wrong.
 FAILOVER_KINDS = frozenset(Kind) - {Kind.BAD_REQUEST}
-# A cold start or our own bad request says nothing about the backend's health.
-NOT_BREAKER_KINDS = frozenset({Kind.COLD, Kind.BAD_REQUEST})
+# A cold start or our own bad request says nothing about the backend's health, and a refused
+# key is a setting to fix (exit 3), not an outage: a breaker it opened would outlive the fix.
+NOT_BREAKER_KINDS = frozenset({Kind.COLD, Kind.BAD_REQUEST, Kind.AUTH})
 
 
 class ProviderError(GpuctlError):
@@ -135,7 +136,7 @@ class ProviderError(GpuctlError):
 
     @property
     def counts_against_breaker(self) -> bool:
-        """A cold start or our own bad request says nothing about the backend's health."""
+        """A cold start, our own bad request or a refused key says nothing about the backend's health."""
         return self.kind not in NOT_BREAKER_KINDS
 
 

@@ -99,6 +99,9 @@ class Health:
     latency_s: float | None = None
     detail: str = ""
     models: tuple[str, ...] = ()
+    # The failure's `ProviderError.kind` when the check failed with one ("auth": the key was
+    # refused, a setting to fix rather than an outage), so callers decide without reading `detail`.
+    error_kind: str | None = None
 
     @property
     def ok(self) -> bool:

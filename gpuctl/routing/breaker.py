@@ -75,7 +75,7 @@ def view(record: BreakerRecord, now: float) -> BreakerView:
         if is_probe(record, now):
             return BreakerView("half-open (next request probes)")
         allowed, why = check(record, now)
-        return BreakerView("open", None if allowed else why)
+        return BreakerView("open", None if allowed else f"{why}; to retry now: `gpuctl status --deep`")
     if record.failures:
         return BreakerView(f"closed ({record.failures} failed)")
     return BreakerView("closed")

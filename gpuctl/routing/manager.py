@@ -24,10 +24,10 @@ from gpuctl.routing import stream as answers
 from gpuctl.routing.ledger import Ledger
 from gpuctl.routing.outcomes import RoutedResponse
 from gpuctl.routing.policy import Router
-from gpuctl.routing.registry import NO_PROVIDER_HINT, Slot, build_slots, priority
+from gpuctl.routing.registry import Slot, build_slots, nothing_configured, priority
 from gpuctl.routing.status import StatusReport, build_report
 from gpuctl.routing.stream import RoutedStream
-from gpuctl.state import State, open_for
+from gpuctl.state import BreakerRecord, State, open_for
 
 
 class BackendManager:
@@ -118,6 +118,12 @@ class BackendManager:
 
     # -------------------------------------------------------------- the original package's API
 
+    def breaker(self, name: str) -> BreakerRecord | None:
+        """The breaker of provider `name` as it is set up now (its endpoint, key and model), or
+        None for a provider not in this manager's slots."""
+        slot = self.router.slot(name)
+        return None if slot is None else self.router.breaker(slot)
+
     def get_current_provider(self) -> str | None:
         """The provider that would be tried first now (configured, breaker closed); no network."""
         return self.router.current()
@@ -161,7 +167,7 @@ class BackendManager:
         if only is not None and not slots[0].configured:
             raise NoProviderError(f"{only} is not configured", hint=slots[0].why_not)
         if not any(s.configured for s in slots):
-            raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+            raise nothing_configured(self.settings, self.state, [s.name for s in slots])
 
     def likely_cold(self, name: str) -> bool:
         """Whether a request to `name` would probably meet a cold start (for what a UI says)."""

@@ -21,6 +21,10 @@ from gpuctl.providers.base import ChatResponse
 from gpuctl.routing.registry import NO_PROVIDER_HINT
 
 STOPPED = "stopped by user"  # the ledger's error for an answer the user interrupted
+# How to get past an open breaker without waiting for its cooldown (a deep probe that
+# generates a token closes it: `routing.status`).
+RETRY_NOW = ("a breaker closes by itself at the time shown; to retry now, `gpuctl status --deep` probes "
+             "every provider and closes the breaker of each one that answers")
 
 
 def without_name(provider: str, message: str) -> str:
@@ -194,6 +198,13 @@ def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exceptio
         return last
     reasons = [a.text for a in told]
     hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
+    if any(a.reason.kind in (ReasonKind.BREAKER_OPEN, ReasonKind.HALF_OPEN_PROBING) for a in told):
+        hint = (f"{hint}; " if last is not None and last.hint else "") + RETRY_NOW
+    # Every failure a refused key: a setting to fix (exit 3), whatever else was merely skipped.
     credentials = bool(failed) and all(a.reason.error_kind == "auth" for a in failed)
-    return AllProvidersFailedError("no provider could answer: " + "; ".join(reasons), reasons=reasons, hint=hint,
-                                   credentials=credentials, attempts=tuple(told))
+    if credentials:
+        refused = "the key was refused" if len(failed) == 1 else "the keys were refused"
+        message = f"{refused}: " + "; ".join(reasons)
+    else:
+        message = "no provider could answer: " + "; ".join(reasons)
+    return AllProvidersFailedError(message, reasons=reasons, hint=hint, credentials=credentials, attempts=tuple(told))

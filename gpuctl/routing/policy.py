@@ -7,6 +7,9 @@ the candidate walk (`candidates`: a waking provider is tried again last, when ev
 failed), and the bookkeeping every attempt leaves (`failed`, `succeeded`, `failed_before_text`).
 `Router` is the public face `RoutedStream`, `complete` and status use.
 
+Breakers and the "waking" memory are read and written under each slot's `breaker_key` (the
+provider and what it talks to), never its bare name; every breaker transition is an event.
+
 Must not: name a provider (their traits are `Slot` properties set by the registry), parse a
 message to decide anything (reasons are `outcomes.Reason`), or print.
 """
@@ -23,7 +26,7 @@ from gpuctl.providers.base import ChatRequest
 from gpuctl.routing import breaker
 from gpuctl.routing.ledger import Ledger
 from gpuctl.routing.outcomes import Attempt, Outcome, Reason, without_name
-from gpuctl.routing.registry import BUILDERS, Slot
+from gpuctl.routing.registry import BUILDERS, Slot, nothing_configured
 from gpuctl.state import BreakerRecord, State
 
 # After a cold probe, requests go straight to the next provider for this long, then probe again
@@ -68,16 +71,24 @@ class Router:
         """The provider that would be tried first now (configured, breaker closed); no network."""
         now = self.clock()
         for slot in self.slots:
-            if slot.configured and breaker.check(self.state.get_breaker(slot.name), now)[0]:
+            if slot.configured and breaker.check(self.breaker(slot), now)[0]:
                 return slot.name
         return None
+
+    def breaker(self, slot: Slot) -> BreakerRecord:
+        """The breaker of this slot's current setting (`Slot.breaker_key`)."""
+        return self.state.get_breaker(slot.breaker_key)
+
+    def _key(self, name: str) -> str:
+        found = self.slot(name)
+        return found.breaker_key if found is not None else name
 
     def gate(self, slot: Slot, now: float, *, claim: bool = False) -> Reason | None:
         """Why this slot is skipped, or None if it may be tried. With `claim`, a breaker due for
         its probe is claimed atomically, so one request (in all processes) probes, not all."""
         if not slot.configured:
             return Reason.not_configured(slot.why_not or "")
-        record = self.state.get_breaker(slot.name)
+        record = self.breaker(slot)
         allowed, why = breaker.check(record, now)
         if not allowed:
             return Reason.breaker_open(why or "") if record.state == "open" else Reason.half_open_probing()
@@ -92,16 +103,19 @@ class Router:
                 claimed.append(True)
                 return breaker.claim_probe(current, now, lease)
 
-            self.state.update_breaker(slot.name, take)
+            self.state.update_breaker(slot.breaker_key, take)
             if not claimed:
                 return Reason.half_open_probing()
+            log_event("breaker_half_open", provider=slot.name, endpoint=slot.endpoint, failures=record.failures,
+                      lease_s=lease)
         return None
 
     def idle_past_window(self, slot: Slot) -> bool:
         """Has this scale-to-zero provider been idle long enough to have scaled down?"""
         if slot.scaledown_s is None:
             return False
-        last = self.state.last_usage_at(slot.name)
+        # The last answer from *this* endpoint: a new deployment behind a new URL starts cold.
+        last = self.state.last_usage_at(slot.name, endpoint=slot.endpoint)
         return last is None or self.clock() - last >= slot.scaledown_s
 
     async def cold_gate(self, slot: Slot, has_next: bool) -> Attempt | None:
@@ -116,7 +130,7 @@ class Router:
         if not self.idle_past_window(slot):
             return None  # answered recently: warm
         now = self.clock()
-        waking = self.state.metrics(slot.name).get("waking")  # {"since": t0, "probed": t}
+        waking = self.state.metrics(slot.breaker_key).get("waking")  # {"since": t0, "probed": t}
         if isinstance(waking, dict) and now - float(waking["probed"]) < WAKE_GRACE_S:
             # Probed cold moments ago: don't make every request of a burst pay another probe.
             return Attempt(slot.name, Reason.still_waking(now - float(waking["since"])))
@@ -127,14 +141,14 @@ class Router:
             if now - since > MAX_WAKE_S:
                 # Far longer than any cold start (Modal gives vLLM 10 min to open its port): a
                 # 503 for a lost quota or a crashed app, not a GPU waking up.
-                self.state.set_metric(slot.name, "waking", None)
+                self.state.set_metric(slot.breaker_key, "waking", None)
                 reason = Reason.wake_timed_out(now - since, without_name(slot.name, health.detail))
                 self.failed(slot.name, reason)
                 return Attempt(slot.name, reason)
-            self.state.set_metric(slot.name, "waking", {"since": since, "probed": now})
+            self.state.set_metric(slot.breaker_key, "waking", {"since": since, "probed": now})
             return Attempt(slot.name, Reason.waking())
         if waking is not None:
-            self.state.set_metric(slot.name, "waking", None)
+            self.state.set_metric(slot.breaker_key, "waking", None)
         if health.status == "unhealthy":
             reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"))
             self.failed(slot.name, reason)
@@ -151,6 +165,8 @@ class Router:
         cold GPU still beats no answer.
         """
         order = self.order(only)
+        if only is None and not any(slot.configured for slot in order):
+            raise nothing_configured(self.settings, self.state, [slot.name for slot in order])
         now = self.clock()
         deferred: list[Slot] = []
         for index, slot in enumerate(order):
@@ -178,16 +194,33 @@ class Router:
         s = self.settings
         now = self.clock()
         error = reason.text
-        self.state.update_breaker(
-            name,
-            lambda rec: breaker.on_failure(rec, now, threshold=s["routing.failure_threshold"],
-                                           cooldown_s=s["routing.cooldown_s"], error=error),
-        )
+        self._move(name, lambda rec: breaker.on_failure(rec, now, threshold=s["routing.failure_threshold"],
+                                                        cooldown_s=s["routing.cooldown_s"], error=error))
 
     def succeeded(self, name: str) -> None:
-        rec = self.state.get_breaker(name)
+        rec = self.state.get_breaker(self._key(name))
         if rec.state != "closed" or rec.failures:
-            self.state.update_breaker(name, breaker.on_success)
+            self._move(name, breaker.on_success)
+
+    def _move(self, name: str, change: Callable[[BreakerRecord], BreakerRecord]) -> None:
+        """Change one breaker in one transaction; an open or a close is an event."""
+        before: list[BreakerRecord] = []
+
+        def step(current: BreakerRecord) -> BreakerRecord:
+            before.append(current)  # the last call's: a retried transaction calls it again
+            return change(current)
+
+        after = self.state.update_breaker(self._key(name), step)
+        was = before[-1].state if before else "closed"
+        if after.state == was:
+            return
+        found = self.slot(name)
+        endpoint = found.endpoint if found is not None else None
+        if after.state == "open":
+            log_event("breaker_opened", provider=name, endpoint=endpoint, failures=after.failures,
+                      cooldown_s=round((after.open_until or 0.0) - (after.opened_at or 0.0), 3), error=after.last_error)
+        elif after.state == "closed":
+            log_event("breaker_closed", provider=name, endpoint=endpoint, was=was)
 
     def failed_before_text(self, slot: Slot, exc: ProviderError, request: ChatRequest, started: float,
                            started_at: float) -> Attempt:

@@ -9,15 +9,23 @@ A slot is *configured* when its settings are present (the original package's rul
 `modal.web_url` (MODAL_WEB_URL), Vast.ai if `vastai.api_key` and a ready instance in the ledger,
 Anthropic if `anthropic.api_key`, and `endpoint` if `endpoint.url`. Building a slot never
 touches the network; provider modules are imported only for configured slots.
+
+Each configured slot also gets its `breaker_key` (`breaker_key`): the breaker, the "waking"
+memory and the last health check belong to a provider *and what it talks to* (endpoint, a hash
+of the key, the model), so a fixed setting starts fresh instead of inheriting the breaker its
+broken predecessor opened.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from gpuctl.config import Settings
+from gpuctl.errors import NoProviderError
 from gpuctl.providers.base import Provider
 from gpuctl.state import State
 
@@ -50,6 +58,13 @@ class Slot:
     event_prefix: str | None = None  # "<prefix>_chat_completion" goes to the event log per answer
     idle_note: str | None = None  # the status word for an unconfigured slot that is merely idle
     prefetch: str | None = None  # a slow-to-import module an interactive chat may load early
+    # Where this slot's breaker, "waking" and last-health memory live in the state (`breaker_key`);
+    # "" means the slot's name (an unconfigured slot, or one a test builds by hand).
+    breaker_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.breaker_key:
+            self.breaker_key = self.name
 
     @property
     def configured(self) -> bool:
@@ -58,6 +73,20 @@ class Slot:
     @property
     def scales_to_zero(self) -> bool:
         return self.scaledown_s is not None
+
+
+def breaker_key(name: str, url: str, api_key: str | None, model: str | None) -> str:
+    """`modal|https://x.modal.run|k:3f2a91c04b7e|Qwen/Qwen2.5-7B-Instruct`: the provider and what it
+    talks to. The key enters only as a truncated SHA-256 (never the key itself; with any
+    user:password inside the URL, which the shown URL drops), so changing MODAL_WEB_URL,
+    ANTHROPIC_API_KEY, the Vast.ai instance or the model gives a fresh breaker."""
+    parts = urlsplit(url)
+    secret = "\0".join(x for x in (api_key or "", parts.password or "", parts.username or "") if x)
+    digest = hashlib.sha256(f"gpuctl-breaker\0{secret}".encode()).hexdigest()[:12] if secret else "-"
+    # The same server however it is spelled: no credentials, host in lower case, no "/" or "/v1" at the end.
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2].lower()).geturl().rstrip("/")
+    shown = shown.removesuffix("/v1")
+    return f"{name}|{shown}|k:{digest}|{model or '-'}"
 
 
 def _timeouts(settings: Settings):  # type: ignore[no-untyped-def]
@@ -83,8 +112,10 @@ def build_modal(settings: Settings, state: State | None) -> Slot:
     url = settings.get("modal.web_url")
     if not url:
         return Slot("modal", None, "set MODAL_WEB_URL, or run `gpuctl deploy modal`", **traits)
-    provider = _vllm(settings, "modal", url, settings.get("modal.api_key"), settings["modal.model"])
-    return Slot("modal", provider, endpoint=getattr(provider, "endpoint", url), **traits)
+    key, model = settings.get("modal.api_key"), settings["modal.model"]
+    provider = _vllm(settings, "modal", url, key, model)
+    return Slot("modal", provider, endpoint=getattr(provider, "endpoint", url),
+                breaker_key=breaker_key("modal", url, key, model), **traits)
 
 
 def build_vastai(settings: Settings, state: State | None) -> Slot:
@@ -100,8 +131,10 @@ def build_vastai(settings: Settings, state: State | None) -> Slot:
         # A key with no instance running is not "unconfigured": status says what it is.
         return Slot("vastai", None, "no running Vast.ai instance: start one with `gpuctl launch`",
                     idle_note="no instance")
-    provider = _vllm(settings, "vastai", ready.endpoint, settings.get("vastai.vllm_api_key"), settings["vastai.model"])
-    return Slot("vastai", provider, endpoint=getattr(provider, "endpoint", ready.endpoint))
+    key, model = settings.get("vastai.vllm_api_key"), settings["vastai.model"]
+    provider = _vllm(settings, "vastai", ready.endpoint, key, model)
+    return Slot("vastai", provider, endpoint=getattr(provider, "endpoint", ready.endpoint),
+                breaker_key=breaker_key("vastai", ready.endpoint, key, model))
 
 
 def build_anthropic(settings: Settings, state: State | None) -> Slot:
@@ -119,16 +152,20 @@ def build_anthropic(settings: Settings, state: State | None) -> Slot:
         timeout_s=settings["routing.first_byte_timeout_s"],
         max_retries=0,
     )
-    return Slot("anthropic", provider, endpoint=(base_url or "https://api.anthropic.com").rstrip("/") + "/v1",
-                billing=Billing.TOKENS, prefetch="anthropic")  # its SDK takes ~1 s to import
+    endpoint = (base_url or "https://api.anthropic.com").rstrip("/") + "/v1"
+    return Slot("anthropic", provider, endpoint=endpoint, billing=Billing.TOKENS,
+                prefetch="anthropic",  # its SDK takes ~1 s to import
+                breaker_key=breaker_key("anthropic", endpoint, key, settings["anthropic.model"]))
 
 
 def build_endpoint(settings: Settings, state: State | None) -> Slot:
     url = settings.get("endpoint.url")
     if not url:
         return Slot("endpoint", None, "set endpoint.url (GPUCTL_ENDPOINT_URL) to your own OpenAI-compatible server")
-    provider = _vllm(settings, "endpoint", url, settings.get("endpoint.api_key"), settings.get("endpoint.model"))
-    return Slot("endpoint", provider, endpoint=getattr(provider, "endpoint", url))
+    key, model = settings.get("endpoint.api_key"), settings.get("endpoint.model")
+    provider = _vllm(settings, "endpoint", url, key, model)
+    return Slot("endpoint", provider, endpoint=getattr(provider, "endpoint", url),
+                breaker_key=breaker_key("endpoint", url, key, model))
 
 
 # name → builder. To add a provider: implement `providers.base.Provider`, add a builder here,
@@ -154,3 +191,18 @@ def priority(settings: Settings) -> list[str]:
 
 def build_slots(settings: Settings, state: State | None, names: list[str]) -> list[Slot]:
     return [BUILDERS[name](settings, state) for name in names]
+
+
+def nothing_configured(settings: Settings, state: State | None, order: Sequence[str]) -> NoProviderError:
+    """The error for "no provider in `order` can be used": what to set, or, when the providers
+    that are configured are simply not in `routing.priority`, exactly that."""
+    elsewhere = [name for name in BUILDERS if name not in order and BUILDERS[name](settings, state).configured]
+    if not elsewhere:
+        return NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+    verb = "is" if len(elsewhere) == 1 else "are"
+    source = settings.source("routing.priority")
+    return NoProviderError(
+        f"routing.priority lists {', '.join(order) or 'nothing'} but only {', '.join(elsewhere)} {verb} configured",
+        hint=f"add {' and '.join(elsewhere)} to routing.priority (from {'the default' if source == 'default' else source}),"
+             f" e.g. GPUCTL_PRIORITY={','.join([*order, *elsewhere])}",
+    )

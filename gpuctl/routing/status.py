@@ -20,14 +20,14 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from gpuctl.errors import NoProviderError, ProviderError
+from gpuctl.errors import Kind, ProviderError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
 from gpuctl.routing import breaker
 from gpuctl.routing.breaker import BreakerView
 from gpuctl.routing.outcomes import Reason, without_name
 from gpuctl.routing.policy import Router
-from gpuctl.routing.registry import NO_PROVIDER_HINT, Slot
+from gpuctl.routing.registry import Slot, nothing_configured
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ProviderStatus:
     breaker: BreakerView
     detail: str
     models: tuple[str, ...] = ()
+    error_kind: str | None = None  # the failed check's `ProviderError.kind` ("auth": the key was refused)
 
     @property
     def latency_ms(self) -> float | None:
@@ -53,6 +54,7 @@ class ProviderStatus:
             "provider": self.name, "configured": self.configured, "status": self.status,
             "endpoint": self.endpoint, "latency_ms": self.latency_ms,
             "breaker": self.breaker.text, "detail": self.detail, "models": list(self.models),
+            "error_kind": self.error_kind,
         }
 
 
@@ -121,7 +123,7 @@ def unprobed(router: Router, slot: Slot, now: float) -> Health | None:
     probing it; None to probe (it is warm anyway, was never checked, or was down last time)."""
     if slot.scaledown_s is None or not router.idle_past_window(slot):
         return None
-    last = router.state.metrics(slot.name).get("last_health")
+    last = router.state.metrics(slot.breaker_key).get("last_health")
     if not isinstance(last, dict) or "at" not in last:
         return None  # never checked: one probe tells the user whether the endpoint works
     if last.get("status") not in ("ready", "cold"):
@@ -156,10 +158,11 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
             continue
         if cached[slot.name] is None:
             _remember(router, slot, health, now, deep=deep)
-        record = router.state.get_breaker(slot.name)
+        record = router.breaker(slot)
         detail = without_name(slot.name, health.detail)
         rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
-                                   health.latency_s, breaker.view(record, now), detail, health.models))
+                                   health.latency_s, breaker.view(record, now), detail, health.models,
+                                   None if health.ok else health.error_kind))
         allowed, why = breaker.check(record, now)
         if not allowed:
             notes.append(Note(slot.name, Standing.BLOCKED, why or ""))
@@ -169,7 +172,7 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
             notes.append(Note(slot.name, Standing.DOWN, detail or health.status))
     current, told = choose(notes, fallback_on_cold=bool(router.settings["routing.fallback_on_cold"]))
     if current is None and not any(r.configured for r in rows):
-        raise NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+        raise nothing_configured(router.settings, router.state, [s.name for s in slots])
     return StatusReport(tuple(rows), current, tuple(told))
 
 
@@ -213,11 +216,14 @@ async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) 
 
 def _remember(router: Router, slot: Slot, health: Health, now: float, *, deep: bool) -> None:
     """A real probe: remember what it saw, and let it move the breaker."""
-    router.state.set_metric(slot.name, "last_health", {"status": health.status, "latency_s": health.latency_s,
-                                                       "at": now, "models": list(health.models)})
+    router.state.set_metric(slot.breaker_key, "last_health", {"status": health.status, "latency_s": health.latency_s,
+                                                              "at": now, "models": list(health.models)})
     if health.status == "ready" and deep:
         # Only a generated token closes a breaker: /health can answer while chat fails.
         router.succeeded(slot.name)
     elif health.status in ("unhealthy", "degraded"):
-        router.failed(slot.name, Reason.failed(without_name(slot.name, health.detail or health.status)))
-        log_event("vllm_health_check_failed", provider=slot.name, detail=health.detail)
+        if health.error_kind != Kind.AUTH:  # a refused key is a setting to fix, not an outage
+            router.failed(slot.name, Reason.failed(without_name(slot.name, health.detail or health.status),
+                                                   health.error_kind))
+        log_event("vllm_health_check_failed", provider=slot.name, endpoint=slot.endpoint, detail=health.detail,
+                  error_kind=health.error_kind)

@@ -95,10 +95,13 @@ def test_an_open_breaker_shows_its_label_in_the_table_and_why_below(cli, gpuctl_
 
     from gpuctl.state import BreakerRecord, open_state
 
+    from tests.support.routing import breaker_key
+
     now = time.time()
-    with open_state(gpuctl_home) as st:
-        st.put_breaker(BreakerRecord("anthropic", "open", 3, now - 10, now + 600, "overloaded (529)"))
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.url}
+    with open_state(gpuctl_home) as st:
+        st.put_breaker(BreakerRecord(breaker_key(gpuctl_home, "anthropic", **env), "open", 3, now - 10, now + 600,
+                                     "overloaded (529)"))
     result = cli("status", env=env)
     assert_exit(result, 1)  # nothing else can answer
     cells = next(line.split() for line in result.stdout.splitlines() if line.split()[:2] == ["anthropic", "ready"])

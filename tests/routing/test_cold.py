@@ -14,7 +14,7 @@ from gpuctl.routing.manager import BackendManager
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.support.routing import MESSAGES, ask, manager, status_of
+from tests.support.routing import MESSAGES, ask, breaker_key, manager, status_of
 
 
 def test_cold_modal_falls_back_without_counting_a_failure(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
@@ -25,7 +25,7 @@ def test_cold_modal_falls_back_without_counting_a_failure(gpuctl_home: Path, vll
     assert "waking up" in (response.fallback_reason or "")
     assert vllm.hits("/v1/chat/completions") == 0
     with open_state(gpuctl_home) as st:
-        assert st.get_breaker("modal").failures == 0
+        assert st.get_breaker(breaker_key(gpuctl_home, "modal", MODAL_WEB_URL=vllm.url)).failures == 0
 
 
 def test_waking_modal_is_probed_once_per_grace_period(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
@@ -59,7 +59,8 @@ def test_modal_alone_timing_out_cold_does_not_open_the_breaker(gpuctl_home: Path
         with pytest.raises(AllProvidersFailedError):
             ask(BackendManager(settings))
     with open_state(gpuctl_home) as st:
-        assert st.get_breaker("modal").failures == 0  # idle past its window: waking up, not down
+        key = breaker_key(gpuctl_home, "modal", MODAL_WEB_URL=vllm.url)
+        assert st.get_breaker(key).failures == 0  # idle past its window: waking up, not down
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -98,7 +99,7 @@ def test_a_503_that_never_ends_is_a_failure_not_a_cold_start(gpuctl_home: Path, 
     now[0] += 20 * 60  # far past any cold start
     assert "still not answering" in (one() or "")
     with open_state(gpuctl_home) as st:
-        assert st.get_breaker("modal").failures == 1
+        assert st.get_breaker(breaker_key(gpuctl_home, "modal", MODAL_WEB_URL=vllm.url)).failures == 1
 
 
 def test_status_names_the_fallback_while_modal_wakes(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:

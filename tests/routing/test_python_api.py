@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import closed_port_url
-from tests.support.routing import KEY
+from tests.support.routing import KEY, breaker_key
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}]
 
@@ -47,7 +48,7 @@ def test_python_api_falls_back_and_stops_touching_a_dead_port(fresh_gpuctl, monk
         providers = [asyncio.run(one()) for _ in range(4)]
     assert providers == ["anthropic"] * 4
     with open_state(gpuctl_home) as st:
-        breaker = st.get_breaker("modal")
+        breaker = st.get_breaker(breaker_key(gpuctl_home, "modal", MODAL_WEB_URL=os.environ["MODAL_WEB_URL"]))
         rows = st.usage_since()
     assert breaker.state == "open" and breaker.failures == 3  # the 4th call skipped modal entirely
     assert all(r.provider == "anthropic" for r in rows) and "modal" in (rows[-1].fallback_reason or "")

@@ -9,7 +9,8 @@ from typing import Any
 
 from gpuctl.config import load_settings
 from gpuctl.routing.manager import BackendManager
-from gpuctl.state import UsageRecord, open_state
+from gpuctl.routing.registry import BUILDERS
+from gpuctl.state import BreakerRecord, UsageRecord, open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
@@ -54,3 +55,20 @@ def status_of(m: BackendManager) -> dict[str, Any]:
 def ledger(home: Path) -> list[UsageRecord]:
     with open_state(home) as st:
         return st.usage_since()
+
+
+def breaker_of(m: BackendManager, name: str) -> BreakerRecord:
+    """The breaker `m` uses for provider `name` now (under its endpoint, key and model), closing
+    the manager after."""
+    try:
+        record = m.breaker(name)
+        assert record is not None, f"{name} is not one of the manager's providers"
+        return record
+    finally:
+        asyncio.run(m.aclose())
+
+
+def breaker_key(home: Path, name: str, **env: str) -> str:
+    """The state key of provider `name`'s breaker for these environment settings."""
+    with open_state(home) as st:
+        return BUILDERS[name](load_settings(env=env, home=home), st).breaker_key
