@@ -56,3 +56,6 @@ def test_failover_and_breaker_by_kind() -> None:
     assert cold.failover and not cold.counts_against_breaker
     assert not bad.failover and not bad.counts_against_breaker
     assert cut.failover and cut.counts_against_breaker and cut.exit_code == errors.EXIT_FAILURE
+    # a refused key fails over but never opens a breaker: it is a setting to fix (exit 3)
+    refused = ProviderError("x", provider="p", kind=Kind.AUTH, status=401)
+    assert refused.failover and not refused.counts_against_breaker and refused.exit_code == errors.EXIT_CONFIG
