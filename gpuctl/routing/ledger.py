@@ -1,8 +1,10 @@
 """The usage ledger: one row per answer (or failure, or stopped answer) and its estimated price.
 
-Owns: writing `UsageRecord`s to the state, the per-answer event and request counter, and the
-price of one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds ×
-$/s, both computed by `gpuctl.costs` (the one place for money math).
+Owns: writing `UsageRecord`s to the state, the per-answer events (the same
+`<prefix>_chat_completion`, `…_failed` and `…_stopped` for every provider, and
+`routing_fallback` when a later provider answered) and the request counter, and the price of
+one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds × $/s, both
+computed by `gpuctl.costs` (the one place for money math).
 
 Must not: decide anything about routing, reimplement a price formula, or let pricing break an
 answer (a row without a cost is better than no answer).
@@ -52,11 +54,21 @@ class Ledger:
             fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
             profile=self.settings.profile,
         ))
+        prefix = slot.event_prefix or slot.name
+        fields = {"provider": slot.name, "model": model, "endpoint": slot.endpoint, "tokens": usage.total_tokens,
+                  "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  "latency_s": round(latency, 4), "cost": None if cost is None else str(cost)}
         if error is None:
             total = self.state.bump_metric(slot.name, "total_requests")
-            if slot.event_prefix:
-                log_event(f"{slot.event_prefix}_chat_completion", model=model, tokens=usage.total_tokens,
-                          total_requests=int(total))
+            log_event(f"{prefix}_chat_completion", **fields, total_requests=int(total),
+                      fallback=None if fallback is None else fallback.text)
+            if fallback is not None:
+                log_event("routing_fallback", provider=slot.name, passed_over=[a.provider for a in fallback.attempts],
+                          reason=fallback.text)
+        elif error == STOPPED:
+            log_event(f"{prefix}_chat_completion_stopped", **fields)
+        else:
+            log_event(f"{prefix}_chat_completion_failed", **fields, error=error)
 
     def estimate_cost(self, slot: Slot, model: str | None, usage: Usage, seconds: float) -> Decimal | None:
         """Estimated $ for one request, or None when the slot does not bill per request (or the

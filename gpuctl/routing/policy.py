@@ -146,13 +146,16 @@ class Router:
                 self.failed(slot.name, reason)
                 return Attempt(slot.name, reason)
             self.state.set_metric(slot.breaker_key, "waking", {"since": since, "probed": now})
+            if not isinstance(waking, dict):
+                log_event("provider_waking", provider=slot.name, endpoint=slot.endpoint, detail=health.detail)
             return Attempt(slot.name, Reason.waking())
         if waking is not None:
             self.state.set_metric(slot.breaker_key, "waking", None)
         if health.status == "unhealthy":
             reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"))
             self.failed(slot.name, reason)
-            log_event("vllm_health_check_failed", provider=slot.name, detail=reason.text)
+            log_event("vllm_health_check_failed", provider=slot.name, endpoint=slot.endpoint, detail=reason.text,
+                      error_kind=health.error_kind)
             return Attempt(slot.name, reason)
         return None
 

@@ -55,7 +55,7 @@ class Slot:
     scaledown_s: float | None = None
     billing: Billing = Billing.ELSEWHERE
     gpu: str | None = None  # the catalog's GPU name, for Billing.GPU_SECONDS
-    event_prefix: str | None = None  # "<prefix>_chat_completion" goes to the event log per answer
+    event_prefix: str | None = None  # "<prefix>_chat_completion" goes to the event log per answer (default: name)
     idle_note: str | None = None  # the status word for an unconfigured slot that is merely idle
     prefetch: str | None = None  # a slow-to-import module an interactive chat may load early
     # Where this slot's breaker, "waking" and last-health memory live in the state (`breaker_key`);
@@ -65,6 +65,8 @@ class Slot:
     def __post_init__(self) -> None:
         if not self.breaker_key:
             self.breaker_key = self.name
+        if not self.event_prefix:
+            self.event_prefix = self.name
 
     @property
     def configured(self) -> bool:
