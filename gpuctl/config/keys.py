@@ -36,6 +36,7 @@ class Key:
     doc: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    gpu_of: str | None = None  # the value names a GPU of this provider (the catalog's list: config.gpus)
 
     @property
     def dotted(self) -> str:
@@ -43,8 +44,8 @@ class Key:
 
 
 def _k(section: str, name: str, typ: type, default: Any, *env: str, secret: bool = False,
-       doc: str = "", minimum: float | None = None, maximum: float | None = None) -> Key:
-    return Key(section, name, typ, default, tuple(env), secret, doc, minimum, maximum)
+       doc: str = "", minimum: float | None = None, maximum: float | None = None, gpu_of: str | None = None) -> Key:
+    return Key(section, name, typ, default, tuple(env), secret, doc, minimum, maximum, gpu_of)
 
 
 # Defaults (model, GPU, windows, budgets, keep-alive, priority) and environment variables
@@ -53,7 +54,8 @@ KEYS: tuple[Key, ...] = (
     _k("modal", "web_url", str, None, "MODAL_WEB_URL", doc="the deployed endpoint (set by `gpuctl deploy modal`)"),
     _k("modal", "app_name", str, "multi-agent-vllm-inference", "GPUCTL_MODAL_APP_NAME"),
     _k("modal", "model", str, "Qwen/Qwen2.5-7B-Instruct", "MODAL_MODEL"),
-    _k("modal", "gpu", str, "L4", "MODAL_GPU_TYPE"),
+    _k("modal", "gpu", str, "L4", "MODAL_GPU_TYPE", gpu_of="modal",
+       doc="a Modal GPU from configs/prices.toml, :N for N per container (H100:2)"),
     _k("modal", "scaledown_window_minutes", float, 5.0, "MODAL_SCALEDOWN_WINDOW_MINUTES",
        minimum=2 / 60, maximum=60),
     _k("modal", "max_model_len", int, 4096, minimum=256),
@@ -69,7 +71,7 @@ KEYS: tuple[Key, ...] = (
     _k("vastai", "keep_alive_minutes", float, 45.0, "VASTAI_KEEP_ALIVE_MINUTES", minimum=0),
     _k("vastai", "image", str, None, doc="vLLM image; default: the pin in deploy/versions.toml"),
     _k("vastai", "disk_gb", float, 40.0, minimum=10),
-    _k("vastai", "gpu_tiers", str, "default", doc="'default' (configs/gpu_tiers.toml) or a TOML file path"),
+    _k("vastai", "gpu_tiers", str, "default", doc="'default' (configs/gpu_tiers.toml) or the path of a TOML file"),
     _k("vastai", "model", str, "Qwen/Qwen2.5-7B-Instruct", "VASTAI_MODEL"),
     _k("vastai", "hf_token", str, None, "HF_TOKEN", secret=True, doc="for gated models"),
     _k("vastai", "vllm_api_key", str, None, "GPUCTL_VASTAI_VLLM_API_KEY", secret=True,

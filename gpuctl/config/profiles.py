@@ -103,15 +103,19 @@ def parse_cli_value(key: Key, text: str) -> Any:
 def editing_profile(home: Path, name: str) -> Iterator[dict[str, Any]]:
     """Read a profile, let the caller change the dict, validate, write atomically.
 
-    A broken profile is reported, never overwritten; an exception inside leaves the file as it was.
+    The check is of the profile as changed, so `set`/`unset` can repair the one bad value that
+    breaks it (a GPU the catalog no longer lists, a hand edit); a profile still broken after the
+    change is reported, never written; an exception inside leaves the file as it was.
     """
     path = profile_path(home, name)
     if not path.exists():
         raise ConfigError(f"profile {name!r} does not exist", hint=f"create it with `gpuctl profile create {name}`")
-    data = load_profile_file(path)
+    data = read_config_file(path)
+    if any(not isinstance(table, dict) for table in data.values()):
+        validate_profile_data(data, str(path))  # a section that is not a table: say so, change nothing
     yield data
-    validate_profile_data(data, str(path))
-    write_toml_atomic(path, data)
+    clean = validate_profile_data(data, str(path))
+    write_toml_atomic(path, clean)
 
 
 def set_profile_value(home: Path, name: str, dotted: str, value: Any) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuctl.config.files import read_toml
+from gpuctl.config.gpus import check_gpu_setting
 from gpuctl.config.keys import (
     FREE_SECTIONS,
     KEYS,
@@ -145,18 +146,50 @@ def _coerce(key: Key, value: Any, origin: str) -> Any:
         if key.maximum is not None and result > key.maximum:
             raise ConfigError(f"{origin}: {key.dotted} must be at most {key.maximum:g}, got {result}")
     if key.dotted == "routing.priority":
-        for name in result:
-            if name not in PROVIDERS:
-                raise ConfigError(
-                    f"{origin}: routing.priority names unknown provider {name!r}"
-                    f"{did_you_mean(name, list(PROVIDERS))}",
-                    hint="known providers: " + ", ".join(PROVIDERS),
-                )
-        if not result:
-            raise ConfigError(f"{origin}: routing.priority is empty", hint="e.g. [\"modal\", \"anthropic\"]")
+        result = _priority(result, origin)
+    if key.gpu_of is not None and result:
+        try:
+            result = check_gpu_setting(key.gpu_of, result)
+        except UsageError as exc:
+            raise ConfigError(f"{origin}: {key.dotted}: {exc.message}", hint=exc.hint) from None
+    if key.dotted == "vastai.gpu_tiers":
+        _gpu_tiers(result, origin)
     if key.type is str and key.name.endswith("url") and result and not re.match(r"^https?://", result):
         raise ConfigError(f"{origin}: {key.dotted} must be an http(s) URL, got {_show(key, value)}")
     return result
+
+
+def _priority(names: list[str], origin: str) -> list[str]:
+    """Known provider names (any case), each once, at least one."""
+    names = [name.strip().lower() for name in names]
+    for name in names:
+        if name not in PROVIDERS:
+            raise ConfigError(
+                f"{origin}: routing.priority names unknown provider {name!r}{did_you_mean(name, list(PROVIDERS))}",
+                hint="known providers: " + ", ".join(PROVIDERS),
+            )
+    twice = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+    if twice:
+        raise ConfigError(
+            f"{origin}: routing.priority names {', '.join(twice)} more than once",
+            hint="list each provider once, in the order to try them, e.g. " + ",".join(dict.fromkeys(names)),
+        )
+    if not names:
+        raise ConfigError(f"{origin}: routing.priority is empty", hint="e.g. [\"modal\", \"anthropic\"]")
+    return names
+
+
+def _gpu_tiers(value: str, origin: str) -> None:
+    """'default', or something that reads as the path of a TOML file (the file itself is read,
+    and checked, when a launch uses it)."""
+    text = value.strip()
+    if text == "default" or text.endswith(".toml") or "/" in text or "\\" in text:
+        return
+    raise ConfigError(
+        f"{origin}: vastai.gpu_tiers must be 'default' or the path of a TOML file, got {text!r}"
+        f"{did_you_mean(text, ['default'])}",
+        hint="e.g. `gpuctl profile set vastai.gpu_tiers ~/my_tiers.toml` (shaped like configs/gpu_tiers.toml)",
+    )
 
 
 def _type_word(typ: type) -> str:

@@ -1,8 +1,9 @@
 """The dated price catalog: its rows, GPU/model/provider names, staleness.
 
-Owns the row types (`ModalPrice`, `VastPrice`, `TokenPrice`, `Throughput`, `StartupTime`, and
-the provider-neutral `PriceRow`), the `Catalog` that holds them, resolving names with a
-did-you-mean, and finding rows older than `STALE_AFTER_DAYS`. Pure (callers pass `today`); it
+Owns the row types (`ModalPrice`, `VastPrice`, `UnpricedGpu`, `TokenPrice`, `Throughput`,
+`StartupTime`, and the provider-neutral `PriceRow`), the `Catalog` that holds them, resolving
+names with a did-you-mean, and finding rows older than `STALE_AFTER_DAYS`. Its GPU rows, priced
+or not, are gpuctl's one GPU list (`gpuctl.config.gpus` reads the names for settings and deploy). Pure (callers pass `today`); it
 never reads a file (that is `gpuctl.costs.loading`), prints or exits: an unknown name raises
 `UsageError`.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from gpuctl.config import PROVIDERS as ALL_PROVIDERS
 from gpuctl.config import did_you_mean
+from gpuctl.config.gpus import norm_gpu
 from gpuctl.errors import UsageError
 
 # How each priced provider bills; the provider names themselves are gpuctl.config's. A
@@ -116,12 +118,37 @@ class VastPrice:
     source: str
     note: str = ""
     aliases: tuple[str, ...] = ()
+    unlisted_price: bool = False  # the catalog lists the GPU without a price: this is a live one
+
+    @property
+    def given(self) -> str:
+        """How an estimate at a live $/h says where the price came from."""
+        return f"(given; the catalog knows no typical price for {self.gpu})" if self.unlisted_price else "(given)"
 
     @property
     def row(self) -> PriceRow:
         return PriceRow("vastai", self.gpu, "$/h per GPU, on-demand",
                         {"low": self.low, "high": self.high, "typical": self.typical},
                         self.seen, self.source, self.note)
+
+
+@dataclass(frozen=True)
+class UnpricedGpu:
+    """A GPU the catalog lists (a Vast.ai tier rents it) without a known price: `source` says
+    where one was looked for. Estimable only with a live price (--dph)."""
+
+    provider: str
+    gpu: str
+    seen: date | None  # when a price was last looked for
+    source: str
+    note: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def priced_at(self, dollars_per_hour: Decimal) -> VastPrice:
+        """This GPU at a live offer's $/h (the whole range: nothing else is known)."""
+        return VastPrice(self.gpu, dollars_per_hour, dollars_per_hour, dollars_per_hour, None,
+                         f"the given $/h (the catalog knows no typical price for {self.gpu})", self.note, self.aliases,
+                         unlisted_price=True)
 
 
 @dataclass(frozen=True)
@@ -187,6 +214,7 @@ class Catalog:
     anthropic: Mapping[str, TokenPrice]
     throughput: Mapping[str, Mapping[str, Throughput]] = field(default_factory=dict)  # provider → GPU →
     startup: Mapping[str, StartupTime] = field(default_factory=dict)  # provider →
+    unpriced: Mapping[str, Mapping[str, UnpricedGpu]] = field(default_factory=dict)  # provider → GPU →
     path: Path | None = None
     throughput_path: Path | None = None
 
@@ -200,8 +228,18 @@ class Catalog:
     def modal_price(self, gpu: str) -> ModalPrice:
         return self.modal[resolve_gpu(self, "modal", gpu)]
 
-    def vast_price(self, gpu: str) -> VastPrice:
-        return self.vastai[resolve_gpu(self, "vastai", gpu)]
+    def vast_price(self, gpu: str, *, live: Decimal | None = None) -> VastPrice:
+        """The catalog's range for `gpu`; for a GPU it lists without a price, `live` (a live
+        offer's $/h) is the price, and without one → `UsageError` saying so."""
+        key = resolve_gpu(self, "vastai", gpu)
+        if key in self.vastai:
+            return self.vastai[key]
+        row = self.unpriced["vastai"][key]
+        if live is None:
+            raise UsageError(f"no typical Vast.ai price is known for {key}: pass a live offer's $/h with --dph",
+                             hint=f"the catalog lists {key} (a GPU tier rents it) without a price: {row.source}; "
+                                  f'to keep one, add [prices.vastai."{key}"] typical = … to the profile')
+        return row.priced_at(live)
 
     def token_price(self, model: str) -> TokenPrice:
         return self.anthropic[resolve_model(self, model)]
@@ -228,10 +266,6 @@ class Catalog:
 
 
 # ------------------------------------------------------------------------------ names
-
-
-def _norm_gpu(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.casefold())
 
 
 def _norm_model(name: str) -> str:
@@ -261,16 +295,17 @@ def resolve_gpu(catalog: Catalog, provider: str, name: str) -> str:
     provider = resolve_provider(provider)
     if provider not in GPU_PROVIDERS:
         raise UsageError(f"{provider} bills tokens, not GPU time: it has no GPUs to choose")
-    table: Mapping[str, ModalPrice | VastPrice] = catalog.modal if provider == "modal" else catalog.vastai
+    table: dict[str, ModalPrice | VastPrice | UnpricedGpu] = {
+        **(catalog.modal if provider == "modal" else catalog.vastai), **catalog.unpriced.get(provider, {})}
     index: dict[str, str] = {}
     for key, price in table.items():
-        index[_norm_gpu(key)] = key
+        index[norm_gpu(key)] = key
         for alias in price.aliases:
-            index.setdefault(_norm_gpu(alias), key)
-    found = index.get(_norm_gpu(name))
+            index.setdefault(norm_gpu(alias), key)
+    found = index.get(norm_gpu(name))
     if found is None:
         raise UsageError(
-            f"unknown {provider} GPU {name!r}{_near_name(_norm_gpu(name), index)}",
+            f"unknown {provider} GPU {name!r}{_near_name(norm_gpu(name), index)}",
             hint=f"known: {', '.join(table)}",
         )
     return found

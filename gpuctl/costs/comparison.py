@@ -152,7 +152,8 @@ def resolve_setup(catalog: Catalog, *, modal_gpu: str, vast_gpu: str, model: str
                   keep_alive_s: Number, vast_dollars_per_hour: Number | None, need_throughput: bool = True) -> Setup:
     """Each provider's price, start-up and (unless replaying) throughput, and the windows, checked."""
     modal = catalog.modal_price(modal_gpu)
-    vast = catalog.vast_price(vast_gpu)
+    vast_dph = None if vast_dollars_per_hour is None else number(vast_dollars_per_hour, "price per hour", positive=True)
+    vast = catalog.vast_price(vast_gpu, live=vast_dph)  # a GPU listed without a price needs the live one
     return Setup(
         modal=modal,
         modal_start=catalog.startup_for("modal"),
@@ -161,7 +162,7 @@ def resolve_setup(catalog: Catalog, *, modal_gpu: str, vast_gpu: str, model: str
         api=catalog.token_price(model),
         window=number(scaledown_window_s, "scaledown window"),
         keep=number(keep_alive_s, "keep-alive"),
-        vast_dph=None if vast_dollars_per_hour is None else number(vast_dollars_per_hour, "price per hour", positive=True),
+        vast_dph=vast_dph,
         modal_tp=catalog.throughput_for("modal", modal.gpu) if need_throughput else None,
         vast_tp=catalog.throughput_for("vastai", vast.gpu) if need_throughput else None,
     )

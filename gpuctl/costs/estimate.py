@@ -120,7 +120,7 @@ def estimate_gpu_time(
             assumptions["price"] = f"{key} ${price_str(rate)}/h (given)"
     else:
         try:
-            vp: VastPrice | None = catalog.vast_price(gpu)
+            vp: VastPrice | None = catalog.vast_price(gpu, live=live)
         except UsageError:
             if live is None:
                 raise
@@ -134,7 +134,7 @@ def estimate_gpu_time(
                                     f"{vp.row.provenance}); the live offer is the truth: pass its $/h")
         else:
             rate = live
-            assumptions["price"] = f"{key} ${price_str(rate)}/h (given)"
+            assumptions["price"] = f"{key} ${price_str(rate)}/h {vp.given if vp else '(given)'}"
         assumptions["billing"] = "Vast.ai bills the whole time the instance exists"
 
     if hours is not None:

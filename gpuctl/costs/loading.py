@@ -24,6 +24,7 @@ from gpuctl.costs.catalog import (
     StartupTime,
     Throughput,
     TokenPrice,
+    UnpricedGpu,
     VastPrice,
     resolve_gpu,
     resolve_model,
@@ -124,6 +125,12 @@ class _Table:
                 pass
         raise self._fail(key, f"must be a date like 2026-10-04 (got {v!r})")
 
+    def flag(self, key: str) -> bool:
+        v = self.data.get(key, False)
+        if not isinstance(v, bool):
+            raise self._fail(key, f"must be true or false (got {v!r})")
+        return v
+
     def aliases(self) -> tuple[str, ...] | None:
         if "aliases" not in self.data:
             return None
@@ -135,7 +142,7 @@ class _Table:
 
 _ROW_META = ("seen", "source", "note", "aliases")
 _MODAL_KEYS = ("dollars_per_second", "dollars_per_hour", *_ROW_META)
-_VAST_KEYS = ("low", "high", "typical", *_ROW_META)
+_VAST_KEYS = ("low", "high", "typical", "unpriced", *_ROW_META)
 _TOKEN_KEYS = ("input", "output", "long_context_threshold", "long_input", "long_output", "seen", "source", "note")
 
 
@@ -167,13 +174,26 @@ def _parse_modal(t: _Table, gpu: str, base: ModalPrice | None, override_source: 
                       aliases if aliases is not None else (base.aliases if base else ()))
 
 
-def _parse_vast(t: _Table, gpu: str, base: VastPrice | None, override_source: str | None) -> VastPrice:
+def _parse_vast(t: _Table, gpu: str, base: VastPrice | UnpricedGpu | None,
+                override_source: str | None) -> VastPrice | UnpricedGpu:
     low = t.dec("low", required=False, positive=True)
     high = t.dec("high", required=False, positive=True)
     typical = t.dec("typical", required=False, positive=True)
-    if low is None and high is None and typical is None:
-        if base is None:
-            raise ConfigError(f"{t.origin}: {t.where}.typical is missing")
+    given = low is not None or high is not None or typical is not None
+    if t.flag("unpriced"):
+        # A GPU the catalog lists (a tier rents it) with no published range: only --dph prices it.
+        if given or isinstance(base, VastPrice):
+            raise ConfigError(f"{t.origin}: {t.where}: `unpriced = true` goes without low/high/typical"
+                              + (", and cannot remove the catalog's price" if isinstance(base, VastPrice) else ""))
+        seen, source, note = _meta(t, override_source)
+        aliases = t.aliases()
+        return UnpricedGpu("vastai", gpu, seen, source, note,
+                           aliases if aliases is not None else (base.aliases if base else ()))
+    if not given:
+        if not isinstance(base, VastPrice):
+            raise ConfigError(f"{t.origin}: {t.where}.typical is missing",
+                              hint="give typical (or low and high) in $/h, or `unpriced = true` for a GPU whose "
+                                   "price is not known")
         low, high, typical = base.low, base.high, base.typical
     if typical is None:
         typical = (low + high) / 2 if low is not None and high is not None else (low or high)
@@ -215,6 +235,7 @@ def _parse_prices(data: Mapping[str, Any], origin: str, *, base: Catalog | None 
     modal = dict(base.modal) if base else {}
     vastai = dict(base.vastai) if base else {}
     anthropic = dict(base.anthropic) if base else {}
+    unpriced = dict(base.unpriced.get("vastai", {})) if base else {}
 
     def key_for(provider: str, key: str) -> str:
         """An override naming a known GPU/model in any spelling replaces that row."""
@@ -241,13 +262,19 @@ def _parse_prices(data: Mapping[str, Any], origin: str, *, base: Catalog | None 
     for key, t in rows("modal", _MODAL_KEYS):
         modal[key] = _parse_modal(t, key, modal.get(key), override_source)
     for key, t in rows("vastai", _VAST_KEYS):
-        vastai[key] = _parse_vast(t, key, vastai.get(key), override_source)
+        row = _parse_vast(t, key, vastai.get(key) or unpriced.get(key), override_source)
+        if isinstance(row, UnpricedGpu):
+            unpriced[key] = row
+        else:  # a price for a listed GPU without one (an override) replaces the unpriced row
+            vastai[key] = row
+            unpriced.pop(key, None)
     for key, t in rows("anthropic", _TOKEN_KEYS):
         anthropic[key] = _parse_token(t, key, anthropic.get(key), override_source)
 
     return Catalog(modal=modal, vastai=vastai, anthropic=anthropic,
                    throughput=base.throughput if base else {}, startup=base.startup if base else {},
-                   path=base.path if base else None, throughput_path=base.throughput_path if base else None)
+                   path=base.path if base else None, throughput_path=base.throughput_path if base else None,
+                   unpriced={"vastai": unpriced})
 
 
 def _parse_throughput(data: Mapping[str, Any], origin: str, prices: Catalog) -> tuple[
@@ -316,7 +343,7 @@ def load_catalog(
     catalog = _parse_prices(_read_toml(path), str(path))
     tp, st = _parse_throughput(_read_toml(throughput_path), str(throughput_path), catalog)
     catalog = Catalog(modal=catalog.modal, vastai=catalog.vastai, anthropic=catalog.anthropic,
-                      throughput=tp, startup=st, path=path, throughput_path=throughput_path)
+                      throughput=tp, startup=st, path=path, throughput_path=throughput_path, unpriced=catalog.unpriced)
     if overrides:
         catalog = apply_overrides(catalog, overrides, label=overrides_label)
     if prices_file is not None:

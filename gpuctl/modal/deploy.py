@@ -1,9 +1,10 @@
 """Modal's side of a deploy: what to deploy (the spec, its GPU names and limits), and where gpuctl
 remembers what it deployed (the instance ledger rows with provider "modal").
 
-Owns: `ModalDeploySpec` and the settings that fill it, `VALID_GPUS` (Modal's GPU names, the one
-list in gpuctl/modal/), `parse_gpu`/`validate_spec` (everything Modal or vLLM would reject, checked
-before anything is sent or spent), and the ledger rows of a deployment over an open `State`.
+Owns: `ModalDeploySpec` and the settings that fill it, `parse_gpu`/`validate_spec` (everything
+Modal or vLLM would reject, checked before anything is sent or spent), and the ledger rows of a
+deployment over an open `State`. Modal's GPU names (`VALID_GPUS`) are the price catalog's
+[modal.*] rows and their aliases (`gpuctl.config.gpus`, the one GPU list).
 
 Must not: import `modal` or call the SDK (that is sdk.py, which depends on this module, never the
 reverse), open the state (the caller passes it: ops/deploy.py opens it with `state.open_for`),
@@ -19,6 +20,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from gpuctl.config import close_matches
+from gpuctl.config.gpus import MODAL_MAX_GPUS, gpu_names, norm_gpu, spelling
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:  # annotations only
@@ -27,12 +29,15 @@ if TYPE_CHECKING:  # annotations only
 
 PROVIDER = "modal"
 
-# Modal's GPU names (modal.com/pricing). "A10G" is Modal's older name for A10. The price catalog
-# (configs/prices.toml) has a row per GPU too; issue 11 makes the two one list.
-VALID_GPUS = (
-    "T4", "L4", "A10", "A10G", "L40S", "A100-40GB", "A100-80GB", "RTX-PRO-6000", "H100", "H200", "B200",
-)
-MAX_GPU_COUNT = 8
+MAX_GPU_COUNT = MODAL_MAX_GPUS
+
+
+def __getattr__(name: str) -> Any:
+    # `VALID_GPUS`: Modal's GPU names (modal.com/pricing; "A10G" is Modal's older name for A10),
+    # read from the one GPU list when first asked for, never at import.
+    if name == "VALID_GPUS":
+        return gpu_names("modal", aliases=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 MIN_SCALEDOWN_S = 2
 MAX_SCALEDOWN_S = 60 * 60
 MIN_MODEL_LEN = 256
@@ -82,14 +87,14 @@ def is_valid_name(value: str) -> bool:
 def parse_gpu(gpu: str) -> tuple[str, int]:
     """`h100:2` → ("H100", 2). UsageError, with a did-you-mean, for names Modal does not offer."""
     name, sep, count_text = gpu.strip().partition(":")
-    canonical = {g.upper(): g for g in VALID_GPUS}
-    found = canonical.get(name.upper())
+    found = spelling("modal", name)
     if found is None:
-        close = close_matches(name.upper(), canonical, n=2, cutoff=0.5)
+        known = gpu_names("modal", aliases=True)
+        close = close_matches(norm_gpu(name), {norm_gpu(g): g for g in known}, n=2, cutoff=0.5)
         suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
         raise UsageError(
             f"Unknown Modal GPU {gpu!r}{suggestion}",
-            hint=f"Modal GPUs: {', '.join(VALID_GPUS)}; add :N for N GPUs (e.g. H100:2).",
+            hint=f"Modal GPUs: {', '.join(known)}; add :N for N GPUs (e.g. H100:2).",
         )
     count = 1
     if sep:

@@ -123,6 +123,26 @@ def _stale(rows: Iterable[PriceRow], today: date) -> tuple[list[str], list[dict[
 
 
 @contextlib.contextmanager
+def _naming_settings(settings: Settings, catalog: Catalog) -> Iterator[None]:
+    """A catalog error caused by a setting's value (a profile's `anthropic.model` the catalog
+    does not price, say) names that setting and where it is set, instead of only the value."""
+    try:
+        yield
+    except UsageError as exc:
+        checks = {"anthropic.model": lambda v: catalog.token_price(v),
+                  "modal.gpu": lambda v: catalog.modal_price(v.partition(":")[0])}
+        for key, check in checks.items():
+            value = str(settings[key])
+            try:
+                check(value)
+            except UsageError as own:
+                if own.message == exc.message:  # the same lookup of the same value failed
+                    raise ConfigError(f"{key} = {value!r} (from {settings.source(key)}): {exc.message}",
+                                      hint=exc.hint) from None
+        raise
+
+
+@contextlib.contextmanager
 def _ledger(settings: Settings, state: State | None) -> Iterator[State]:
     """The caller's open state, or the one `open_for(settings)` opens (and closes) here."""
     if state is not None:
@@ -185,6 +205,18 @@ def cost_estimate(settings: Settings, req: EstimateRequest, *, now: float | None
     warnings = [] if prof.modal_gpu_count == 1 else [
         f"modal.gpu = {settings['modal.gpu']}: Modal figures are for one {prof.modal_gpu}; "
         f"multiply them by {prof.modal_gpu_count}"]
+    with _naming_settings(settings, catalog):
+        view = _estimate(settings, catalog, req, provider, prof, now)
+    stale, stale_data = _stale(view.result.prices, _today(now))
+    view.warnings = warnings + stale
+    view.data["stale_prices"] = stale_data
+    return view
+
+
+def _estimate(settings: Settings, catalog: Catalog, req: EstimateRequest, provider: str | None, prof: Profile,
+              now: float) -> CostView:
+    from gpuctl import costs
+
     if req.hours_per_day is not None or req.hours is not None:
         est = _by_time(catalog, req, provider, prof)
         view = CostView({"kind": "gpu_time", "total": est.as_dict()["total"], "per_month": est.as_dict()["per_month"],
@@ -201,9 +233,6 @@ def cost_estimate(settings: Settings, req: EstimateRequest, *, now: float | None
         else:
             result = costs.compare(catalog, days=req.days or costs.DAYS_PER_MONTH, **models)
         view = CostView(result.as_dict(), result, notes=_comparison_notes(result))
-    stale, stale_data = _stale(view.result.prices, _today(now))
-    view.warnings = warnings + stale
-    view.data["stale_prices"] = stale_data
     return view
 
 
@@ -294,9 +323,10 @@ def cost_report(settings: Settings, state: State | None = None, *, since: str = 
     # the recorded cost, else $/h × time alive, a live one up to now.
     vast = costs.VastLedger([(r, vast_budget.row_cost(r, now)) for r in vast_rows], vast_budget.spent(vast_rows, now),
                             _setting(settings, "vastai.budget_limit"), _setting(settings, "vastai.session_budget_limit"))
-    report = costs.build_report(records, catalog=catalog, modal_gpu=prof.modal_gpu,
-                                scaledown_window_s=prof.scaledown_window_s, vast=vast, modal_deployments=modal_rows,
-                                start=period.ts, days=period.days, now=now, by=by, label=period.label)
+    with _naming_settings(settings, catalog):
+        report = costs.build_report(records, catalog=catalog, modal_gpu=prof.modal_gpu,
+                                    scaledown_window_s=prof.scaledown_window_s, vast=vast, modal_deployments=modal_rows,
+                                    start=period.ts, days=period.days, now=now, by=by, label=period.label)
     stale, stale_data = _stale(report.prices, _today(now))
     data = report.as_dict()
     data["stale_prices"] = stale_data

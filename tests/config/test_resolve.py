@@ -94,3 +94,46 @@ def test_coerce_refuses_with_the_origin_named(dotted: str, value: object, needle
     with pytest.raises(ConfigError, match=needle) as caught:
         config.coerce(config.KEYS_BY_NAME[dotted], value, "somewhere")
     assert caught.value.message.startswith("somewhere: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("modal,anthropic,modal", "routing.priority names modal more than once"),
+        (["anthropic", "Anthropic"], "routing.priority names anthropic more than once"),
+        ("modal,vastia", "unknown provider 'vastia' (did you mean 'vastai'?)"),
+    ],
+)
+def test_priority_refuses_duplicates_and_unknown_names(value: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.coerce(config.KEYS_BY_NAME["routing.priority"], value, "env GPUCTL_PRIORITY")
+    assert needle in caught.value.message and caught.value.message.startswith("env GPUCTL_PRIORITY: ")
+
+
+def test_priority_names_are_read_in_any_case(gpuctl_home: Path) -> None:
+    s = config.load_settings(env={"GPUCTL_PRIORITY": " Modal , ANTHROPIC "}, home=gpuctl_home)
+    assert s["routing.priority"] == ["modal", "anthropic"]
+
+
+def test_a_duplicate_in_a_profile_names_the_file(gpuctl_home: Path) -> None:
+    config.create_profile(gpuctl_home, "dev")
+    path = config.profile_path(gpuctl_home, "dev")
+    path.write_text('[routing]\npriority = ["modal", "anthropic", "modal"]\n')
+    with pytest.raises(ConfigError, match=r"dev\.toml: routing\.priority names modal more than once"):
+        config.load_settings(env={"GPUCTL_PROFILE": "dev"}, home=gpuctl_home)
+
+
+@pytest.mark.parametrize(("value", "stored"), [("H100", "H100"), ("a10g", "A10G"), ("h100:2", "H100:2"),
+                                               ("A100 80GB", "A100-80GB")])
+def test_the_modal_gpu_setting_takes_the_catalogs_spelling(value: str, stored: str) -> None:
+    assert config.coerce(config.KEYS_BY_NAME["modal.gpu"], value, "test") == stored
+
+
+@pytest.mark.parametrize(("value", "needle"), [("H900", "'H900' is not a Modal GPU (did you mean 'H200' or 'H100'?)"),
+                                               ("H100:0", "must be 1..8"), ("RTX 3090", "is not a Modal GPU")])
+def test_the_modal_gpu_setting_refuses_what_modal_does_not_offer(value: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.coerce(config.KEYS_BY_NAME["modal.gpu"], value, "env MODAL_GPU_TYPE")
+    assert caught.value.message.startswith("env MODAL_GPU_TYPE: modal.gpu: ") and needle in caught.value.message
+    assert caught.value.hint in ("e.g. H100:2", "Modal GPUs: T4, L4, A10, L40S, A100-40GB, A100-80GB, RTX-PRO-6000, "
+                                                "H100, H200, B200 (configs/prices.toml)")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpuctl.errors import UsageError
+from gpuctl.errors import ConfigError, UsageError
 from gpuctl.modal.deploy import (
     VALID_GPUS,
     ModalDeploySpec,
@@ -118,8 +118,10 @@ def test_the_spec_from_settings_rounds_the_window_up_and_spells_the_gpu(gpuctl_h
 
 
 def test_the_spec_from_settings_is_validated(gpuctl_home: Path) -> None:
-    with pytest.raises(UsageError, match="did you mean L4"):
+    # the setting itself refuses a GPU Modal does not offer, naming where it came from (issue 11)
+    with pytest.raises(ConfigError, match=r"^env MODAL_GPU_TYPE: modal\.gpu: 'L5' is not a Modal GPU \(did you mean 'L4'\?\)"):
         spec_from_settings(settings_for(gpuctl_home, MODAL_GPU_TYPE="L5"))
+    assert spec_from_settings(settings_for(gpuctl_home, MODAL_GPU_TYPE="h100:2")).gpu == "H100:2"
 
 
 # -- the ledger rows -------------------------------------------------------------------------
