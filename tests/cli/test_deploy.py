@@ -33,7 +33,7 @@ def test_dry_run_shows_warm_cost(cli) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["--gpu", "L5"], "did you mean L4"),
+    (["--gpu", "L5"], "did you mean 'L4'"),
     (["--scaledown-window", "90"], "at most 60"),
     (["--scaledown-window", "0.01"], "at least"),
     (["--model", "not-a-model-id"], "org/name"),

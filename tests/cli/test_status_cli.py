@@ -94,7 +94,6 @@ def test_an_open_breaker_shows_its_label_in_the_table_and_why_below(cli, gpuctl_
     import time
 
     from gpuctl.state import BreakerRecord, open_state
-
     from tests.support.routing import breaker_key
 
     now = time.time()

@@ -28,11 +28,11 @@ def test_the_one_list_is_the_catalogs_rows() -> None:
     assert set(gpus.gpu_names("modal")) == set(catalog.modal)
     assert set(gpus.gpu_names("vastai")) == set(catalog.vastai) | set(catalog.unpriced["vastai"])
     # `deploy modal` accepts exactly the catalog's Modal names and aliases, in its order
-    assert deploy.VALID_GPUS == gpus.gpu_names("modal", aliases=True)
+    assert gpus.gpu_names("modal", aliases=True) == deploy.VALID_GPUS
     assert deploy.VALID_GPUS[:4] == ("T4", "L4", "A10", "A10G")
 
 
-@pytest.mark.parametrize("gpu", deploy.__getattr__("VALID_GPUS"))
+@pytest.mark.parametrize("gpu", deploy.VALID_GPUS)
 def test_every_modal_gpu_is_priced_with_a_throughput(gpu: str) -> None:
     catalog = costs.load_catalog()
     price = catalog.modal_price(gpu)

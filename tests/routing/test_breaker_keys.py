@@ -21,7 +21,8 @@ from gpuctl.state import BreakerRecord, open_state
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import closed_port_url
-from tests.support.routing import KEY, ask, breaker_key as key_of, breaker_of, manager, status_of
+from tests.support.routing import KEY, ask, breaker_of, manager, status_of
+from tests.support.routing import breaker_key as key_of
 
 NOW = 1_000_000.0
 OPEN = ("open", 3, NOW - 10, NOW + 50, "cannot connect (connection refused)")
