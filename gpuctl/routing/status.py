@@ -98,6 +98,13 @@ class StatusReport:
         return next((p for p in self.providers if p.name == self.current), None)
 
     @property
+    def keys_refused(self) -> bool:
+        """Nobody can answer and every configured provider that failed refused its key: a
+        setting to fix (exit 3, "the key was refused"), not an outage."""
+        failed = [p for p in self.providers if p.configured and p.status in ("unhealthy", "degraded")]
+        return self.current is None and bool(failed) and all(p.error_kind == Kind.AUTH for p in failed)
+
+    @property
     def reason(self) -> str:
         chosen = self.chosen
         if chosen is None:

@@ -189,3 +189,19 @@ def test_an_open_breaker_says_how_to_retry_now_and_status_deep_does(gpuctl_home:
     deep_status = asyncio.run(deep())
     assert deep_status["provider"] == "modal"  # a generated token closed it: retried now
     assert breaker_of(manager(gpuctl_home, modal_url=vllm.url, clock=now), "modal").state == "closed"
+
+
+def test_status_says_when_nobody_answers_because_keys_were_refused(gpuctl_home: Path) -> None:
+    from gpuctl.routing.manager import BackendManager
+
+    async def report(**env: str):  # type: ignore[no-untyped-def]
+        async with BackendManager(load_settings(env={"GPUCTL_PRIORITY": "modal", **env}, home=gpuctl_home)) as m:
+            return await m.status()
+
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-right-key") as vllm:
+        refused = asyncio.run(report(MODAL_WEB_URL=vllm.url, GPUCTL_MODAL_API_KEY="wrong"))
+        fixed = asyncio.run(report(MODAL_WEB_URL=vllm.url, GPUCTL_MODAL_API_KEY="the-right-key"))
+    down = asyncio.run(report(MODAL_WEB_URL=closed_port_url()))
+    assert refused.current is None and refused.keys_refused  # for `status` to exit 3
+    assert fixed.current == "modal" and not fixed.keys_refused
+    assert down.current is None and not down.keys_refused  # an outage, not a setting
