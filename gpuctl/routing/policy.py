@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 
 from gpuctl.config import Settings
-from gpuctl.errors import ProviderError, UsageError
+from gpuctl.errors import Kind, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import ChatRequest
 from gpuctl.routing import breaker
@@ -152,8 +152,9 @@ class Router:
         if waking is not None:
             self.state.set_metric(slot.breaker_key, "waking", None)
         if health.status == "unhealthy":
-            reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"))
-            self.failed(slot.name, reason)
+            reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"), health.error_kind)
+            if health.error_kind != Kind.AUTH:  # a refused key is a setting to fix: no breaker
+                self.failed(slot.name, reason)
             log_event("vllm_health_check_failed", provider=slot.name, endpoint=slot.endpoint, detail=reason.text,
                       error_kind=health.error_kind)
             return Attempt(slot.name, reason)

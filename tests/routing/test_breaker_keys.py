@@ -205,3 +205,15 @@ def test_status_says_when_nobody_answers_because_keys_were_refused(gpuctl_home: 
     assert refused.current is None and refused.keys_refused  # for `status` to exit 3
     assert fixed.current == "modal" and not fixed.keys_refused
     assert down.current is None and not down.keys_refused  # an outage, not a setting
+
+
+def test_a_cold_probe_that_meets_a_refused_key_opens_no_breaker(gpuctl_home: Path, claude: FakeAnthropic) -> None:
+    # Idle past its window, Modal gets a short health probe first; /v1/models refuses the key.
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", api_key="the-right-key") as vllm:
+        for _ in range(4):
+            response = ask(manager(gpuctl_home, modal_url=vllm.url, claude=claude, GPUCTL_MODAL_API_KEY="wrong",
+                                   flags={"routing.failure_threshold": 1}))
+            assert response.provider == "anthropic" and "the API key was refused" in (response.fallback_reason or "")
+        assert vllm.hits("/v1/chat/completions") == 0 and vllm.hits("/v1/models") == 4  # probed, never skipped
+        record = breaker_of(manager(gpuctl_home, modal_url=vllm.url, GPUCTL_MODAL_API_KEY="wrong"), "modal")
+    assert record.failures == 0 and record.state == "closed"
