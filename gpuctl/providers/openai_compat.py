@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
-from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError
+from gpuctl.errors import Kind, ProviderError
 from gpuctl.http.client import Timeouts, build_async_client, redact
 from gpuctl.http.sse import StallWatchdog, sse_data_blocks
 from gpuctl.providers.base import (
@@ -30,59 +29,38 @@ from gpuctl.providers.base import (
     Health,
     HealthStatus,
     StreamChunk,
+    ToolCallDelta,
+    Unsupported,
+    UnsupportedError,
     Usage,
+    estimated_usage,
+    finish_reason,
 )
-from gpuctl.providers.openai_errors import VLLMErrors, health_of, names_a_model
+from gpuctl.providers.openai_errors import (
+    VLLMErrors,
+    health_of,
+    names_a_model,
+    normalise_base_url,
+    raise_broken,
+    refuses_tools,
+)
 from gpuctl.providers.openai_mapping import (
     chat_body,
     chat_response,
     event_payload,
     model_list,
+    parse_metrics,
     ping_request,
+    tool_deltas,
     usage_of,
+    wants_raw,
 )
+
+__all__ = ["VLLMEndpoint", "normalise_base_url", "parse_metrics", "probe_vllm"]
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 HEALTH_TIMEOUT = 10.0  # a health check answers in this or the endpoint counts as cold
-
-
-def normalise_base_url(base_url: str) -> str:
-    """The server root: no trailing slash, no trailing /v1 (users paste either form)."""
-    url = base_url.strip().rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    parsed = httpx.URL(url) if url else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigError(
-            f"endpoint URL must look like https://host or http://host:port, got {redact(base_url)!r}",
-            hint="set the provider's URL to the vLLM server root (a trailing /v1 is fine)",
-        )
-    return url
-
-
-_PROM_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{.*\})?\s+(\S+)")
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """vllm:* samples from Prometheus text, summed over label sets (e.g. per model or finish
-    reason). Histogram buckets and `_created` timestamps are dropped; `_sum`/`_count` kept."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        match = _PROM_LINE.match(line)
-        if match is None:
-            continue
-        name = match.group(1)
-        if name.endswith(("_bucket", "_created")):
-            continue
-        try:
-            value = float(match.group(3))
-        except ValueError:
-            continue
-        out[name] = out.get(name, 0.0) + value
-    return out
 
 
 class VLLMEndpoint:
@@ -109,6 +87,8 @@ class VLLMEndpoint:
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        self._served: str | None = None  # with no model configured: the first one /v1/models lists
+        self._no_tools: str | None = None  # set once the server refused `tools` (started without tool calling)
 
     @property
     def provider(self) -> str:
@@ -117,6 +97,12 @@ class VLLMEndpoint:
     def is_configured(self) -> bool:
         """Constructed means configured: the URL was validated in __init__."""
         return True
+
+    def unsupported(self, request: ChatRequest) -> Unsupported | None:
+        """vLLM takes any OpenAI request; only tools, once this server has refused them."""
+        if self._no_tools is not None and request.params and request.params.get("tools"):
+            return Unsupported("tools", f"cannot call tools ({self._no_tools})")
+        return None
 
     def __repr__(self) -> str:
         return f"VLLMEndpoint({self.endpoint!r}, provider={self.provider!r}, model={self.model!r})"
@@ -155,6 +141,12 @@ class VLLMEndpoint:
         return VLLMErrors(self.provider, self.endpoint, self._timeouts, has_key=bool(self._api_key))
 
     async def _status_error(self, response: httpx.Response, body: bytes, what: str) -> ProviderError:
+        if response.status_code == 400 and refuses_tools(body):
+            self._no_tools = "vLLM was started without --enable-auto-tool-choice --tool-call-parser"
+            return UnsupportedError(
+                f"{self.provider}: cannot call tools: {self._no_tools}", provider=self.provider, param="tools",
+                hint="redeploy with gpuctl (its vLLM deployments turn tool calling on), or start vLLM with "
+                     "--enable-auto-tool-choice --tool-call-parser <parser> (hermes for Qwen2.5)")
         if response.status_code == 404 and (server := names_a_model(body)) is not None:
             served: list[str] = []
             # The 404 is the error to report; the list of served names is a courtesy.
@@ -179,26 +171,49 @@ class VLLMEndpoint:
             raise self._errors().transport(exc, "listing models") from None
         return model_list(await self._json(response, "listing models"), self._errors)
 
+    async def served_model(self) -> str | None:
+        """The model to send: the configured one, else the first (or only) one /v1/models lists
+        (asked once), so the answer reports that name, not whatever the server echoes."""
+        if self.model:
+            return self.model
+        if self._served is None:
+            try:
+                served = [str(m["id"]) for m in await self.models() if m.get("id")]
+            except ProviderError:
+                # No usable model list: send none and report what the server says; the chat
+                # request itself tells whether the server works.
+                served = []
+            self._served = served[0] if served else ""
+        return self._served or None
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        body = chat_body(request, self.model, stream=False)
+        body = chat_body(request, await self.served_model(), stream=False)
         started = self._clock()
         try:
             response = await self._http().post(CHAT_PATH, json=body)
         except httpx.HTTPError as exc:
             raise self._errors().transport(exc, "chat completion") from None
         data = await self._json(response, "chat completion")
-        return chat_response(data, body, errors=self._errors(), latency=self._clock() - started)
+        return chat_response(data, body, request, errors=self._errors(), latency=self._clock() - started)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Yield text as it arrives; the last chunk has finish_reason and usage. A stream that
-        ends without `data: [DONE]`, or stalls longer than `timeouts.read` between events,
-        raises ProviderError (StreamBrokenError, with the partial text, once text was yielded)."""
-        body = chat_body(request, self.model, stream=True)
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Text (and tool-call pieces) as they arrive; the last chunk has finish_reason and
+        usage (estimated, and marked so, when the server sent none). A stream that ends without
+        `data: [DONE]` or a finish reason, or stalls longer than `timeouts.read` between events,
+        raises ProviderError (StreamBrokenError, with the partial text, once text was yielded).
+        The HTTP client is built here, before the router's clock starts."""
+        self._http()
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         shown: list[str] = []
-        model = body.get("model")
-        finish_reason: str | None = None
-        usage: Usage | None = None
         try:
+            body = chat_body(request, await self.served_model(), stream=True)
+            model = body.get("model")
+            keep_raw = bool(request.params) and wants_raw(request.params)
+            finish: str | None = None
+            usage: Usage | None = None
+            calls = False
             async with self._http().stream(
                 "POST", CHAT_PATH, json=body, headers={"Accept": "text/event-stream"}
             ) as response:
@@ -227,6 +242,8 @@ class VLLMEndpoint:
                         watchdog.idle()
                         gap = self._timeouts.read
                         pieces: list[str] = []
+                        deltas: list[ToolCallDelta] = []
+                        raws: list[dict[str, Any]] = []
                         failed: ProviderError | None = None
                         for data in datas:
                             if data == "[DONE]":
@@ -237,34 +254,49 @@ class VLLMEndpoint:
                             except ProviderError as exc:
                                 failed = exc  # show what arrived before it first
                                 break
-                            model = payload.get("model") or model
+                            if model is None:
+                                model = payload.get("model")
+                            if keep_raw:
+                                raws.append(payload)
                             if payload.get("usage"):
                                 usage = usage_of(payload["usage"])
                             for choice in payload.get("choices") or ():
                                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                                     continue
-                                delta = choice.get("delta")
-                                text = delta.get("content") if isinstance(delta, dict) else None
                                 if choice.get("finish_reason"):
-                                    finish_reason = str(choice["finish_reason"])
+                                    finish = str(choice["finish_reason"])
+                                delta = choice.get("delta")
+                                if not isinstance(delta, dict):
+                                    continue
+                                text = delta.get("content")
                                 if isinstance(text, str) and text:
                                     pieces.append(text)
-                        if pieces:
+                                if delta.get("tool_calls"):
+                                    deltas += tool_deltas(delta["tool_calls"])
+                        if pieces or deltas or raws:
                             text = pieces[0] if len(pieces) == 1 else "".join(pieces)
                             shown.append(text)
-                            yield StreamChunk(text=text, model=model)
+                            if deltas:
+                                calls = True
+                                shown.extend(d.arguments for d in deltas)
+                            yield StreamChunk(text, None, None, model, tuple(deltas) if deltas else None,
+                                              tuple(raws) if raws else None)
                         if failed is not None:
                             raise failed
                 finally:
                     watchdog.close()
                     await blocks.aclose()  # type: ignore[attr-defined]
-                if not done:
+                if not done or finish is None:
+                    # No [DONE], or [DONE] with no finish reason: a server serving one request
+                    # at a time ends a running stream that way when a second one arrives.
                     raise self._errors().incomplete()
         except ProviderError as exc:
-            _raise_broken(exc, shown)
+            raise_broken(exc, shown)
         except httpx.HTTPError as exc:
-            _raise_broken(self._errors().transport(exc, "streaming chat"), shown)
-        yield StreamChunk(text="", finish_reason=finish_reason or "stop", usage=usage, model=model)
+            raise_broken(self._errors().transport(exc, "streaming chat"), shown)
+        # Many servers ignore include_usage: an estimate, marked so, beats recording 0 tokens.
+        yield StreamChunk("", finish_reason(finish, tool_calls=calls), usage or estimated_usage(request, "".join(shown)),
+                          model)
 
     async def _check_stream(self, response: httpx.Response) -> None:
         """A streamed answer must be a 200 with an SSE body; read and map anything else."""
@@ -295,7 +327,9 @@ class VLLMEndpoint:
             return "cold", f"connected, but no answer within {budget:g}s: a cold start?", ()
         except httpx.HTTPError as exc:
             return "unhealthy", self._errors().transport(exc, "health check").message, ()
-        if response.status_code != 200:
+        # llama.cpp's server, LM Studio and Ollama have no /health (404): /v1/models is their check.
+        no_health = response.status_code == 404
+        if response.status_code != 200 and not no_health:
             error = await self._status_error(response, response.content, "health check")
             return ("cold" if error.kind == Kind.COLD else "unhealthy"), error.message, ()
         served: tuple[str, ...] = ()
@@ -306,15 +340,18 @@ class VLLMEndpoint:
                     await self.chat(ping_request(self.model or (served[0] if served else None)))
         except TimeoutError:
             what = "generating one token" if deep else "/v1/models"
-            return "cold", f"/health answered, but {what} took over {budget:g}s", served
+            return "cold", f"{'/v1/models' if no_health else '/health'} answered, but {what} took over {budget:g}s", served
         except ProviderError as exc:
+            if no_health and not served:
+                return "unhealthy", f"no /health (404), and /v1/models failed: {exc.message}", ()
             return (*health_of(exc, deep=deep), served)
+        checked = "GET /v1/models answered (no /health here: 404)" if no_health else "GET /health and /v1/models answered"
         if deep:
-            return "ready", "generated a token", served
+            return "ready", "generated a token" + (" (no /health here: 404)" if no_health else ""), served
         if self.model and served and self.model not in served:
             missing = f"{self.provider}: model {self.model!r} is not served here (served: {', '.join(served)})"
             return "unhealthy", missing, served
-        return "ready", "GET /health and /v1/models answered", served
+        return "ready", checked, served
 
     async def metrics(self) -> dict[str, float] | None:
         """vllm:* values from /metrics (num_requests_running, token counters, ...), or None
@@ -328,18 +365,6 @@ class VLLMEndpoint:
         if response.status_code != 200:
             raise await self._status_error(response, response.content, "reading metrics")
         return parse_metrics(response.text) or None
-
-
-def _raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
-    """Once text has been shown, a failure must not look like a clean (fail-over-able) error."""
-    if shown and not isinstance(exc, StreamBrokenError):
-        raise StreamBrokenError(
-            exc.message,
-            provider=exc.provider,
-            partial_text="".join(shown),
-            hint="the text shown so far is incomplete; the request was not re-sent",
-        ) from None
-    raise exc
 
 
 PROBE_TIMEOUT_S = 30.0
