@@ -120,7 +120,8 @@ def _turn_blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
         raise UsageError(f"Anthropic cannot take a message with role {role!r}",
                          hint="Use system, developer, user, assistant and tool messages.")
     blocks = _blocks(data.get("content"))
-    for call in data.get("tool_calls") or () if role == "assistant" else ():
+    calls = data.get("tool_calls") if role == "assistant" else None
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") or {}
         blocks.append({"type": "tool_use", "id": str(call.get("id") or ""), "name": str(function.get("name") or ""),
                        "input": arguments_object(str(function.get("arguments") or ""))})

@@ -108,10 +108,10 @@ class StreamTally:
                 call = self._tools[event.index] = len(self._tools)
                 return StreamChunk(tool_calls=(ToolCallDelta(call, id=str(block.id), name=str(block.name)),))
         elif kind == "content_block_stop":
-            call = self._tools.get(event.index)
-            if call is not None and call not in self._args:
+            ended = self._tools.get(event.index)
+            if ended is not None and ended not in self._args:
                 # A call without input fragments takes no arguments: say so as JSON.
-                return StreamChunk(tool_calls=(ToolCallDelta(call, arguments="{}"),))
+                return StreamChunk(tool_calls=(ToolCallDelta(ended, arguments="{}"),))
         elif kind == "message_start":
             self.model = str(getattr(event.message, "model", None) or self.model)
             self.usage_seen = event.message.usage

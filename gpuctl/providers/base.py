@@ -60,7 +60,7 @@ class ChatRequest:
 
     `model` None: each provider's configured model. `temperature` / `max_tokens` None: not
     given (the provider's default; Anthropic's cap `anthropic.max_tokens`). `params` holds
-    every other OpenAI field verbatim (tools, tool_choice, response_format, top_p, seed, n,
+    every other OpenAI field verbatim (tools, tool_choice, response_format, top_p, n, logprobs,
     max_completion_tokens, vLLM's top_k / min_p / repetition_penalty, ...). `stream` is what
     the caller asked for; whether an answer streams is the router call's (complete or stream).
     """
@@ -147,7 +147,8 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-class ToolCallDelta(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
     """A piece of a streamed tool call, as OpenAI streams them: the first piece of call
     `index` has its `id` and `name`, later pieces only `arguments` fragments."""
 

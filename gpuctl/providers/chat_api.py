@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpuctl.errors import UsageError
-from gpuctl.providers.base import EMPTY, ChatRequest, ChatResponse, Message, StreamChunk, finish_reason, usage_dict
+from gpuctl.providers.base import (
+    EMPTY,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    StreamChunk,
+    finish_reason,
+    usage_dict,
+)
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 TOOL_CHOICES = ("auto", "none", "required")

@@ -29,12 +29,8 @@ from gpuctl.providers.base import (
     Health,
     HealthStatus,
     StreamChunk,
-    ToolCallDelta,
     Unsupported,
     UnsupportedError,
-    Usage,
-    estimated_usage,
-    finish_reason,
 )
 from gpuctl.providers.openai_errors import (
     VLLMErrors,
@@ -47,14 +43,11 @@ from gpuctl.providers.openai_errors import (
 from gpuctl.providers.openai_mapping import (
     chat_body,
     chat_response,
-    event_payload,
     model_list,
     parse_metrics,
     ping_request,
-    tool_deltas,
-    usage_of,
-    wants_raw,
 )
+from gpuctl.providers.openai_stream import StreamFold
 
 __all__ = ["VLLMEndpoint", "normalise_base_url", "parse_metrics", "probe_vllm"]
 
@@ -90,9 +83,7 @@ class VLLMEndpoint:
         self._served: str | None = None  # with no model configured: the first one /v1/models lists
         self._no_tools: str | None = None  # set once the server refused `tools` (started without tool calling)
 
-    @property
-    def provider(self) -> str:
-        return self.name
+    provider = property(lambda self: self.name)  # the older name of `name`
 
     def is_configured(self) -> bool:
         """Constructed means configured: the URL was validated in __init__."""
@@ -172,16 +163,14 @@ class VLLMEndpoint:
         return model_list(await self._json(response, "listing models"), self._errors)
 
     async def served_model(self) -> str | None:
-        """The model to send: the configured one, else the first (or only) one /v1/models lists
-        (asked once), so the answer reports that name, not whatever the server echoes."""
+        """The configured model, else the first one /v1/models lists (asked once): sent, and
+        reported, instead of whatever a server echoes."""
         if self.model:
             return self.model
         if self._served is None:
             try:
                 served = [str(m["id"]) for m in await self.models() if m.get("id")]
-            except ProviderError:
-                # No usable model list: send none and report what the server says; the chat
-                # request itself tells whether the server works.
+            except ProviderError:  # no model list: send none; the chat itself tells if the server works
                 served = []
             self._served = served[0] if served else ""
         return self._served or None
@@ -197,23 +186,17 @@ class VLLMEndpoint:
         return chat_response(data, body, request, errors=self._errors(), latency=self._clock() - started)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Text (and tool-call pieces) as they arrive; the last chunk has finish_reason and
-        usage (estimated, and marked so, when the server sent none). A stream that ends without
-        `data: [DONE]` or a finish reason, or stalls longer than `timeouts.read` between events,
-        raises ProviderError (StreamBrokenError, with the partial text, once text was yielded).
-        The HTTP client is built here, before the router's clock starts."""
+        """Text and tool-call pieces as they arrive, then finish_reason and usage (`StreamFold`).
+        No [DONE] or finish reason, or a stall over `timeouts.read`: ProviderError (broken,
+        with the partial text, once text was yielded). The client is built before the clock."""
         self._http()
         return self._stream(request)
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        shown: list[str] = []
+        fold = StreamFold(request, None)
         try:
             body = chat_body(request, await self.served_model(), stream=True)
-            model = body.get("model")
-            keep_raw = bool(request.params) and wants_raw(request.params)
-            finish: str | None = None
-            usage: Usage | None = None
-            calls = False
+            fold.model = body.get("model")
             async with self._http().stream(
                 "POST", CHAT_PATH, json=body, headers={"Accept": "text/event-stream"}
             ) as response:
@@ -227,9 +210,8 @@ class VLLMEndpoint:
                 gap = self._timeouts.first_byte
                 errors = self._errors  # built only when something fails: never per event
                 watchdog = StallWatchdog()
-                done = False
                 try:
-                    while not done:
+                    while not fold.done:
                         watchdog.waiting(gap)
                         try:
                             datas = await blocks.__anext__()
@@ -241,62 +223,21 @@ class VLLMEndpoint:
                             raise errors().stalled(gap) from None
                         watchdog.idle()
                         gap = self._timeouts.read
-                        pieces: list[str] = []
-                        deltas: list[ToolCallDelta] = []
-                        raws: list[dict[str, Any]] = []
-                        failed: ProviderError | None = None
-                        for data in datas:
-                            if data == "[DONE]":
-                                done = True
-                                break
-                            try:
-                                payload = event_payload(data, errors)
-                            except ProviderError as exc:
-                                failed = exc  # show what arrived before it first
-                                break
-                            if model is None:
-                                model = payload.get("model")
-                            if keep_raw:
-                                raws.append(payload)
-                            if payload.get("usage"):
-                                usage = usage_of(payload["usage"])
-                            for choice in payload.get("choices") or ():
-                                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                                    continue
-                                if choice.get("finish_reason"):
-                                    finish = str(choice["finish_reason"])
-                                delta = choice.get("delta")
-                                if not isinstance(delta, dict):
-                                    continue
-                                text = delta.get("content")
-                                if isinstance(text, str) and text:
-                                    pieces.append(text)
-                                if delta.get("tool_calls"):
-                                    deltas += tool_deltas(delta["tool_calls"])
-                        if pieces or deltas or raws:
-                            text = pieces[0] if len(pieces) == 1 else "".join(pieces)
-                            shown.append(text)
-                            if deltas:
-                                calls = True
-                                shown.extend(d.arguments for d in deltas)
-                            yield StreamChunk(text, None, None, model, tuple(deltas) if deltas else None,
-                                              tuple(raws) if raws else None)
+                        chunk, failed = fold.fold(datas, errors)
+                        if chunk is not None:
+                            yield chunk
                         if failed is not None:
                             raise failed
                 finally:
                     watchdog.close()
                     await blocks.aclose()  # type: ignore[attr-defined]
-                if not done or finish is None:
-                    # No [DONE], or [DONE] with no finish reason: a server serving one request
-                    # at a time ends a running stream that way when a second one arrives.
+                if not fold.complete:
                     raise self._errors().incomplete()
         except ProviderError as exc:
-            raise_broken(exc, shown)
+            raise_broken(exc, fold.shown)
         except httpx.HTTPError as exc:
-            raise_broken(self._errors().transport(exc, "streaming chat"), shown)
-        # Many servers ignore include_usage: an estimate, marked so, beats recording 0 tokens.
-        yield StreamChunk("", finish_reason(finish, tool_calls=calls), usage or estimated_usage(request, "".join(shown)),
-                          model)
+            raise_broken(self._errors().transport(exc, "streaming chat"), fold.shown)
+        yield fold.last()
 
     async def _check_stream(self, response: httpx.Response) -> None:
         """A streamed answer must be a 200 with an SSE body; read and map anything else."""

@@ -128,7 +128,7 @@ def tool_deltas(calls: list[Any]) -> list[ToolCallDelta]:
     for call in calls:
         if not isinstance(call, dict):
             continue
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
         arguments = function.get("arguments")
         out.append(ToolCallDelta(index=int(call.get("index") or 0), id=call.get("id"), name=function.get("name"),
                                  arguments=arguments if isinstance(arguments, str) else ""))
