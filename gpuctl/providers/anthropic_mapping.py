@@ -45,7 +45,7 @@ ANY_OBJECT: dict[str, object] = {"type": "object", "additionalProperties": True}
 # on the answer (storage, billing tier, cache keys).
 MAPPED = frozenset({
     "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "top_k", "max_completion_tokens",
-    "user", "stream_options", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
+    "stop", "user", "stream_options", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
 })
 # Parameters Anthropic lacks, at the values that leave the answer as it would be anyway.
 NEUTRAL: dict[str, tuple[Any, ...]] = {

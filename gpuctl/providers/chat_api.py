@@ -33,7 +33,7 @@ TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Fields read into ChatRequest's own attributes; every other one goes to `params` verbatim.
-_OWN = frozenset({"messages", "model", "temperature", "max_tokens", "stop", "stream"})
+_OWN = frozenset({"messages", "model", "temperature", "max_tokens", "stream"})  # `stop` stays too: sent as given
 
 
 class RequestError(UsageError):
