@@ -36,19 +36,20 @@ def content_text(content: Any) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """One OpenAI message. `content` is its text (for the ledger, estimates and the chat);
     `data`, when set, is the message exactly as the caller gave it (content parts, tool_calls,
-    tool_call_id, name), and is what providers map."""
+    tool_call_id, name), and is what providers map. A NamedTuple: immutable, and cheap enough
+    to make one per message of every request (bench/bench_fidelity.py)."""
 
     role: str  # system | developer | user | assistant | tool
     content: str
-    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    data: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, message: Mapping[str, Any]) -> Message:
-        return cls(str(message["role"]), content_text(message.get("content")), message)
+        content = message.get("content")
+        return cls(str(message["role"]), content if type(content) is str else content_text(content), message)
 
     def as_dict(self) -> Mapping[str, Any]:
         return self.data if self.data is not None else {"role": self.role, "content": self.content}

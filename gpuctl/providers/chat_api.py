@@ -89,6 +89,11 @@ def _parts(content: list[Any], where: str) -> None:
 
 
 def _message(message: Any, i: int) -> Message:
+    if type(message) is dict:
+        role, content = message.get("role"), message.get("content")
+        # The common case, checked first and cheaply: a plain text turn.
+        if type(content) is str and (role == "user" or role == "system") and "tool_calls" not in message:
+            return Message(role, content, message)
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise _bad(where, "must be an object")

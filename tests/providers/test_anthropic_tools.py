@@ -18,7 +18,7 @@ from gpuctl.providers.anthropic_replies import finish_reason
 from gpuctl.providers.base import ChatRequest, StreamChunk
 from gpuctl.providers.chat_api import CompletionChunks, parse_chat_request
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.support.chat_requests import WEATHER, tool_conversation
+from tests.support.chat_requests import WEATHER, long_conversation
 
 KEY = "sk-ant-test"
 PNG = "iVBORw0KGgo="
@@ -233,3 +233,12 @@ def test_image_parts_reach_the_api(fake: FakeAnthropic) -> None:
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]})
     assert chat(fake, request).text == "It is sunny in Paris."
     assert fake.last_body["messages"][0]["content"][1]["source"]["type"] == "base64"
+
+
+def test_a_long_tool_conversation_is_one_the_api_accepts(fake: FakeAnthropic) -> None:
+    messages, tools = long_conversation(20, 10)
+    answer = chat(fake, parse_chat_request({"messages": messages, "tools": tools}))
+    assert answer.text == "It is sunny in Paris."  # the fake checked alternation and tool_use/tool_result pairs
+    sent = fake.last_body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant"] * (len(sent) // 2) + ["user"] * (len(sent) % 2)
+    assert len(fake.last_body["tools"]) == 10

@@ -21,7 +21,12 @@ from gpuctl.providers.base import (
     arguments_object,
     finish_reason,
 )
-from gpuctl.providers.chat_api import CompletionChunks, RequestError, completion_dict, parse_chat_request
+from gpuctl.providers.chat_api import (
+    CompletionChunks,
+    RequestError,
+    completion_dict,
+    parse_chat_request,
+)
 from gpuctl.providers.openai_mapping import chat_body
 from tests.support.chat_requests import WEATHER, tool_conversation
 

@@ -287,3 +287,18 @@ def test_unsupported_errors_keep_their_kind() -> None:
     # the kind the router reads to skip without counting a failure
     error = ProviderError("x", provider="p", kind=Kind.UNSUPPORTED)
     assert error.failover and not error.counts_against_breaker
+
+
+def test_issue11_14_status_says_which_check_answered(gpuctl_home: Path) -> None:
+    with FakeVLLM(model="local", has_health=False) as server:  # llama.cpp, LM Studio, Ollama: no /health
+        m = manager(gpuctl_home, modal_url=None, GPUCTL_PRIORITY="endpoint", GPUCTL_ENDPOINT_URL=server.url)
+
+        async def go() -> dict[str, Any]:
+            try:
+                return await m.get_vllm_status()
+            finally:
+                await m.aclose()
+        status = asyncio.run(go())
+    (row,) = [p for p in status["providers"] if p["provider"] == "endpoint"]
+    assert status["status"] == "ready" and status["provider"] == "endpoint" and row["status"] == "ready"
+    assert row["detail"] == "GET /v1/models answered (no /health here: 404)" and row["models"] == ["local"]

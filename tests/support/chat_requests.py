@@ -37,7 +37,7 @@ def long_conversation(turns: int = 20, tools: int = 10) -> tuple[list[dict[str, 
     (the benchmark's and the mapping tests' shape)."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful agent."}]
     n = 0
-    while len(messages) < turns:
+    while len(messages) + 4 <= turns - 1:  # whole rounds only: a call always has its result
         n += 1
         messages.append({"role": "user", "content": f"Question {n}: look up item {n} and summarise it."})
         messages.append({"role": "assistant", "content": "", "tool_calls": [
@@ -45,5 +45,7 @@ def long_conversation(turns: int = 20, tools: int = 10) -> tuple[list[dict[str, 
                                                                  "arguments": json.dumps({"q": f"item {n}"})}}]})
         messages.append({"role": "tool", "tool_call_id": f"call_{n}", "content": f"item {n} is fine"})
         messages.append({"role": "assistant", "content": f"Item {n} is fine."})
-    return messages[:turns - 1] + [{"role": "user", "content": "Thanks, and the next one?"}], \
-        [tool(f"tool_{i}") for i in range(tools)]
+    while len(messages) < turns - 1:
+        messages.append({"role": "user" if messages[-1]["role"] != "user" else "assistant", "content": "More."})
+    messages.append({"role": "user", "content": "Thanks, and the next one?"})
+    return messages, [tool(f"tool_{i}") for i in range(tools)]
