@@ -15,19 +15,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import Row, median
+from bench.common import Row, interleaved, median
 
 
-def _per_call(fn: Callable[[], Any], n: int, repeats: int) -> float:
-    """Median seconds per call over `repeats` batches of `n` calls."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(n):
-            fn()
-        times.append((time.perf_counter() - started) / n)
-    return median(times)
+def _per_call(fns: dict[str, Callable[[], Any]], n: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function over `repeats` batches of `n` calls, the
+    batches interleaved so that drift on a shared machine hits all of them alike."""
+    def batch(fn: Callable[[], Any]) -> Callable[[], float]:
+        def timed() -> float:
+            started = time.perf_counter()
+            for _ in range(n):
+                fn()
+            return (time.perf_counter() - started) / n
+        return timed
+
+    for fn in fns.values():
+        fn()
+    results = interleaved({name: batch(fn) for name, fn in fns.items()}, repeats)
+    return {name: median(times) for name, times in results.items()}
 
 
 def _conversation() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -63,7 +68,7 @@ def _anthropic_message() -> Any:
     })
 
 
-def run(*, n: int = 2000, repeats: int = 7) -> list[Row]:
+def run(*, n: int = 500, repeats: int = 31) -> list[Row]:
     from gpuctl.providers.anthropic_mapping import create_kwargs
     from gpuctl.providers.anthropic_replies import chat_response
     from gpuctl.providers.base import ChatRequest
@@ -79,8 +84,6 @@ def run(*, n: int = 2000, repeats: int = 7) -> list[Row]:
         create_kwargs(request, model="claude-haiku-4-5", max_tokens=2048)
         chat_response(message, model="claude-haiku-4-5", latency=0.1).to_openai(id="chatcmpl-1", created=1)
 
-    yardstick = _per_call(lambda: json.dumps(body), n, repeats)
-    mapped = _per_call(there_and_back, n, repeats)
 
     text = [{"role": m["role"] if m["role"] != "tool" else "user", "content": m.get("content") or "..."}
             for m in messages]
@@ -91,8 +94,9 @@ def run(*, n: int = 2000, repeats: int = 7) -> list[Row]:
     def tool_path() -> None:
         chat_body(parse_chat_request(body), "m", stream=False)
 
-    base = _per_call(text_path, n, repeats)
-    ours = _per_call(tool_path, n, repeats)
+    timed = _per_call({"yardstick": lambda: json.dumps(body), "mapped": there_and_back, "base": text_path,
+                       "ours": tool_path}, n, repeats)
+    yardstick, mapped, base, ours = timed["yardstick"], timed["mapped"], timed["base"], timed["ours"]
     added = (ours - base) * 1e6
     return [
         Row("20 messages + 10 tools mapped to Anthropic and back", f"json.dumps of it {yardstick * 1e6:.1f} µs",

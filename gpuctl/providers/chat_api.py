@@ -29,6 +29,7 @@ from gpuctl.providers.base import (
 )
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_TEXT_ROLES = ROLES
 TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -91,9 +92,10 @@ def _parts(content: list[Any], where: str) -> None:
 def _message(message: Any, i: int) -> Message:
     if type(message) is dict:
         role, content = message.get("role"), message.get("content")
-        # The common case, checked first and cheaply: a plain text turn.
-        if type(content) is str and (role == "user" or role == "system") and "tool_calls" not in message:
-            return Message(role, content, message)
+        # The common cases, checked first and cheaply: a plain text turn, a text tool result.
+        if type(content) is str and role in _TEXT_ROLES and "tool_calls" not in message:
+            if role != "tool" or type(message.get("tool_call_id")) is str:
+                return Message(role, content, message)
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise _bad(where, "must be an object")
