@@ -29,7 +29,6 @@ from gpuctl.providers.base import (
 )
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-_TEXT_ROLES = ROLES
 TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -93,9 +92,9 @@ def _message(message: Any, i: int) -> Message:
     if type(message) is dict:
         role, content = message.get("role"), message.get("content")
         # The common cases, checked first and cheaply: a plain text turn, a text tool result.
-        if type(content) is str and role in _TEXT_ROLES and "tool_calls" not in message:
-            if role != "tool" or type(message.get("tool_call_id")) is str:
-                return Message(role, content, message)
+        if (type(content) is str and role in ROLES and "tool_calls" not in message
+                and (role != "tool" or type(message.get("tool_call_id")) is str)):
+            return Message(role, content, message)
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise _bad(where, "must be an object")
