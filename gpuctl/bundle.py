@@ -1,8 +1,9 @@
 """Where gpuctl's bundled files are, and reading the deploy ones: deploy/ and configs/.
 
 Owns: locating deploy/ and configs/ (`asset_dir`: the checkout's copy, else the installed
-share/gpuctl/ one), the one vLLM pin (deploy/versions.toml), the Modal app file, and the
-Vast.ai container settings with the vLLM arguments rendered from their template. Every TOML
+share/gpuctl/ one), the one vLLM pin (deploy/versions.toml), the Modal app file, the Vast.ai
+container settings with the vLLM arguments rendered from their template, and the model → tool
+call parser table (deploy/tool_parsers.toml). Every TOML
 file is read with `gpuctl.config.read_toml`; those in configs/ by their owners (costs.catalog,
 vastai.tiers, the example profiles by config).
 Must not: import modal, talk to a provider, or repeat the vLLM version anywhere
@@ -117,10 +118,37 @@ def vast_container_settings() -> dict[str, Any]:
     }
 
 
+TOOL_PARSER_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+def tool_call_parser(model: str, override: str | None = None) -> str | None:
+    """vLLM's --tool-call-parser for `model`: `override` (a profile's; "none" turns tool
+    calling off), else deploy/tool_parsers.toml (the exact id, then the longest prefix); None:
+    start without tool calling."""
+    if override is not None and override.strip():
+        name = override.strip()
+        if name.lower() == "none":
+            return None
+        if not TOOL_PARSER_RE.match(name):
+            raise ConfigError(f"tool_call_parser {name!r} is not a vLLM parser name (e.g. hermes, llama3_json)")
+        return name
+    path = deploy_dir() / "tool_parsers.toml"
+    data = read_toml(path, missing_hint=_RESTORE)
+    found = (data.get("models") or {}).get(model)
+    if found is None:
+        prefixes = {p: v for p, v in (data.get("prefixes") or {}).items() if model.startswith(p)}
+        found = prefixes[max(prefixes, key=len)] if prefixes else None
+    if found is not None and not (isinstance(found, str) and TOOL_PARSER_RE.match(found)):
+        raise ConfigError(f"{path}: the parser for {model!r} must be a vLLM parser name, got {found!r}")
+    return found
+
+
 def render_vllm_args(
-    settings: dict[str, Any], *, model: str, api_key: str, served_model_name: str | None = None
+    settings: dict[str, Any], *, model: str, api_key: str, served_model_name: str | None = None,
+    tool_call_parser: str | None = None,
 ) -> list[str]:
-    """The `vllm serve` arguments for a Vast.ai instance, from the container.toml template."""
+    """The `vllm serve` arguments for a Vast.ai instance, from the container.toml template;
+    with tool calling on when there is a `tool_call_parser` (see `tool_call_parser`)."""
     vllm = settings["vllm"]
     values = {
         "model": model,
@@ -134,4 +162,6 @@ def render_vllm_args(
     args = [str(arg).format(**values) for arg in vllm["args"]]
     if vllm.get("enforce_eager"):
         args.append("--enforce-eager")
+    if tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     return args

@@ -96,13 +96,15 @@ class Kind(StrEnum):
     MALFORMED = "malformed"  # not the JSON or SSE we expect
     STREAM_CUT = "stream_cut"  # the stream ended without its terminator
     BAD_REQUEST = "bad_request"  # 400: our request is wrong, another provider would not help
+    UNSUPPORTED = "unsupported"  # this provider lacks a capability the request needs (tools): try the next
 
 
 # Kinds where trying the next provider can help; a 400 means our request is wrong.
 FAILOVER_KINDS = frozenset(Kind) - {Kind.BAD_REQUEST}
-# A cold start or our own bad request says nothing about the backend's health, and a refused
-# key is a setting to fix (exit 3), not an outage: a breaker it opened would outlive the fix.
-NOT_BREAKER_KINDS = frozenset({Kind.COLD, Kind.BAD_REQUEST, Kind.AUTH})
+# A cold start, our own bad request or a missing capability says nothing about the backend's
+# health, and a refused key is a setting to fix (exit 3), not an outage: a breaker it opened
+# would outlive the fix.
+NOT_BREAKER_KINDS = frozenset({Kind.COLD, Kind.BAD_REQUEST, Kind.AUTH, Kind.UNSUPPORTED})
 
 
 class ProviderError(GpuctlError):

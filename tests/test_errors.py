@@ -48,7 +48,9 @@ def test_kinds_keep_their_text() -> None:
 
 def test_failover_and_breaker_by_kind() -> None:
     assert {"connect", "timeout", "http", "cold", "rate_limit", "malformed", "stream_cut", "auth",
-            "not_found"} == FAILOVER_KINDS
+            "not_found", "unsupported"} == FAILOVER_KINDS
+    unsupported = ProviderError("x", provider="p", kind=Kind.UNSUPPORTED)  # a capability: try the next, no breaker
+    assert unsupported.failover and not unsupported.counts_against_breaker
     assert ProviderError.FAILOVER_KINDS is FAILOVER_KINDS
     cold = ProviderError("x", provider="p", kind=Kind.COLD)
     bad = ProviderError("x", provider="p", kind=Kind.BAD_REQUEST)

@@ -2,7 +2,8 @@
 
 Owns: the image (the vLLM build pinned in deploy/versions.toml), the GPU function `serve`, its
 scaling (scale to zero by default), the weight and compile-cache Volumes, and the exact
-`vllm serve` command line.
+`vllm serve` command line (tool calling on, with the model's parser from
+deploy/tool_parsers.toml unless GPUCTL_MODAL_TOOL_CALL_PARSER says otherwise).
 
 Must not: deploy or touch the network at import (gpuctl and its tests import this file offline),
 import gpuctl (it is not installed in the container), or read settings from anywhere but
@@ -51,6 +52,8 @@ HF_CACHE_VOLUME = "gpuctl-hf-cache"
 VLLM_CACHE_VOLUME = "gpuctl-vllm-cache"
 
 VERSIONS_FILE = Path(__file__).resolve().parent.parent / "versions.toml"
+# Model → vLLM tool-call parser (read locally, like the pin; the resolved one is baked).
+TOOL_PARSERS_FILE = Path(__file__).resolve().parent.parent / "tool_parsers.toml"
 
 # Variable → setting. gpuctl's ModalDeploySpec.env() (gpuctl/modal/deploy.py) writes these
 # names (a test keeps the two lists equal).
@@ -65,6 +68,7 @@ ENV_VARS: dict[str, str] = {
     "max_model_len": "GPUCTL_MODAL_MAX_MODEL_LEN",
     "secret_name": "GPUCTL_MODAL_SECRET_NAME",
     "enforce_eager": "GPUCTL_MODAL_ENFORCE_EAGER",
+    "tool_call_parser": "GPUCTL_MODAL_TOOL_CALL_PARSER",
 }
 # The pin, as baked for the container (never read locally: versions.toml wins there).
 PIN_ENV_VARS: dict[str, str] = {
@@ -72,6 +76,9 @@ PIN_ENV_VARS: dict[str, str] = {
     "vllm_image": "GPUCTL_VLLM_IMAGE",
     "modal_add_python": "GPUCTL_MODAL_ADD_PYTHON",
 }
+# The tool-call parser the local import resolved (deploy/tool_parsers.toml is not mounted in
+# the container either); "none" when absent.
+PARSER_ENV_VAR = "GPUCTL_MODAL_TOOL_PARSER"
 
 # The original deployment, Qwen2.5-7B on an L4. The app name keeps its URL:
 # https://<workspace>--multi-agent-vllm-inference-serve.modal.run
@@ -90,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     # one by one), which matters less than start-up when containers scale to zero. Turn it off
     # for an always-warm (min_containers >= 1), throughput-bound deployment.
     "enforce_eager": True,
+    # vLLM's --tool-call-parser; "" = look the model up in deploy/tool_parsers.toml, "none" = off.
+    "tool_call_parser": "",
 }
 
 _INT_SETTINGS = ("scaledown_window_s", "min_containers", "max_containers", "max_inputs", "max_model_len")
@@ -98,6 +107,7 @@ _FALSE = {"0", "false", "no", "off"}
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _GPU_RE = re.compile(r"^[A-Za-z0-9-]+(:[1-8])?$")
+_PARSER_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 
 
 def read_pin(path: Path = VERSIONS_FILE) -> dict[str, str]:
@@ -115,6 +125,21 @@ def read_pin(path: Path = VERSIONS_FILE) -> dict[str, str]:
         "vllm_image": f"{vllm['image']}:{tag}",
         "modal_add_python": str(data.get("modal", {}).get("add_python", "3.12")),
     }
+
+
+def lookup_tool_parser(model: str, path: Path = TOOL_PARSERS_FILE) -> str:
+    """The parser deploy/tool_parsers.toml names for `model` (exact id, then the longest
+    prefix), or "none" (no tool calling). gpuctl/bundle.py reads the same table for Vast.ai."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return "none"
+    found = data.get("models", {}).get(model)
+    if found is None:
+        prefixes = {p: v for p, v in data.get("prefixes", {}).items() if model.startswith(p)}
+        found = prefixes[max(prefixes, key=len)] if prefixes else "none"
+    return str(found)
 
 
 def load_settings(environ: Mapping[str, str], *, remote: bool) -> dict[str, Any]:
@@ -144,8 +169,11 @@ def load_settings(environ: Mapping[str, str], *, remote: bool) -> dict[str, Any]
         if missing:
             raise RuntimeError(f"{', '.join(missing)} not set in the container: redeploy with gpuctl")
         settings.update({key: environ[var] for key, var in PIN_ENV_VARS.items()})
+        settings["tool_parser"] = environ.get(PARSER_ENV_VAR) or "none"
     else:
         settings.update(read_pin())
+        # The parser asked for (GPUCTL_MODAL_TOOL_CALL_PARSER), else the model's from the table.
+        settings["tool_parser"] = settings["tool_call_parser"] or lookup_tool_parser(settings["model"])
     # Fixed settings, kept here because FunctionInfo does not expose them to tests.
     settings["served_model_name"] = settings["model"]  # clients send the Hugging Face id
     settings["port"] = PORT
@@ -177,6 +205,9 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         problems.append(f"GPUCTL_MODAL_MODEL must look like org/name, got {settings['model']!r}")
     if not _GPU_RE.match(settings["gpu"]):
         problems.append(f"GPUCTL_MODAL_GPU must look like L4 or H100:2, got {settings['gpu']!r}")
+    if not _PARSER_RE.match(settings["tool_parser"]):
+        problems.append(f"GPUCTL_MODAL_TOOL_CALL_PARSER must be a vLLM parser name or none, got "
+                        f"{settings['tool_parser']!r}")
     for key in ("app_name", "secret_name"):
         if not _NAME_RE.match(settings[key]):
             problems.append(f"{ENV_VARS[key]} may hold only letters, digits, '-', '_', '.' (1-64)")
@@ -191,6 +222,7 @@ def container_env(settings: Mapping[str, Any]) -> dict[str, str | None]:
         value = settings[key]
         env[var] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     env.update({var: str(settings[key]) for key, var in PIN_ENV_VARS.items()})
+    env[PARSER_ENV_VAR] = settings["tool_parser"]
     # Where the Volumes are mounted; set explicitly so neither library guesses from $HOME.
     env["HF_HOME"] = HF_CACHE_DIR
     env["VLLM_CACHE_ROOT"] = VLLM_CACHE_DIR
@@ -234,6 +266,9 @@ def vllm_command(settings: Mapping[str, Any], environ: Mapping[str, str] | None 
         cmd += ["--tensor-parallel-size", str(gpu_count(settings["gpu"]))]
     if settings["enforce_eager"]:
         cmd.append("--enforce-eager")
+    if settings["tool_parser"] != "none":
+        # Without these vLLM refuses every request that has `tools` (400).
+        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", settings["tool_parser"]]
     return cmd
 
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from gpuctl.errors import StreamBrokenError, UsageError
-from gpuctl.providers.base import ChatRequest, Message, Usage
+from gpuctl.providers.base import EMPTY, ChatRequest, Message, ToolCall, Usage
 
 if TYPE_CHECKING:
     from gpuctl.config import Settings
@@ -55,6 +55,7 @@ class Answer:
     finish_reason: str | None = None
     partial: bool = False  # stopped by the user or broken off
     conversation_id: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model asked for (shown, not run)
 
     @property
     def fallback_reason(self) -> str | None:
@@ -86,6 +87,7 @@ class Answer:
             "latency_s": _round(self.latency_s),
             "finish_reason": self.finish_reason,
             "partial": self.partial,
+            "tool_calls": [c.as_dict() for c in self.tool_calls],
         }
 
 
@@ -131,6 +133,8 @@ class ChatSession:
     resumed: bool = False
     spend: dict[str, Spend] = field(default_factory=dict)
     interrupted: Answer | None = None  # the partial answer of the last stopped question
+    # OpenAI's response_format for every question (`gpuctl chat --json-schema FILE`), or None.
+    response_format: dict[str, Any] | None = None
     # A question that got no answer yet (what /retry re-asks), and the stream in flight.
     _pending: str | None = field(default=None, init=False, repr=False)
     _stream: RoutedStream | None = field(default=None, init=False, repr=False)
@@ -186,7 +190,8 @@ class ChatSession:
         messages = [Message("system", self.system_prompt)] if self.system_prompt else []
         messages += [Message(t.role, t.content) for t in self.turns]
         messages.append(Message("user", question))
-        return ChatRequest(tuple(messages), temperature=self.temperature, max_tokens=self.max_tokens)
+        params = {"response_format": self.response_format} if self.response_format else EMPTY
+        return ChatRequest(tuple(messages), temperature=self.temperature, max_tokens=self.max_tokens, params=params)
 
     def require_provider(self) -> None:
         """Fail early, before anyone types a question, when nothing at all can answer."""
@@ -208,7 +213,7 @@ class ChatSession:
             on_text(response.text)
             return self._record(question, response.text, response.provider, response.model, response.usage,
                                 fallback=response.fallback, ttft=response.ttft_s, latency=response.latency_s,
-                                finish=response.finish_reason, partial=False)
+                                finish=response.finish_reason, partial=False, tool_calls=response.tool_calls)
         stream = self._stream = self.manager.stream_chat(request, only=self.provider)
         try:
             async for chunk in stream:
@@ -263,11 +268,11 @@ class ChatSession:
     def _record_stream(self, question: str, stream: RoutedStream, text: str, *, partial: bool) -> Answer:
         return self._record(question, text, stream.provider, stream.model, stream.usage,
                             fallback=stream.fallback, ttft=stream.ttft_s, latency=stream.latency_s,
-                            finish=stream.finish_reason, partial=partial)
+                            finish=stream.finish_reason, partial=partial, tool_calls=stream.tool_calls)
 
     def _record(self, question: str, text: str, provider: str | None, model: str | None, usage: Usage | None, *,
                 fallback: Fallback | None, ttft: float | None, latency: float | None, finish: str | None,
-                partial: bool) -> Answer:
+                partial: bool, tool_calls: tuple[ToolCall, ...] = ()) -> Answer:
         conv = self._ensure_conversation(question)
         q_id = self.state.add_message(conv, "user", question)
         a_id = self.state.add_message(conv, "assistant", text, partial=partial, provider=provider, model=model)
@@ -276,7 +281,7 @@ class ChatSession:
         cost = None
         if provider:
             cost = self.manager.estimate_cost(provider, model, usage or Usage(), latency or 0.0)
-        answer = Answer(text, provider, model, usage, cost, fallback, ttft, latency, finish, partial, conv)
+        answer = Answer(text, provider, model, usage, cost, fallback, ttft, latency, finish, partial, conv, tool_calls)
         if provider:
             self.spend.setdefault(provider, Spend()).add(answer)
         return answer

@@ -62,6 +62,7 @@ class ModalDeploySpec:
     max_model_len: int = 4096
     secret_name: str = "gpuctl-vllm-api-key"
     enforce_eager: bool = True
+    tool_call_parser: str = ""  # "": deploy/tool_parsers.toml by model; "none": off
 
     def env(self) -> dict[str, str]:
         """The GPUCTL_MODAL_* variables deploy/modal/vllm_app.py reads (no secrets among them)."""
@@ -76,6 +77,7 @@ class ModalDeploySpec:
             "GPUCTL_MODAL_MAX_MODEL_LEN": str(self.max_model_len),
             "GPUCTL_MODAL_SECRET_NAME": self.secret_name,
             "GPUCTL_MODAL_ENFORCE_EAGER": "1" if self.enforce_eager else "0",
+            "GPUCTL_MODAL_TOOL_CALL_PARSER": self.tool_call_parser,
         }
 
 
@@ -154,7 +156,7 @@ def spec_from_settings(settings: Settings) -> ModalDeploySpec:
         app_name=settings["modal.app_name"], model=settings["modal.model"], gpu=settings["modal.gpu"],
         scaledown_window_s=window_s, min_containers=settings["modal.min_containers"],
         max_containers=settings["modal.max_containers"], max_inputs=settings["modal.max_concurrent_inputs"],
-        max_model_len=settings["modal.max_model_len"],
+        max_model_len=settings["modal.max_model_len"], tool_call_parser=settings.get("modal.tool_call_parser") or "",
     ))
 
 

@@ -1,8 +1,8 @@
 """The Anthropic fallback: our OpenAI-shaped `ChatRequest` over the official `anthropic` SDK.
 
 Owns the `Provider` itself: the SDK client (built on first use), health, chat and streaming.
-The message mapping both ways is `anthropic_mapping`'s, the SDK error mapping
-`anthropic_errors`'. It must not import `anthropic` at module level (the import costs ~1.1 s
+The request mapping is `anthropic_mapping`'s (with what Anthropic cannot do), the answers'
+`anthropic_replies`', the SDK error mapping `anthropic_errors`'. It must not import `anthropic` at module level (the import costs ~1.1 s
 and `gpuctl --help` must stay fast), must not retry (the router fails over; the SDK would obey
 `retry-after` without a cap), must not read config files, and must never put the API key in
 a message, an endpoint or a log.
@@ -18,19 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gpuctl.errors import Kind, ProviderError, StreamBrokenError
 from gpuctl.providers.anthropic_errors import KEY_HINT, AnthropicErrors
-from gpuctl.providers.anthropic_mapping import (
-    NAME,
-    StreamTally,
-    chat_response,
-    create_kwargs,
-    finish_reason,
-)
+from gpuctl.providers.anthropic_mapping import NAME, create_kwargs, unsupported
+from gpuctl.providers.anthropic_replies import StreamTally, chat_response, finish_reason
 from gpuctl.providers.base import (
     ChatRequest,
     ChatResponse,
     Health,
     HealthStatus,
     StreamChunk,
+    Unsupported,
 )
 
 if TYPE_CHECKING:
@@ -84,6 +80,10 @@ class AnthropicProvider:
 
     def is_configured(self) -> bool:
         return bool(self._api_key)
+
+    def unsupported(self, request: ChatRequest) -> Unsupported | None:
+        """n > 1, logprobs, image types and parameters the Messages API has no equivalent for."""
+        return unsupported(request)
 
     @property
     def endpoint(self) -> str:
@@ -151,8 +151,13 @@ class AnthropicProvider:
         return chat_response(message, model=str(kwargs["model"]), latency=self._clock() - started)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Text chunks, then one chunk with `finish_reason`, `usage` and `model`. Like any async
-        generator, every error (a bad request included) is raised from iteration, not this call."""
+        """Text and tool-call chunks, then one chunk with `finish_reason`, `usage` and `model`.
+        The SDK is imported and its client built here, before the router's clock starts; every
+        error (a bad request included) is still raised from iteration, not this call."""
+        try:
+            self._get_client()
+        except ProviderError as exc:
+            return _raising(exc)
         return self._stream(request)
 
     async def aclose(self) -> None:
@@ -206,10 +211,10 @@ class AnthropicProvider:
         try:
             async with events:
                 async for event in events:
-                    text = tally.text_of(event)
-                    if text:
-                        shown.append(text)
-                        yield StreamChunk(text=text)
+                    chunk = tally.chunk_of(event)
+                    if chunk is not None:
+                        shown.append(chunk.text)
+                        yield chunk
         except Exception as exc:
             error = self._map_error(exc, in_stream=True)
             if error is None:
@@ -240,3 +245,8 @@ class AnthropicProvider:
             partial_text="".join(shown),
             hint=error.hint,
         )
+
+
+async def _raising(error: ProviderError) -> AsyncIterator[StreamChunk]:
+    raise error
+    yield  # an async generator that fails when iterated, as a stream's errors do

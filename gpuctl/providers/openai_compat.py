@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
-from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError
+from gpuctl.errors import Kind, ProviderError
 from gpuctl.http.client import Timeouts, build_async_client, redact
 from gpuctl.http.sse import StallWatchdog, sse_data_blocks
 from gpuctl.providers.base import (
@@ -30,59 +29,31 @@ from gpuctl.providers.base import (
     Health,
     HealthStatus,
     StreamChunk,
-    Usage,
+    Unsupported,
+    UnsupportedError,
 )
-from gpuctl.providers.openai_errors import VLLMErrors, health_of, names_a_model
+from gpuctl.providers.openai_errors import (
+    VLLMErrors,
+    health_of,
+    names_a_model,
+    normalise_base_url,
+    raise_broken,
+    refuses_tools,
+)
 from gpuctl.providers.openai_mapping import (
     chat_body,
     chat_response,
-    event_payload,
     model_list,
+    parse_metrics,
     ping_request,
-    usage_of,
 )
+from gpuctl.providers.openai_stream import StreamFold
+
+__all__ = ["VLLMEndpoint", "normalise_base_url", "parse_metrics", "probe_vllm"]
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 HEALTH_TIMEOUT = 10.0  # a health check answers in this or the endpoint counts as cold
-
-
-def normalise_base_url(base_url: str) -> str:
-    """The server root: no trailing slash, no trailing /v1 (users paste either form)."""
-    url = base_url.strip().rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    parsed = httpx.URL(url) if url else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigError(
-            f"endpoint URL must look like https://host or http://host:port, got {redact(base_url)!r}",
-            hint="set the provider's URL to the vLLM server root (a trailing /v1 is fine)",
-        )
-    return url
-
-
-_PROM_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{.*\})?\s+(\S+)")
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """vllm:* samples from Prometheus text, summed over label sets (e.g. per model or finish
-    reason). Histogram buckets and `_created` timestamps are dropped; `_sum`/`_count` kept."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        match = _PROM_LINE.match(line)
-        if match is None:
-            continue
-        name = match.group(1)
-        if name.endswith(("_bucket", "_created")):
-            continue
-        try:
-            value = float(match.group(3))
-        except ValueError:
-            continue
-        out[name] = out.get(name, 0.0) + value
-    return out
 
 
 class VLLMEndpoint:
@@ -109,14 +80,20 @@ class VLLMEndpoint:
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        self._served: str | None = None  # with no model configured: the first one /v1/models lists
+        self._no_tools: str | None = None  # set once the server refused `tools` (started without tool calling)
 
-    @property
-    def provider(self) -> str:
-        return self.name
+    provider = property(lambda self: self.name)  # the older name of `name`
 
     def is_configured(self) -> bool:
         """Constructed means configured: the URL was validated in __init__."""
         return True
+
+    def unsupported(self, request: ChatRequest) -> Unsupported | None:
+        """vLLM takes any OpenAI request; only tools, once this server has refused them."""
+        if self._no_tools is not None and request.params and request.params.get("tools"):
+            return Unsupported("tools", f"cannot call tools ({self._no_tools})")
+        return None
 
     def __repr__(self) -> str:
         return f"VLLMEndpoint({self.endpoint!r}, provider={self.provider!r}, model={self.model!r})"
@@ -155,6 +132,12 @@ class VLLMEndpoint:
         return VLLMErrors(self.provider, self.endpoint, self._timeouts, has_key=bool(self._api_key))
 
     async def _status_error(self, response: httpx.Response, body: bytes, what: str) -> ProviderError:
+        if response.status_code == 400 and refuses_tools(body):
+            self._no_tools = "vLLM was started without --enable-auto-tool-choice --tool-call-parser"
+            return UnsupportedError(
+                f"{self.provider}: cannot call tools: {self._no_tools}", provider=self.provider, param="tools",
+                hint="redeploy with gpuctl (its vLLM deployments turn tool calling on), or start vLLM with "
+                     "--enable-auto-tool-choice --tool-call-parser <parser> (hermes for Qwen2.5)")
         if response.status_code == 404 and (server := names_a_model(body)) is not None:
             served: list[str] = []
             # The 404 is the error to report; the list of served names is a courtesy.
@@ -179,26 +162,41 @@ class VLLMEndpoint:
             raise self._errors().transport(exc, "listing models") from None
         return model_list(await self._json(response, "listing models"), self._errors)
 
+    async def served_model(self) -> str | None:
+        """The configured model, else the first one /v1/models lists (asked once): sent, and
+        reported, instead of whatever a server echoes."""
+        if self.model:
+            return self.model
+        if self._served is None:
+            try:
+                served = [str(m["id"]) for m in await self.models() if m.get("id")]
+            except ProviderError:  # no model list: send none; the chat itself tells if the server works
+                served = []
+            self._served = served[0] if served else ""
+        return self._served or None
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        body = chat_body(request, self.model, stream=False)
+        body = chat_body(request, await self.served_model(), stream=False)
         started = self._clock()
         try:
             response = await self._http().post(CHAT_PATH, json=body)
         except httpx.HTTPError as exc:
             raise self._errors().transport(exc, "chat completion") from None
         data = await self._json(response, "chat completion")
-        return chat_response(data, body, errors=self._errors(), latency=self._clock() - started)
+        return chat_response(data, body, request, errors=self._errors(), latency=self._clock() - started)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        """Yield text as it arrives; the last chunk has finish_reason and usage. A stream that
-        ends without `data: [DONE]`, or stalls longer than `timeouts.read` between events,
-        raises ProviderError (StreamBrokenError, with the partial text, once text was yielded)."""
-        body = chat_body(request, self.model, stream=True)
-        shown: list[str] = []
-        model = body.get("model")
-        finish_reason: str | None = None
-        usage: Usage | None = None
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Text and tool-call pieces as they arrive, then finish_reason and usage (`StreamFold`).
+        No [DONE] or finish reason, or a stall over `timeouts.read`: ProviderError (broken,
+        with the partial text, once text was yielded). The client is built before the clock."""
+        self._http()
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        fold = StreamFold(request, None)
         try:
+            body = chat_body(request, await self.served_model(), stream=True)
+            fold.model = body.get("model")
             async with self._http().stream(
                 "POST", CHAT_PATH, json=body, headers={"Accept": "text/event-stream"}
             ) as response:
@@ -212,9 +210,8 @@ class VLLMEndpoint:
                 gap = self._timeouts.first_byte
                 errors = self._errors  # built only when something fails: never per event
                 watchdog = StallWatchdog()
-                done = False
                 try:
-                    while not done:
+                    while not fold.done:
                         watchdog.waiting(gap)
                         try:
                             datas = await blocks.__anext__()
@@ -226,45 +223,21 @@ class VLLMEndpoint:
                             raise errors().stalled(gap) from None
                         watchdog.idle()
                         gap = self._timeouts.read
-                        pieces: list[str] = []
-                        failed: ProviderError | None = None
-                        for data in datas:
-                            if data == "[DONE]":
-                                done = True
-                                break
-                            try:
-                                payload = event_payload(data, errors)
-                            except ProviderError as exc:
-                                failed = exc  # show what arrived before it first
-                                break
-                            model = payload.get("model") or model
-                            if payload.get("usage"):
-                                usage = usage_of(payload["usage"])
-                            for choice in payload.get("choices") or ():
-                                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                                    continue
-                                delta = choice.get("delta")
-                                text = delta.get("content") if isinstance(delta, dict) else None
-                                if choice.get("finish_reason"):
-                                    finish_reason = str(choice["finish_reason"])
-                                if isinstance(text, str) and text:
-                                    pieces.append(text)
-                        if pieces:
-                            text = pieces[0] if len(pieces) == 1 else "".join(pieces)
-                            shown.append(text)
-                            yield StreamChunk(text=text, model=model)
+                        chunk, failed = fold.fold(datas, errors)
+                        if chunk is not None:
+                            yield chunk
                         if failed is not None:
                             raise failed
                 finally:
                     watchdog.close()
                     await blocks.aclose()  # type: ignore[attr-defined]
-                if not done:
+                if not fold.complete:
                     raise self._errors().incomplete()
         except ProviderError as exc:
-            _raise_broken(exc, shown)
+            raise_broken(exc, fold.shown)
         except httpx.HTTPError as exc:
-            _raise_broken(self._errors().transport(exc, "streaming chat"), shown)
-        yield StreamChunk(text="", finish_reason=finish_reason or "stop", usage=usage, model=model)
+            raise_broken(self._errors().transport(exc, "streaming chat"), fold.shown)
+        yield fold.last()
 
     async def _check_stream(self, response: httpx.Response) -> None:
         """A streamed answer must be a 200 with an SSE body; read and map anything else."""
@@ -297,7 +270,9 @@ class VLLMEndpoint:
         except httpx.HTTPError as exc:
             error = self._errors().transport(exc, "health check")
             return "unhealthy", error.message, (), error.kind
-        if response.status_code != 200:
+        # llama.cpp's server, LM Studio and Ollama have no /health (404): /v1/models is their check.
+        no_health = response.status_code == 404
+        if response.status_code != 200 and not no_health:
             error = await self._status_error(response, response.content, "health check")
             return ("cold" if error.kind == Kind.COLD else "unhealthy"), error.message, (), error.kind
         served: tuple[str, ...] = ()
@@ -308,15 +283,19 @@ class VLLMEndpoint:
                     await self.chat(ping_request(self.model or (served[0] if served else None)))
         except TimeoutError:
             what = "generating one token" if deep else "/v1/models"
-            return "cold", f"/health answered, but {what} took over {budget:g}s", served, Kind.TIMEOUT
+            return ("cold", f"{'/v1/models' if no_health else '/health'} answered, but {what} took over {budget:g}s",
+                    served, Kind.TIMEOUT)
         except ProviderError as exc:
+            if no_health and not served:
+                return "unhealthy", f"no /health (404), and /v1/models failed: {exc.message}", (), exc.kind
             return (*health_of(exc, deep=deep), served, exc.kind)
+        checked = "GET /v1/models answered (no /health here: 404)" if no_health else "GET /health and /v1/models answered"
         if deep:
-            return "ready", "generated a token", served, None
+            return "ready", "generated a token" + (" (no /health here: 404)" if no_health else ""), served, None
         if self.model and served and self.model not in served:
             missing = f"{self.provider}: model {self.model!r} is not served here (served: {', '.join(served)})"
             return "unhealthy", missing, served, Kind.NOT_FOUND
-        return "ready", "GET /health and /v1/models answered", served, None
+        return "ready", checked, served, None
 
     async def metrics(self) -> dict[str, float] | None:
         """vllm:* values from /metrics (num_requests_running, token counters, ...), or None
@@ -330,18 +309,6 @@ class VLLMEndpoint:
         if response.status_code != 200:
             raise await self._status_error(response, response.content, "reading metrics")
         return parse_metrics(response.text) or None
-
-
-def _raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
-    """Once text has been shown, a failure must not look like a clean (fail-over-able) error."""
-    if shown and not isinstance(exc, StreamBrokenError):
-        raise StreamBrokenError(
-            exc.message,
-            provider=exc.provider,
-            partial_text="".join(shown),
-            hint="the text shown so far is incomplete; the request was not re-sent",
-        ) from None
-    raise exc
 
 
 PROBE_TIMEOUT_S = 30.0

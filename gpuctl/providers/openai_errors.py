@@ -2,7 +2,8 @@
 error status and unexpected body becomes a `ProviderError` (kind + one-line message + hint).
 
 A private helper of `openai_compat.VLLMEndpoint`, which builds one `VLLMErrors` per failure with
-its provider name, public endpoint and timeouts. Pure: no I/O (listing the served models for a
+its provider name, public endpoint and timeouts; also the endpoint URL's validation
+(`normalise_base_url`), and `raise_broken` (a failure after text was shown). Pure: no I/O (listing the served models for a
 404 is the client's job), no printing, and no key in a message (every message is redacted).
 """
 
@@ -11,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
-from gpuctl.errors import Kind, ProviderError
+from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError
 from gpuctl.http.client import Timeouts
 from gpuctl.providers.base import HealthStatus
 from gpuctl.redact import redact
@@ -54,6 +55,12 @@ def server_message(body: bytes | str) -> str | None:
     if data.get("detail"):
         return str(data["detail"])
     return None
+
+
+def refuses_tools(body: bytes) -> bool:
+    """Is this 400 vLLM refusing `tools` because it was started without tool calling?"""
+    server = server_message(body) or ""
+    return "enable-auto-tool-choice" in server or "tool-call-parser" in server
 
 
 def names_a_model(body: bytes) -> str | None:
@@ -214,7 +221,33 @@ class VLLMErrors:
 
     def incomplete(self) -> ProviderError:
         return self.error(
-            f"{self.provider}: the stream from {self.endpoint} ended without [DONE]: the answer is incomplete",
+            f"{self.provider}: the stream from {self.endpoint} ended before its finish (no [DONE] or no finish reason): the answer is incomplete",
             kind=Kind.STREAM_CUT,
             hint="the server may have crashed or restarted; retry the request",
         )
+
+
+def normalise_base_url(base_url: str) -> str:
+    """The server root: no trailing slash, no trailing /v1 (users paste either form)."""
+    url = base_url.strip().rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    parsed = httpx.URL(url) if url else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"endpoint URL must look like https://host or http://host:port, got {redact(base_url)!r}",
+            hint="set the provider's URL to the vLLM server root (a trailing /v1 is fine)",
+        )
+    return url
+
+
+def raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
+    """Once text has been shown, a failure must not look like a clean (fail-over-able) error."""
+    if shown and not isinstance(exc, StreamBrokenError):
+        raise StreamBrokenError(
+            exc.message,
+            provider=exc.provider,
+            partial_text="".join(shown),
+            hint="the text shown so far is incomplete; the request was not re-sent",
+        ) from None
+    raise exc

@@ -1,9 +1,10 @@
 """The OpenAI chat-completions wire format, both ways, for `openai_compat.VLLMEndpoint`.
 
-Owns: the request body built from a `ChatRequest`, a complete answer's text, usage and finish
-reason read back into a `ChatResponse`, the served-model list, one streamed `data:` event
-parsed, and the 1-token request a deep health check sends. (Folding a stream's deltas into text
-stays inline in `VLLMEndpoint.stream`: it runs once per event, 2,000 times per answer.)
+Owns: the request body built from a `ChatRequest` (the caller's body, model substituted), a
+complete answer (text, tool calls, usage, finish reason, the server's own JSON) read back into
+a `ChatResponse`, the served-model list, one streamed `data:` event parsed and its tool-call
+deltas, the 1-token request a deep health check sends, and vLLM's Prometheus metrics parsed.
+(Folding a stream's deltas stays inline in `openai_stream`: it runs 2,000 times per answer.)
 
 Must not: do I/O or build error messages itself (bad input leaves through `VLLMErrors`).
 """
@@ -11,27 +12,46 @@ Must not: do I/O or build error messages itself (bad input leaves through `VLLME
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from gpuctl.errors import Kind
-from gpuctl.providers.base import ChatRequest, ChatResponse, Usage
+from gpuctl.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    estimated_usage,
+    finish_reason,
+)
 from gpuctl.providers.openai_errors import VLLMErrors, one_line, server_message
 
 
 def chat_body(request: ChatRequest, default_model: str | None, *, stream: bool) -> dict[str, Any]:
-    """The JSON body of POST /v1/chat/completions; `default_model` when the request names none."""
-    body: dict[str, Any] = {"messages": [m.as_dict() for m in request.messages], "max_tokens": request.max_tokens}
+    """The JSON body of POST /v1/chat/completions: the request as the caller gave it (its own
+    message dicts, every parameter verbatim: tools, response_format, vLLM's extras), with the
+    model substituted (`default_model` when the request names none)."""
+    body: dict[str, Any] = dict(request.params) if request.params else {}
+    body["messages"] = [m.as_dict() for m in request.messages]
     model = request.model or default_model
     if model:
         body["model"] = model
     if request.temperature is not None:
         body["temperature"] = request.temperature
-    if request.stop:
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.stop and "stop" not in body:
         body["stop"] = list(request.stop)
     if stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+        # Usage only comes with include_usage; the caller's other stream options are kept.
+        options = body.get("stream_options")
+        body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {
+            "include_usage": True}
+    else:
+        body.pop("stream_options", None)  # vLLM refuses stream_options without stream
     return body
 
 
@@ -60,25 +80,93 @@ def usage_of(raw: Any) -> Usage:
         return Usage()
 
 
-def chat_response(data: Any, body: dict[str, Any], *, errors: VLLMErrors, latency: float) -> ChatResponse:
-    """A complete answer's JSON as a ChatResponse; `body` is what was sent (for the model)."""
+def tool_calls_of(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """`message.tool_calls` as vLLM sends them; arguments stay the text the model wrote."""
+    calls = message.get("tool_calls")
+    if not calls or not isinstance(calls, list):
+        return ()
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            arguments = function.get("arguments")
+            out.append(ToolCall(id=str(call.get("id") or ""), name=str(function.get("name") or ""),
+                                arguments=arguments if isinstance(arguments, str) else json.dumps(arguments)))
+    return tuple(out)
+
+
+def chat_response(data: Any, body: dict[str, Any], request: ChatRequest, *, errors: VLLMErrors,
+                  latency: float) -> ChatResponse:
+    """A complete answer's JSON as a ChatResponse; `body` is what was sent. The model is the
+    one we sent (a llama.cpp server echoes any name, or a file path), else the server's."""
     try:
         choice = data["choices"][0]
         message = choice["message"]
         text = message.get("content") or ""
         if not isinstance(text, str):
             raise TypeError("content is not text")
+        calls = tool_calls_of(message)
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         why = f"no choices[0].message.content ({type(exc).__name__})"
         raise errors.malformed("chat completion", why) from None
+    usage = usage_of(data.get("usage")) if data.get("usage") else estimated_usage(request, text)
     return ChatResponse(
         text=text,
         provider=errors.provider,
-        model=str(data.get("model") or body.get("model") or ""),
-        usage=usage_of(data.get("usage")),
-        finish_reason=choice.get("finish_reason"),
+        model=str(body.get("model") or data.get("model") or ""),
+        usage=usage,
+        finish_reason=finish_reason(choice.get("finish_reason"), tool_calls=bool(calls)),
         latency_s=latency,
+        tool_calls=calls,
+        raw=data,
     )
+
+
+def tool_deltas(calls: list[Any]) -> list[ToolCallDelta]:
+    """One streamed `delta.tool_calls` list: the first piece of a call has id and name."""
+    out = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
+        arguments = function.get("arguments")
+        out.append(ToolCallDelta(index=int(call.get("index") or 0), id=call.get("id"), name=function.get("name"),
+                                 arguments=arguments if isinstance(arguments, str) else ""))
+    return out
+
+
+# Asking for what a StreamChunk cannot carry (several choices, logprobs): chunks then also
+# carry the server's own payloads, for a gateway to pass on.
+RAW_PARAMS = ("n", "logprobs", "top_logprobs")
+
+
+def wants_raw(params: Any) -> bool:
+    n = params.get("n")
+    return bool((isinstance(n, int) and n > 1) or params.get("logprobs") or params.get("top_logprobs"))
+
+
+_PROM_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{.*\})?\s+(\S+)")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """vllm:* samples from Prometheus text, summed over label sets (e.g. per model or finish
+    reason). Histogram buckets and `_created` timestamps are dropped; `_sum`/`_count` kept."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("vllm:"):
+            continue
+        match = _PROM_LINE.match(line)
+        if match is None:
+            continue
+        name = match.group(1)
+        if name.endswith(("_bucket", "_created")):
+            continue
+        try:
+            value = float(match.group(3))
+        except ValueError:
+            continue
+        out[name] = out.get(name, 0.0) + value
+    return out
 
 
 def event_payload(data: str, errors: Callable[[], VLLMErrors]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class Ledger:
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,
             fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
-            profile=self.settings.profile,
+            profile=self.settings.profile, tokens_estimated=usage.estimated,
         ))
         prefix = slot.event_prefix or slot.name
         fields = {"provider": slot.name, "model": model, "endpoint": slot.endpoint, "tokens": usage.total_tokens,

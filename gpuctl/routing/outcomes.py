@@ -1,6 +1,6 @@
 """What the router did with each provider, as typed values: reasons, attempts, the fallback.
 
-Owns: `ReasonKind` (why a provider did not answer), `Reason` and `Attempt` (frozen, with a
+Owns: `ReasonKind` (why a provider did not answer, including "it cannot do this request"), `Reason` and `Attempt` (frozen, with a
 `text` for display), `Fallback` (the attempts worth telling the user about an answer),
 `RoutedResponse` (a `ChatResponse` carrying its `Fallback`), and `give_up` (which error ends a
 request nobody answered). Decisions read the typed fields, never
@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 from gpuctl.errors import AllProvidersFailedError, NoProviderError, ProviderError
-from gpuctl.providers.base import ChatResponse
+from gpuctl.providers.base import ChatResponse, Unsupported, UnsupportedError
+from gpuctl.providers.chat_api import RequestError
 from gpuctl.routing.registry import NO_PROVIDER_HINT
 
 STOPPED = "stopped by user"  # the ledger's error for an answer the user interrupted
@@ -37,7 +38,7 @@ def without_name(provider: str, message: str) -> str:
 class Outcome(enum.Enum):
     """What became of one provider for one request (the answering one has no attempt)."""
 
-    SKIPPED = "skipped"  # not tried: not configured, or its breaker says no
+    SKIPPED = "skipped"  # not tried: not configured, its breaker says no, or it cannot do the request
     COLD = "cold"  # scaled to zero and waking up: tried later only if nobody else answers
     FAILED = "failed"  # tried (or probed) and it failed
 
@@ -50,6 +51,7 @@ class ReasonKind(enum.Enum):
     STILL_WAKING = "still_waking"  # probed cold moments ago: not probed again yet
     WAKE_TIMED_OUT = "wake_timed_out"  # "waking" for longer than any cold start: down
     FAILED = "failed"  # an error (`error_kind` is the ProviderError kind) or a failed probe
+    UNSUPPORTED = "unsupported"  # it cannot do what the request asks ("cannot do n=2"; `param` names it)
 
 
 _OUTCOME = {
@@ -60,6 +62,7 @@ _OUTCOME = {
     ReasonKind.STILL_WAKING: Outcome.COLD,
     ReasonKind.WAKE_TIMED_OUT: Outcome.FAILED,
     ReasonKind.FAILED: Outcome.FAILED,
+    ReasonKind.UNSUPPORTED: Outcome.SKIPPED,
 }
 
 
@@ -67,12 +70,14 @@ _OUTCOME = {
 class Reason:
     """Why one provider did not answer. `detail` is display material (a hint, the breaker's
     words, an error message without the provider's name); `seconds` is how long it has been
-    waking; `error_kind` is the failure's `ProviderError.kind` ("timeout", "auth", ...)."""
+    waking; `error_kind` is the failure's `ProviderError.kind` ("timeout", "auth", ...);
+    `param` the OpenAI parameter a provider cannot do (UNSUPPORTED)."""
 
     kind: ReasonKind
     detail: str = ""
     error_kind: str | None = None
     seconds: float | None = None
+    param: str | None = None
 
     @classmethod
     def not_configured(cls, hint: str) -> Reason:
@@ -103,7 +108,13 @@ class Reason:
         return cls(ReasonKind.FAILED, detail, error_kind)
 
     @classmethod
+    def unsupported(cls, what: Unsupported) -> Reason:
+        return cls(ReasonKind.UNSUPPORTED, what.text, param=what.param)
+
+    @classmethod
     def from_error(cls, provider: str, exc: ProviderError) -> Reason:
+        if isinstance(exc, UnsupportedError):  # e.g. a vLLM started without tool calling
+            return cls(ReasonKind.UNSUPPORTED, without_name(provider, exc.message), exc.kind, param=exc.param)
         return cls(ReasonKind.FAILED, without_name(provider, exc.message), exc.kind)
 
     @property
@@ -124,7 +135,7 @@ class Reason:
             return f"still waking up (cold start began {self.seconds or 0:.0f}s ago)"
         if kind is ReasonKind.WAKE_TIMED_OUT:
             return f"still not answering {self.seconds or 0:.0f}s after it began waking up ({self.detail})"
-        return self.detail  # BREAKER_OPEN: the breaker's words; FAILED: the error's
+        return self.detail  # BREAKER_OPEN: the breaker's words; FAILED: the error's; UNSUPPORTED: "cannot do n=2"
 
 
 @dataclass(frozen=True)
@@ -186,13 +197,19 @@ def fallback_reason(attempts: Sequence[Attempt]) -> str | None:
 
 
 def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exception:
-    """The error for a request no provider answered: nothing configured (exit 3), the one
+    """The error for a request no provider answered: nothing configured (exit 3), a request
+    no configured provider can serve (a `RequestError` naming the parameter: a 400), the one
     request error as it is (a 400 is the request's fault), or every reason in one message."""
     told = [a for a in attempts if a.reason.kind is not ReasonKind.NOT_CONFIGURED]
     if not told:
         if len(attempts) == 1:  # one provider was asked for by name
             return NoProviderError(f"{attempts[0].provider} is not configured", hint=attempts[0].reason.detail)
         return NoProviderError("no provider is configured", hint=NO_PROVIDER_HINT)
+    if all(a.reason.kind is ReasonKind.UNSUPPORTED for a in told):
+        cannot = "; ".join(f"{a.provider} {a.reason.detail}" for a in told)
+        return RequestError(f"no configured provider can serve this request: {cannot}", param=told[0].reason.param,
+                            hint=last.hint if last is not None and last.hint else
+                            "drop or change that parameter, or configure a provider that can do it")
     failed = [a for a in told if a.outcome is Outcome.FAILED]
     if last is not None and len(failed) == 1 and not last.failover:
         return last

@@ -1,7 +1,8 @@
 """The routing policy: which providers a request may try, in what order, and what counts.
 
-Owns: the priority order (`order`), the breaker gate (`gate`: not configured, open, or a
-half-open probe claimed by another request), the cold gate for providers that scale to zero
+Owns: the priority order (`order`), what a provider cannot do (`cannot`: the provider's own
+`unsupported`), the breaker gate (`gate`: not configured, open, or a half-open probe claimed by
+another request), the cold gate for providers that scale to zero
 (`cold_gate`: a short /health probe first — a scaled-to-zero GPU is *waking up*, not *down*),
 the candidate walk (`candidates`: a waking provider is tried again last, when everyone else
 failed), and the bookkeeping every attempt leaves (`failed`, `succeeded`, `failed_before_text`).
@@ -110,6 +111,13 @@ class Router:
                       lease_s=lease)
         return None
 
+    def cannot(self, slot: Slot, request: ChatRequest | None) -> Reason | None:
+        """Why this configured slot cannot serve `request` at all (the provider says), or None."""
+        if request is None or slot.provider is None:
+            return None
+        what = slot.provider.unsupported(request)
+        return None if what is None else Reason.unsupported(what)
+
     def idle_past_window(self, slot: Slot) -> bool:
         """Has this scale-to-zero provider been idle long enough to have scaled down?"""
         if slot.scaledown_s is None:
@@ -161,12 +169,14 @@ class Router:
         return None
 
     async def candidates(self, only: str | None, attempts: list[Attempt],
-                         trying: Callable[[str], None] = lambda name: None) -> AsyncGenerator[tuple[Slot, bool], None]:
+                         trying: Callable[[str], None] = lambda name: None,
+                         request: ChatRequest | None = None) -> AsyncGenerator[tuple[Slot, bool], None]:
         """The providers to try, in order, each with "is there another after it?".
 
-        Skips are recorded in `attempts`. A provider that is only waking up is tried again at
-        the end, with the full first-byte budget: if every other provider fails, waiting for a
-        cold GPU still beats no answer.
+        Skips are recorded in `attempts`: a provider that cannot do `request` (n > 1 on
+        Anthropic) is skipped before its breaker is asked, so it never claims a probe. A
+        provider that is only waking up is tried again at the end, with the full first-byte
+        budget: if every other provider fails, waiting for a cold GPU still beats no answer.
         """
         order = self.order(only)
         if only is None and not any(slot.configured for slot in order):
@@ -174,11 +184,12 @@ class Router:
         now = self.clock()
         deferred: list[Slot] = []
         for index, slot in enumerate(order):
-            why = self.gate(slot, now, claim=True)
+            why = self.cannot(slot, request) or self.gate(slot, now, claim=True)
             if why is not None:
                 attempts.append(Attempt(slot.name, why))
                 continue
-            has_next = only is None and any(self.gate(s, now) is None for s in order[index + 1:])
+            has_next = only is None and any(self.cannot(s, request) is None and self.gate(s, now) is None
+                                            for s in order[index + 1:])
             trying(slot.name)
             cold = await self.cold_gate(slot, has_next)
             if cold is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from gpuctl.errors import ProviderError, StreamBrokenError
-from gpuctl.providers.base import ChatRequest, ChatResponse, StreamChunk, Usage
+from gpuctl.providers.base import ChatRequest, ChatResponse, StreamChunk, ToolCall, Usage
 from gpuctl.routing.outcomes import STOPPED, Attempt, Fallback, Reason, RoutedResponse, give_up
 from gpuctl.routing.policy import Router
 from gpuctl.routing.registry import Slot
@@ -30,7 +30,7 @@ logger = logging.getLogger("gpuctl.router")
 async def complete(router: Router, request: ChatRequest, *, only: str | None = None) -> RoutedResponse:
     """The whole answer from the first provider that can give it."""
     attempts: list[Attempt] = []
-    async with contextlib.aclosing(router.candidates(only, attempts)) as candidates:
+    async with contextlib.aclosing(router.candidates(only, attempts, request=request)) as candidates:
         async for slot, has_next in candidates:
             assert slot.provider is not None
             started, started_at = router.timer(), router.clock()
@@ -56,9 +56,10 @@ class RoutedStream:
     """An answer as it streams, from whichever provider could start it.
 
     Iterate it for `StreamChunk`s. After iteration: `provider`, `fallback_reason` (text) and
-    `fallback` (typed), `attempts`, `text`, `usage`, `finish_reason`, `ttft_s`, `latency_s`.
-    A failure after text was yielded raises `StreamBrokenError` (with the partial text) and
-    is never re-sent elsewhere.
+    `fallback` (typed), `attempts`, `text`, `tool_calls`, `usage`, `finish_reason`, `ttft_s`,
+    `latency_s`, and `response()` (the whole answer, `.to_openai()` included). A failure after
+    text (or part of a tool call) was yielded raises `StreamBrokenError` (with the partial
+    text) and is never re-sent elsewhere.
     """
 
     router: Router
@@ -79,17 +80,24 @@ class RoutedStream:
     _slot: Slot | None = None  # the one answering
     _started: float = 0.0
     _started_at: float = 0.0
+    _calls: dict[int, list[Any]] = field(default_factory=dict)  # index → [id, name, argument fragments]
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls streamed so far, their argument fragments joined."""
+        return tuple(ToolCall(id, name, "".join(args)) for _, (id, name, args) in sorted(self._calls.items()))
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
         return self._run()
 
     async def _run(self) -> AsyncIterator[StreamChunk]:
         router = self.router
-        async with contextlib.aclosing(router.candidates(self.only, self.attempts, self._trying)) as candidates:
+        async with contextlib.aclosing(router.candidates(self.only, self.attempts, self._trying,
+                                                         self.request)) as candidates:
             async for slot, has_next in candidates:
                 opened = await self._open(slot, has_next)
                 if opened is None:
@@ -107,7 +115,7 @@ class RoutedStream:
                         yield chunk
                     async for chunk in chunks:
                         # The hot path of every stream: plain text chunks skip the bookkeeping call.
-                        if chunk.finish_reason is None and chunk.usage is None:
+                        if chunk.finish_reason is None and chunk.usage is None and chunk.tool_calls is None:
                             if chunk.text:
                                 parts.append(chunk.text)
                         else:
@@ -129,19 +137,24 @@ class RoutedStream:
         self.trying = name
 
     async def _open(self, slot: Slot, has_next: bool) -> tuple[Any, list[StreamChunk], float] | None:
-        """Start streaming from one provider and pull up to its first text. None when it
-        failed before that and another provider may answer; raises otherwise."""
+        """Start streaming from one provider and pull up to its first text (or tool call).
+        None when it failed before that and another provider may answer; raises otherwise.
+
+        The clock for time-to-first-token and tokens/s starts when `stream()` has returned:
+        the provider's own set-up (an SDK import, a client) is not the provider's speed."""
         router = self.router
         assert slot.provider is not None
-        started = self._started = router.timer()
         self._started_at = router.clock()
-        chunks = slot.provider.stream(self.request)
         buffered: list[StreamChunk] = []
+        chunks: Any = None
+        started = self._started = router.timer()
         try:
+            chunks = slot.provider.stream(self.request)
+            started = self._started = router.timer()
             # Pull until the first text (or the end): failures up to here can still fail over.
             async for chunk in chunks:
                 buffered.append(chunk)
-                if chunk.text or chunk.finish_reason is not None:
+                if chunk.text or chunk.tool_calls or chunk.raw or chunk.finish_reason is not None:
                     break
         except ProviderError as exc:
             await _close(chunks)
@@ -166,6 +179,12 @@ class RoutedStream:
     def _take(self, chunk: StreamChunk) -> None:
         if chunk.text:
             self.parts.append(chunk.text)
+        if chunk.tool_calls:
+            for delta in chunk.tool_calls:
+                call = self._calls.setdefault(delta.index, ["", "", []])
+                call[0] = delta.id or call[0]
+                call[1] = delta.name or call[1]
+                call[2].append(delta.arguments)
         if chunk.model:
             self.model = chunk.model
         if chunk.usage is not None:
@@ -182,7 +201,7 @@ class RoutedStream:
         self.router.succeeded(slot.name)
         self._record(slot, response=ChatResponse(self.text, slot.name, self.model or self.request.model or "",
                                                  self.usage or Usage(), self.finish_reason, 0.0, self.ttft_s,
-                                                 self.fallback_reason), fallback=self.fallback)
+                                                 self.fallback_reason, self.tool_calls), fallback=self.fallback)
 
     def _record(self, slot: Slot, *, response: ChatResponse | None = None, error: str | None = None,
                 fallback: Fallback | None = None) -> None:
@@ -193,7 +212,7 @@ class RoutedStream:
     def response(self) -> RoutedResponse:
         """The finished answer (after iteration)."""
         answer = ChatResponse(self.text, self.provider or "", self.model or "", self.usage or Usage(),
-                              self.finish_reason, self.latency_s or 0.0, self.ttft_s)
+                              self.finish_reason, self.latency_s or 0.0, self.ttft_s, None, self.tool_calls)
         return RoutedResponse.of(answer, provider=self.provider or "", latency_s=self.latency_s or 0.0,
                                  fallback=self.fallback)
 

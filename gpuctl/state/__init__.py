@@ -150,6 +150,7 @@ class State:
     def record_usage(self, record: UsageRecord) -> int:
         data = {f.name: getattr(record, f.name) for f in fields(UsageRecord)}
         data["ok"] = 1 if record.ok else 0
+        data["tokens_estimated"] = 1 if record.tokens_estimated else 0
         cols = ", ".join(data)
         marks = ", ".join("?" for _ in data)
         with self._tx() as db:
@@ -163,6 +164,7 @@ class State:
             data = dict(row)
             data.pop("id")
             data["ok"] = bool(data["ok"])
+            data["tokens_estimated"] = bool(data.get("tokens_estimated"))
             out.append(UsageRecord(**data))
         return out
 

@@ -52,6 +52,7 @@ class UsageRecord:
     fallback_reason: str | None = None
     endpoint: str | None = None
     profile: str | None = None
+    tokens_estimated: bool = False  # the server reported no usage: the counts are gpuctl's estimate
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE instances ADD COLUMN warm_containers INTEGER;
     """,
+    # 9: token counts gpuctl estimated because the server reported none (a stream without usage).
+    """
+    ALTER TABLE usage ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -98,7 +98,7 @@ def ensure_vllm_key(settings: Settings) -> tuple[str, str | None]:
 def create_spec(settings: Settings) -> CreateSpec:
     """The container from `deploy/vastai/container.toml` and the settings, with the vLLM key
     (saved in the profile first, if it has to be made)."""
-    from gpuctl.bundle import render_vllm_args, vast_container_settings
+    from gpuctl.bundle import render_vllm_args, tool_call_parser, vast_container_settings
 
     container = vast_container_settings()
     model = settings["vastai.model"]
@@ -107,7 +107,8 @@ def create_spec(settings: Settings) -> CreateSpec:
     if settings.get("vastai.hf_token"):
         env["HF_TOKEN"] = settings["vastai.hf_token"]
     return CreateSpec(image=settings.get("vastai.image") or container["image"], env=env,
-                      args=render_vllm_args(container, model=model, api_key=vllm_key),
+                      args=render_vllm_args(container, model=model, api_key=vllm_key,
+                                            tool_call_parser=tool_call_parser(model, settings.get("vastai.tool_call_parser"))),
                       disk_gb=float(settings["vastai.disk_gb"]), port=int(container["vllm"]["port"]),
                       model=model, vllm_key=vllm_key, profile=profile)
 

@@ -78,8 +78,12 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text) if text.strip() else []
 
 
+_BLOCK_TYPES = ("text", "image", "tool_use", "tool_result")
+
+
 def _content_text(content: Any, where: str) -> str:
-    """The text of a `content` (a string or a list of text blocks), validated like the API."""
+    """The text of a `content` (a string or a list of content blocks), validated like the API:
+    text, image, tool_use and tool_result blocks; a tool block's JSON counts as its text."""
     if isinstance(content, str):
         if not content:
             raise _BadRequest(f"{where}: text content blocks must be non-empty")
@@ -87,19 +91,80 @@ def _content_text(content: Any, where: str) -> str:
     if isinstance(content, list) and content:
         parts = []
         for i, block in enumerate(content):
-            if (
-                not isinstance(block, dict)
-                or block.get("type") != "text"
-                or not isinstance(block.get("text"), str)
-            ):
-                raise _BadRequest(
-                    f"{where}.{i}: only text content blocks are supported by this fake"
-                )
-            if not block["text"]:
-                raise _BadRequest(f"{where}.{i}: text content blocks must be non-empty")
-            parts.append(block["text"])
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in _BLOCK_TYPES:
+                raise _BadRequest(f"{where}.{i}: unknown content block type {kind!r}")
+            if kind == "text":
+                if not isinstance(block.get("text"), str) or not block["text"]:
+                    raise _BadRequest(f"{where}.{i}: text content blocks must be non-empty")
+                parts.append(block["text"])
+            elif kind == "image":
+                source = block.get("source") or {}
+                if source.get("type") == "base64":
+                    if source.get("media_type") not in ("image/jpeg", "image/png", "image/gif", "image/webp"):
+                        raise _BadRequest(f"{where}.{i}.source.media_type: unsupported image type")
+                    if not isinstance(source.get("data"), str) or not source["data"]:
+                        raise _BadRequest(f"{where}.{i}.source.data: Field required")
+                elif source.get("type") != "url" or not str(source.get("url", "")).startswith("http"):
+                    raise _BadRequest(f"{where}.{i}.source: must be a base64 or url source")
+            elif kind == "tool_use":
+                if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str) \
+                        or not isinstance(block.get("input"), dict):
+                    raise _BadRequest(f"{where}.{i}: tool_use needs id, name and an object input")
+                parts.append(json.dumps(block["input"]))
+            else:
+                if not isinstance(block.get("tool_use_id"), str):
+                    raise _BadRequest(f"{where}.{i}.tool_use_id: Field required")
+                result = block.get("content", "")
+                parts.append(result if isinstance(result, str) else _content_text(result, f"{where}.{i}.content"))
         return "".join(parts)
     raise _BadRequest(f"{where}: content must be a string or a non-empty list of content blocks")
+
+
+def _blocks_of(message: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind] if isinstance(content, list) else []
+
+
+def _validate_tools(body: dict[str, Any], messages: list[Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _BadRequest("tools: Input should be a valid list")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) \
+                    or not isinstance(tool.get("input_schema"), dict) or tool["input_schema"].get("type") != "object":
+                raise _BadRequest(f"tools.{i}: needs name and an input_schema of type object")
+            unknown = set(tool) - {"name", "description", "input_schema", "strict", "cache_control", "type"}
+            if unknown:
+                raise _BadRequest(f"tools.{i}.{sorted(unknown)[0]}: Extra inputs are not permitted")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        names = {t["name"] for t in tools or []}
+        if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+            raise _BadRequest("tool_choice: must be auto, any, tool or none")
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            raise _BadRequest(f"tool_choice.name: {choice.get('name')!r} is not one of the tools")
+    uses_tools = any(_blocks_of(m, "tool_use") or _blocks_of(m, "tool_result") for m in messages if isinstance(m, dict))
+    if uses_tools and not tools:
+        raise _BadRequest("Requests which include `tool_use` or `tool_result` blocks must define tools.")
+    # Every tool_use must be answered by a tool_result in the very next (user) turn.
+    for i, message in enumerate(messages):
+        ids = [b["id"] for b in _blocks_of(message, "tool_use")]
+        if not ids:
+            continue
+        following = messages[i + 1] if i + 1 < len(messages) else None
+        answered = {b.get("tool_use_id") for b in _blocks_of(following, "tool_result")} if following else set()
+        missing = [t for t in ids if t not in answered]
+        if following is not None and missing:
+            raise _BadRequest(f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks "
+                              f"immediately after: {', '.join(missing)}")
+    output = body.get("output_config")
+    if output is not None:
+        fmt = output.get("format") if isinstance(output, dict) else None
+        if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "json_schema"
+                                or not isinstance(fmt.get("schema"), dict)):
+            raise _BadRequest("output_config.format: must be {type: json_schema, schema}")
 
 
 def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
@@ -163,6 +228,9 @@ def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
             raise _BadRequest(
                 "messages: final assistant content cannot end with trailing whitespace"
             )
+        if role == "assistant" and _blocks_of(message, "tool_result"):
+            raise _BadRequest(f"messages.{i}: tool_result blocks belong in a user turn")
+    _validate_tools(body, messages)
     if not model.startswith("claude"):
         raise _BadRequest(f"model: {model}", status=404)
     return system, messages
@@ -202,6 +270,10 @@ class FakeAnthropic:
         self.stream_cut_mode: str = "drop"
         self.malformed: bool = False
         self.models: set[str] | None = None
+        # What the "model" calls when tools are given and it may: {"name", "input": {...}}
+        # (None: only when tool_choice forces a call, the first or the named tool, input {}).
+        self.tool_call: dict[str, Any] | None = None
+        self.force_stop_reason: str | None = None  # e.g. "refusal": the stop_reason text answers end with
 
         self.requests = 0
         self.stream_requests = 0
@@ -272,17 +344,44 @@ class FakeAnthropic:
             self._ids += 1
             return f"msg_fake{self._ids:06d}"
 
+    def tool_use(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The tool_use block the "model" answers with, or None for text: when tools are given,
+        tool_choice is not none, and the last user turn is not tool results (then it answers)."""
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {"type": "auto"}
+        last = body["messages"][-1]
+        if not tools or choice["type"] == "none" or _blocks_of(last, "tool_result"):
+            return None
+        if choice["type"] == "tool":
+            name = choice["name"]
+        elif self.tool_call is not None:
+            name = self.tool_call["name"]
+        elif choice["type"] == "any":
+            name = tools[0]["name"]
+        else:
+            return None
+        tool_input = (self.tool_call or {}).get("input", {})
+        return {"type": "tool_use", "id": f"toolu_fake{self._next_id()[-6:]}", "name": name, "input": tool_input}
+
     def generate(
         self, body: dict[str, Any], system: str | None
     ) -> tuple[list[str], str, str | None, int]:
-        """Deltas, stop_reason, stop_sequence and input tokens for a valid body."""
+        """Deltas, stop_reason, stop_sequence and input tokens for a valid body. Input tokens
+        count the system prompt and the tool definitions too, as Anthropic bills them."""
         prompt = [system or ""] + [_content_text(m["content"], "content") for m in body["messages"]]
+        prompt += [json.dumps(t) for t in body.get("tools") or []]
         input_tokens = sum(len(_tokens(p)) for p in prompt)
         stops: list[str] = body.get("stop_sequences") or []
         max_tokens: int = body["max_tokens"]
         deltas: list[str] = []
         text = ""
-        for token in _tokens(self.reply_text):
+        reply = self.reply_text
+        fmt = (body.get("output_config") or {}).get("format")
+        if fmt is not None:  # structured output: the answer is JSON matching the schema
+            from tests.fakes.vllm_server import schema_instance
+
+            reply = json.dumps(schema_instance(fmt["schema"]))
+        for token in _tokens(reply):
             candidate = text + token
             hits = [(candidate.find(s), s) for s in stops if s in candidate]
             if hits:
@@ -398,6 +497,18 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 return
 
             deltas, stop_reason, stop_sequence, input_tokens = fake.generate(body, system)
+            use = fake.tool_use(body)
+            stop_reason = fake.force_stop_reason or stop_reason
+            if use is not None:
+                if body.get("stream"):
+                    self._stream_tool_use(body, use, input_tokens)
+                    return
+                self._send_json(200, {
+                    "id": fake._next_id(), "type": "message", "role": "assistant", "model": body["model"],
+                    "content": [use], "stop_reason": "tool_use", "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": len(_tokens(json.dumps(use["input"])))},
+                })
+                return
             if body.get("stream"):
                 self._stream(body, deltas, stop_reason, stop_sequence, input_tokens)
             else:
@@ -508,6 +619,33 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                     "usage": {"output_tokens": len(deltas)},
                 },
             )
+            self._event("message_stop", {"type": "message_stop"})
+            self._chunk(b"")
+
+        def _stream_tool_use(self, body: dict[str, Any], use: dict[str, Any], input_tokens: int) -> None:
+            """A tool_use block as the API streams it: its start (id, name, input {}), then
+            `input_json_delta` fragments of the input's JSON, then stop_reason tool_use."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self._event("message_start", {"type": "message_start", "message": {
+                "id": fake._next_id(), "type": "message", "role": "assistant", "model": body["model"],
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
+            self._event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {**use, "input": {}}})
+            text = json.dumps(use["input"])
+            for sent, i in enumerate(range(0, len(text), 5)):
+                if fake.stream_cut_after is not None and sent >= fake.stream_cut_after:
+                    self._cut()
+                    return
+                self._event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                    "type": "input_json_delta", "partial_json": text[i:i + 5]}})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            self._event("message_delta", {"type": "message_delta",
+                                          "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                          "usage": {"output_tokens": len(_tokens(text))}})
             self._event("message_stop", {"type": "message_stop"})
             self._chunk(b"")
 

@@ -99,8 +99,23 @@ class FakeVLLM:
         api_key: str | None = None,
         max_model_len: int = 4096,
         tokens_per_chunk: int = 1,
+        tool_call_parser: str | None = None,
+        has_health: bool = True,
+        usage_in_stream: bool = True,
     ) -> None:
         self.model = model
+        # Tool calling: like vLLM, `tools` are refused (400) unless the server was started with
+        # --enable-auto-tool-choice --tool-call-parser <parser>. `tool_call` is what the "model"
+        # calls when it may: {"name": ..., "arguments": "<JSON text>"} (None: the first tool,
+        # with arguments `{}`).
+        self.tool_call_parser = tool_call_parser
+        self.tool_call: dict[str, str] | None = None
+        # Other OpenAI-compatible servers (llama.cpp, LM Studio, Ollama): no /health, usage
+        # never in a stream, any model name accepted and answers naming `reply_model` (a
+        # llama.cpp server may report a file path).
+        self.has_health = has_health
+        self.usage_in_stream = usage_in_stream
+        self.reply_model: str | None = None
         self.root = f"/models/{model}"
         self.api_key = api_key
         self.max_model_len = max_model_len
@@ -423,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
     # --- endpoints ---------------------------------------------------------------------
 
     def _health(self, body: bytes) -> None:
+        if not self.server.fake.has_health:
+            self._send_json(404, {"detail": "Not Found"})
+            return
         self._send(200, b"", "")
 
     def _version(self, body: bytes) -> None:
@@ -466,7 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error("Field required: messages", "BadRequestError", 400, "messages"))
             return
         model = req.get("model")
-        if model is not None and model != fake.model:
+        if model is not None and model != fake.model and fake.reply_model is None:
             self._send_json(
                 404,
                 _error(
@@ -509,7 +527,21 @@ class _Handler(BaseHTTPRequestHandler):
         limit = min(max_tokens, fake.max_model_len - prompt_tokens)
         stop = req.get("stop") or []
         stops = [stop] if isinstance(stop, str) else [str(s) for s in stop]
-        pieces, finish_reason, stop_reason = _generate(tokenize(fake.answer), limit, stops)
+        if req.get("tools") and fake.tool_call_parser is None:
+            self._send_json(400, _error('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser '
+                                        "to be set", "BadRequestError", 400))
+            return
+        call = _tool_call(fake, req)
+        text = json.dumps(_instance(req["response_format"])) if _wants_json(req) else fake.answer
+        if call is not None:
+            # The model writes the call as hermes text; vLLM's parser turns it into tool_calls
+            # only when the call is complete. Cut short by max_tokens, it stays raw text.
+            text = "<tool_call>" + json.dumps({"name": call["name"], "arguments": json.loads(call["arguments"] or "{}")})
+        pieces, finish_reason, stop_reason = _generate(tokenize(text), limit, stops)
+        if call is not None and finish_reason != "length":
+            pieces, stop_reason = [], None
+            # vLLM says `stop` for a named tool_choice although the message holds tool_calls.
+            finish_reason = "stop" if isinstance(req.get("tool_choice"), dict) else "tool_calls"
         usage = {
             "prompt_tokens": prompt_tokens,
             "total_tokens": prompt_tokens + len(pieces),
@@ -520,10 +552,12 @@ class _Handler(BaseHTTPRequestHandler):
             fake.running += 1
         try:
             if req.get("stream"):
-                include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-                completed = self._stream(pieces, finish_reason, stop_reason, usage if include_usage else None)
+                include_usage = bool((req.get("stream_options") or {}).get("include_usage")) and fake.usage_in_stream
+                completed = self._stream(pieces, finish_reason, stop_reason, usage if include_usage else None,
+                                         call if finish_reason != "length" else None, req)
             else:
-                completed = self._plain(pieces, finish_reason, stop_reason, usage)
+                completed = self._plain(pieces, finish_reason, stop_reason, usage,
+                                        call if finish_reason != "length" else None, req)
         finally:
             with fake._lock:
                 fake.running -= 1
@@ -533,7 +567,8 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.generation_tokens_total += len(pieces)
                 fake.finished[finish_reason] += 1
 
-    def _plain(self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any]) -> bool:
+    def _plain(self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any],
+               call: dict[str, str] | None = None, req: dict[str, Any] | None = None) -> bool:
         fake = self.server.fake
         if fake.malformed_json:
             self._send(200, b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"mess', "application/json")
@@ -542,24 +577,29 @@ class _Handler(BaseHTTPRequestHandler):
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": fake.model,
+            "model": fake.reply_model or fake.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "message": {
                         "role": "assistant",
-                        "content": "".join(pieces),
+                        "content": "".join(pieces),  # "" beside tool_calls, as vLLM does
                         "refusal": None,
                         "annotations": None,
                         "audio": None,
                         "function_call": None,
-                        "tool_calls": [],
+                        "tool_calls": [] if call is None else [{
+                            "id": f"chatcmpl-tool-{uuid.uuid4().hex[:16]}", "type": "function",
+                            "function": {"name": call["name"], "arguments": call["arguments"]},
+                        }],
                         "reasoning_content": None,
                     },
-                    "logprobs": None,
+                    "logprobs": {"content": [{"token": p, "logprob": -0.5, "bytes": None, "top_logprobs": []}
+                                             for p in pieces]} if (req or {}).get("logprobs") else None,
                     "finish_reason": finish_reason,
                     "stop_reason": stop_reason,
                 }
+                for i in range(int((req or {}).get("n") or 1))
             ],
             "service_tier": None,
             "system_fingerprint": None,
@@ -580,7 +620,8 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _stream(
-        self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any] | None
+        self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any] | None,
+        call: dict[str, str] | None = None, req: dict[str, Any] | None = None,
     ) -> bool:
         fake = self.server.fake
         self.send_response(200)
@@ -593,15 +634,29 @@ class _Handler(BaseHTTPRequestHandler):
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
-                "model": fake.model,
+                "model": fake.reply_model or fake.model,
             },
             separators=(",", ":"),
         )[:-1]
         events: list[str] = [
             head + ',"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
         ]
+        if call is not None:
+            # vLLM: content null with the call's id, type, index and name; then argument fragments.
+            first = {"id": f"chatcmpl-tool-{uuid.uuid4().hex[:16]}", "type": "function", "index": 0,
+                     "function": {"name": call["name"]}}
+            events.append(head + ',"choices":[{"index":0,"delta":{"content":null,"tool_calls":[' + json.dumps(first)
+                          + ']},"logprobs":null,"finish_reason":null}]}')
+            arguments = call["arguments"]
+            for i in range(0, len(arguments), 7):
+                fragment = {"index": 0, "function": {"arguments": arguments[i:i + 7]}}
+                events.append(head + ',"choices":[{"index":0,"delta":{"tool_calls":[' + json.dumps(fragment)
+                              + ']},"logprobs":null,"finish_reason":null}]}')
+            events.append(head + ',"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
+                          + json.dumps(finish_reason) + "}]}")
+            pieces = []
         step = max(1, fake.tokens_per_chunk)
-        groups = ["".join(pieces[i : i + step]) for i in range(0, len(pieces), step)] or [""]
+        groups = ["".join(pieces[i : i + step]) for i in range(0, len(pieces), step)] or ([] if call else [""])
         for n, text in enumerate(groups):
             last = n == len(groups) - 1
             finish = json.dumps(finish_reason) if last else "null"
@@ -635,6 +690,43 @@ class _Handler(BaseHTTPRequestHandler):
             write(b"%x\r\n%s\r\n" % (len(done), done))
         write(b"0\r\n\r\n")
         return True
+
+
+def _tool_call(fake: FakeVLLM, req: dict[str, Any]) -> dict[str, str] | None:
+    """The call the "model" makes: when tools are given, tool_choice is not "none", and the
+    conversation does not end with a tool result (then it answers in text)."""
+    tools = req.get("tools") or []
+    choice = req.get("tool_choice", "auto")
+    last = req["messages"][-1] if req["messages"] else {}
+    if not tools or choice == "none" or (isinstance(last, dict) and last.get("role") == "tool"):
+        return None
+    if isinstance(choice, dict):
+        return {"name": choice["function"]["name"], "arguments": (fake.tool_call or {}).get("arguments", "{}")}
+    if fake.tool_call is None and choice != "required":
+        return None
+    return fake.tool_call or {"name": tools[0]["function"]["name"], "arguments": "{}"}
+
+
+def _wants_json(req: dict[str, Any]) -> bool:
+    rf = req.get("response_format")
+    return isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema")
+
+
+def _instance(rf: dict[str, Any]) -> Any:
+    """A value matching the requested schema (vLLM's guided decoding would produce one)."""
+    schema = (rf.get("json_schema") or {}).get("schema") if rf.get("type") == "json_schema" else None
+    return schema_instance(schema or {"type": "object", "properties": {"answer": {"type": "string"}}})
+
+
+def schema_instance(schema: dict[str, Any]) -> Any:
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        return {k: schema_instance(v) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [schema_instance(schema.get("items") or {"type": "string"})]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), "fake")
 
 
 def _generate(tokens: list[str], limit: int, stops: list[str]) -> tuple[list[str], str, str | None]:

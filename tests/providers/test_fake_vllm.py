@@ -302,3 +302,35 @@ def test_stop_interrupts_a_delayed_handler() -> None:
     worker.join(timeout=2.0)
     assert time.monotonic() - started < 0.5
     assert not worker.is_alive() and len(errors) == 1
+
+
+# --- tool calls, as facts/PROVIDERS.md "vLLM tool calling" records them --------------------
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+def test_tools_are_refused_without_tool_calling(client: httpx.Client) -> None:
+    response = client.post("/v1/chat/completions", json=chat_body(tools=TOOLS))
+    assert response.status_code == 400 and "--enable-auto-tool-choice" in response.json()["error"]["message"]
+
+
+def test_the_tool_call_wire_format() -> None:
+    with FakeVLLM(tool_call_parser="hermes") as fake, httpx.Client(base_url=fake.url) as c:
+        fake.tool_call = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        plain = c.post("/v1/chat/completions", json=chat_body(tools=TOOLS)).json()["choices"][0]
+        assert plain["message"]["content"] == "" and plain["finish_reason"] == "tool_calls"
+        (call,) = plain["message"]["tool_calls"]
+        assert call["type"] == "function" and call["function"] == fake.tool_call and call["id"]
+        named = chat_body(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        assert c.post("/v1/chat/completions", json=named).json()["choices"][0]["finish_reason"] == "stop"
+        events = [json.loads(e) for e in sse_events(c.post("/v1/chat/completions",
+                                                           json=chat_body(tools=TOOLS, stream=True)).text)[:-1]]
+        first = events[1]["choices"][0]["delta"]
+        assert first["content"] is None and first["tool_calls"][0].keys() == {"id", "type", "index", "function"}
+        assert first["tool_calls"][0]["function"] == {"name": "get_weather"}
+        fragments = [e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                     for e in events[2:] if e["choices"][0]["delta"].get("tool_calls")]
+        assert "".join(fragments) == '{"city": "Paris"}' and len(fragments) > 1
+        cut = c.post("/v1/chat/completions", json=chat_body(tools=TOOLS, max_tokens=2)).json()["choices"][0]
+        assert cut["finish_reason"] == "length" and cut["message"]["content"].startswith("<tool_call>")
+        assert cut["message"]["tool_calls"] == []

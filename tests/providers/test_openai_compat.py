@@ -58,6 +58,9 @@ def run(url: str, use: Callable[[VLLMEndpoint], Awaitable[T]], **kw: Any) -> T:
 
 
 def fails(url: str, use: Callable[[VLLMEndpoint], Awaitable[Any]], **kw: Any) -> ProviderError:
+    # A configured model: a fault knob's "next request" is then the one under test, not the
+    # /v1/models look-up an endpoint without one makes first.
+    kw.setdefault("model", "fake-model")
     with pytest.raises(ProviderError) as info:
         run(url, use, **kw)
     err = info.value
@@ -129,9 +132,11 @@ def test_chat_request_body_and_auth_header(keyed: FakeVLLM) -> None:
     }
 
 
-def test_model_omitted_when_unset_and_request_model_wins(fake: FakeVLLM) -> None:
-    run(fake.url, chat(ask(temperature=None)))
-    assert "model" not in fake.requests[-1].json() and "temperature" not in fake.requests[-1].json()
+def test_unset_model_is_the_listed_one_and_request_model_wins(fake: FakeVLLM) -> None:
+    # Issue 11 item 16: no configured model → the one /v1/models lists is sent (and reported).
+    response = run(fake.url, chat(ask(temperature=None)))
+    sent = fake.requests[-1].json()
+    assert sent["model"] == "fake-model" == response.model and "temperature" not in sent
     with pytest.raises(ProviderError):
         run(fake.url, chat(ask(model="other")), model="fake-model")
     assert fake.requests[-2].json()["model"] == "other"

@@ -18,7 +18,7 @@ import pytest
 from gpuctl import config
 from gpuctl.config import Key, Settings, load_settings
 from gpuctl.errors import ProviderError
-from gpuctl.providers.base import ChatRequest, ChatResponse, Health, StreamChunk, Usage
+from gpuctl.providers.base import ChatRequest, ChatResponse, Health, StreamChunk, Unsupported, Usage
 from gpuctl.routing.manager import BackendManager
 from gpuctl.routing.registry import BUILDERS, Slot
 from gpuctl.state import State, open_state
@@ -38,6 +38,10 @@ class ToyProvider:
 
     def is_configured(self) -> bool:
         return True
+
+    def unsupported(self, request: ChatRequest) -> Unsupported | None:
+        # A toy that only talks: any request with tools goes to a provider that can call them.
+        return Unsupported("tools", "cannot call tools") if request.tools else None
 
     def _check(self) -> None:
         if self.url.endswith("down"):

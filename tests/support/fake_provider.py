@@ -17,6 +17,7 @@ from gpuctl.providers.base import (
     Health,
     HealthStatus,
     StreamChunk,
+    Unsupported,
     Usage,
 )
 from gpuctl.routing.registry import Slot
@@ -33,6 +34,7 @@ class FakeProvider:
         self.health_status: HealthStatus = health
         self.health_detail = health_detail
         self.error: ProviderError | None = None  # raised by every chat/stream while set
+        self.cannot: Unsupported | None = None  # what `unsupported` says about every request while set
         self.cut_after: int | None = None  # stream: fail (stream_cut) after this many words
         self.calls = {"health": 0, "chat": 0, "stream": 0}
         self.health_timeouts: list[float | None] = []
@@ -64,6 +66,9 @@ class FakeProvider:
 
     def is_configured(self) -> bool:
         return True
+
+    def unsupported(self, request: ChatRequest) -> Unsupported | None:
+        return self.cannot
 
     async def health(self, *, deep: bool = False, timeout: float | None = None) -> Health:
         self.calls["health"] += 1

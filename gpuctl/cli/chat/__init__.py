@@ -35,6 +35,8 @@ def chat(
     markdown: bool = typer.Option(None, "--markdown/--plain", help="Render Markdown by block in a terminal (default: chat.markdown, off)."),
     continue_: bool = typer.Option(False, "--continue", "-c", help="Resume the last conversation."),
     conversation: int = typer.Option(None, "--conversation", help="Resume conversation ID."),
+    json_schema: Path = typer.Option(None, "--json-schema", metavar="FILE",
+                                     help="Ask for JSON answers matching the JSON Schema in FILE."),
 ) -> None:
     """Chat with the best available provider: a REPL, or one answer and exit.
 
@@ -49,6 +51,8 @@ def chat(
                                         (or /quit): then each line is REPL input
     In the REPL: Esc-Enter (or text between \"\"\" lines) for multi-line input; Ctrl-C stops an
     answer (the partial answer is kept, marked partial); Ctrl-C at an empty prompt or Ctrl-D exits.
+    --json-schema FILE asks every answer to be JSON matching that schema (response_format). A tool
+    call the model makes is shown (name and arguments, dim) after the answer's text.
     Answers go to stdout (plain text when it is not a terminal); the stats line (provider, tokens,
     speed, time to first token, estimated cost, fallback) goes to stderr. --json prints NDJSON:
     {"type": "chunk"} per chunk, then {"type": "summary"} (or {"type": "error"}).
@@ -67,6 +71,6 @@ def chat(
     ui.markdown = bool(settings["chat.markdown"])
     options = ChatOptions(
         prompt=prompt, file=file, system=system, provider=provider, stream=not no_stream,
-        continue_last=continue_, conversation=conversation,
+        continue_last=continue_, conversation=conversation, json_schema=json_schema,
     )
     run_chat(options, settings, ui)

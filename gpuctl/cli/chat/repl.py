@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gpuctl.cli.chat import commands
 from gpuctl.cli.chat.lines import LineSource, inputs
-from gpuctl.errors import GpuctlError
+from gpuctl.errors import GpuctlError, UsageError
 
 if TYPE_CHECKING:
     from gpuctl.chat.session import Answer, ChatSession
@@ -44,6 +46,22 @@ class ChatOptions:
     stream: bool = True
     continue_last: bool = False
     conversation: int | None = None
+    json_schema: Path | None = None  # --json-schema FILE
+
+
+def response_format(path: Path) -> dict[str, Any]:
+    """OpenAI's response_format asking for JSON that matches the JSON Schema in `path`."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--json-schema: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--json-schema: {path} is not JSON ({exc})",
+                         hint="give a JSON Schema file, e.g. {\"type\": \"object\", \"properties\": {...}}") from None
+    if not isinstance(schema, dict):
+        raise UsageError(f"--json-schema: {path} must hold a JSON Schema object")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or path.stem))[:64] or "answer"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
 def run_chat(options: ChatOptions, settings: Settings, ui: ChatUI, *, stdin: TextIO | None = None) -> None:
@@ -58,11 +76,13 @@ def run_chat(options: ChatOptions, settings: Settings, ui: ChatUI, *, stdin: Tex
 def _run(options: ChatOptions, settings: Settings, ui: ChatUI, stdin: TextIO) -> None:
     from gpuctl.ops.chat import open_session
 
+    wanted = response_format(options.json_schema) if options.json_schema is not None else None
     prompt, source = inputs(options.prompt, options.file, settings.home, ui, stdin)
     with asyncio.Runner() as runner, open_session(
         settings, runner, system=options.system, provider=options.provider, stream=options.stream,
         continue_last=options.continue_last, conversation=options.conversation,
     ) as session:
+        session.response_format = wanted
         if options.continue_last and not session.resumed:
             ui.note("No earlier conversation: starting a new one.")
         if prompt is not None:

@@ -39,7 +39,11 @@ def stats_line(answer: Answer) -> str:
     if answer.model:
         parts.append(answer.model)
     if answer.usage is not None and answer.usage.total_tokens:
-        parts.append(f"{answer.usage.prompt_tokens} in / {answer.usage.completion_tokens} out tokens")
+        usage = answer.usage
+        if usage.estimated:  # the server sent no usage: our count, marked as such
+            parts.append(f"~{usage.prompt_tokens} in / ~{usage.completion_tokens} out tokens (estimated)")
+        else:
+            parts.append(f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens")
     speed = answer.tokens_per_s
     if speed is not None:
         parts.append(f"{speed:.1f} tok/s")
@@ -52,6 +56,11 @@ def stats_line(answer: Answer) -> str:
     if answer.partial:
         parts.append("partial answer kept")
     return " · ".join(parts)
+
+
+def tool_call_lines(answer: Answer) -> list[str]:
+    """One 'tool call: get_weather({"city": "Paris"})' line per call the model asked for."""
+    return [f"tool call: {c.name}({c.arguments})" for c in answer.tool_calls]
 
 
 def cost_line(spend: dict[str, Spend], total: Spend) -> str:
@@ -116,6 +125,8 @@ class HumanUI:
 
     def done(self, answer: Answer) -> None:
         self.close()
+        for line in tool_call_lines(answer):  # part of the answer: stdout, dim
+            self.stdout.print(f"[dim]{escape(line)}[/dim]", highlight=False, soft_wrap=True)
         self._note(stats_line(answer))
         for line in fallback_lines(answer.fallback):
             self._note(line)

@@ -53,7 +53,7 @@ def test_json_ui_summary_shape() -> None:
     assert events[0] == {"type": "chunk", "text": "Hi"}
     summary = events[1]
     assert summary["cost"] == "0.0000001" and summary["usage"] == {
-        "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+        "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "estimated": False}
     assert set(summary) >= {"type", "text", "provider", "model", "usage", "cost", "fallback_reason",
                             "conversation_id", "ttft_s", "latency_s"}
     assert events[2]["type"] == "error" and events[2]["exit_code"] == 2
