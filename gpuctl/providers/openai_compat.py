@@ -30,7 +30,6 @@ from gpuctl.providers.base import (
     HealthStatus,
     StreamChunk,
     Unsupported,
-    UnsupportedError,
 )
 from gpuctl.providers.openai_errors import (
     VLLMErrors,
@@ -134,10 +133,7 @@ class VLLMEndpoint:
     async def _status_error(self, response: httpx.Response, body: bytes, what: str) -> ProviderError:
         if response.status_code == 400 and refuses_tools(body):
             self._no_tools = "vLLM was started without --enable-auto-tool-choice --tool-call-parser"
-            return UnsupportedError(
-                f"{self.provider}: cannot call tools: {self._no_tools}", provider=self.provider, param="tools",
-                hint="redeploy with gpuctl (its vLLM deployments turn tool calling on), or start vLLM with "
-                     "--enable-auto-tool-choice --tool-call-parser <parser> (hermes for Qwen2.5)")
+            return self._errors().tools_refused(self._no_tools)
         if response.status_code == 404 and (server := names_a_model(body)) is not None:
             served: list[str] = []
             # The 404 is the error to report; the list of served names is a courtesy.

@@ -18,7 +18,7 @@ import httpx
 
 from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError
 from gpuctl.http.client import Timeouts
-from gpuctl.providers.base import HealthStatus
+from gpuctl.providers.base import HealthStatus, UnsupportedError
 from gpuctl.redact import redact
 
 MAX_DETAIL = 200  # longest piece of a server's message quoted in ours
@@ -91,6 +91,13 @@ class VLLMErrors:
 
     def error(self, message: str, *, kind: Kind, status: int | None = None, hint: str | None = None) -> ProviderError:
         return ProviderError(redact(message), provider=self.provider, kind=kind, status=status, hint=hint)
+
+    def tools_refused(self, why: str) -> UnsupportedError:
+        """vLLM answered 400 to `tools`: it was started without tool calling (a capability, not a fault)."""
+        return UnsupportedError(
+            f"{self.provider}: cannot call tools: {why}", provider=self.provider, param="tools",
+            hint="redeploy with gpuctl (its vLLM deployments turn tool calling on), or start vLLM with "
+                 "--enable-auto-tool-choice --tool-call-parser <parser> (hermes for Qwen2.5)")
 
     def malformed(self, what: str, why: str) -> ProviderError:
         return self.error(f"{self.provider}: unexpected {what} from {self.endpoint}: {why}", kind=Kind.MALFORMED)
