@@ -107,7 +107,7 @@ def build_vastai(settings: Settings, state: State | None) -> Slot:
     if ready is None or not ready.endpoint:
         # A key with no instance ready is not "unconfigured": status says what it is, and never
         # "start one" while an instance bills (status lists those from `rentals`).
-        why = ("no Vast.ai instance is ready yet (see its instances below)" if live
+        why = ("no Vast.ai instance is ready yet: `gpuctl status` lists those that bill" if live
                else "no running Vast.ai instance: start one with `gpuctl launch`")
         return Slot("vastai", None, why, idle_note="no instance", rentals=rentals)
     provider = _vllm(settings, "vastai", ready.endpoint, find_vllm_key(settings, state), settings["vastai.model"])

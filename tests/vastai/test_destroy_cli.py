@@ -174,3 +174,33 @@ def test_destroy_all_that_fails_everywhere_is_exit_1_not_partial(cli, vast_env: 
     human = cli("destroy", str(iid), "--yes")
     assert_exit(human, 1)
     assert "destroyed 0 of 1" in human.stderr and iid in vast_env.live_ids()
+
+
+def test_ctrl_c_during_destroy_says_what_state_each_instance_is_in(cli, vast_env: FakeVast, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch) -> None:
+    """Issue 11 item 20: done, sent (confirm with `gpuctl status`), or never touched (still billing)."""
+    from gpuctl.vastai.client import VastAIClient
+
+    ids = [vast_env.add_instance(label=f"gpuctl:default:{n:012x}") for n in (1, 2, 3)]
+    real = VastAIClient.destroy_instance
+    calls: list[int] = []
+
+    def destroy_then_ctrl_c(self: VastAIClient, instance_id: int) -> None:
+        calls.append(instance_id)
+        if len(calls) == 2:
+            real(self, instance_id)  # the DELETE went out; its answer never reached us
+            raise KeyboardInterrupt
+        real(self, instance_id)
+
+    monkeypatch.setattr(VastAIClient, "destroy_instance", destroy_then_ctrl_c)
+    result = cli("destroy", "--all", "--yes")
+    assert_exit(result, 130)
+    first, sent, untouched = ids
+    assert f"instance {first} destroyed" in result.stderr
+    assert f"instance {sent}: destroy sent; confirm with `gpuctl status`" in result.stderr
+    assert f"not destroyed, still billing: instance {untouched}" in result.stderr
+    assert vast_env.live_ids() == {untouched}
+    calls[:] = [0]  # the next destroy is "the second": Ctrl-C again
+    doc = json.loads(cli("--json", "destroy", "--all", "--yes").stdout)
+    assert doc["exit_code"] == 130 and doc["status"] == "error"
+    assert [r["result"] for r in doc["data"]["results"]] == ["sent"]

@@ -57,6 +57,7 @@ def test_launch_picks_the_cheapest_waits_for_vllm_then_the_router_answers_throug
         async with BackendManager(load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})) as manager:
             return await manager.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=16)
 
+    vllm.api_key = key  # from now on the fake vLLM refuses any other key: routing must find it in the state
     answer = asyncio.run(ask())
     assert answer.provider == "vastai" and answer.text == "Hello from Vast"
 
@@ -278,3 +279,20 @@ def test_the_legacy_note_shows_once_a_day(cli, vast_env: FakeVast, gpuctl_home: 
     (gpuctl_home / "legacy-note-shown").write_text(f"{time.time() - 25 * 3600}\n")  # a day later
     later = cli("destroy", "--all", "--dry-run")
     assert "legacy provider" in later.stderr
+
+
+def test_with_an_active_profile_the_vllm_key_is_saved_there_and_never_shown(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                           gpuctl_home: Path) -> None:
+    """Item 13: the active profile (0600) when there is one; no other profile is made or activated."""
+    assert_exit(cli("profile", "create", "dev"), 0)
+    assert_exit(cli("profile", "use", "dev"), 0)
+    result = cli("--json", "launch", "--yes", "--no-wait")
+    assert_exit(result, 0)
+    settings = load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})
+    key = settings["vastai.vllm_api_key"]
+    assert key and settings.source("vastai.vllm_api_key") == "profile dev"
+    assert json.loads(result.stdout)["data"]["instance"]["vllm_key_where"] == "profile dev"
+    assert key not in result.stdout + result.stderr
+    assert sorted(p.name for p in (gpuctl_home / "profiles").iterdir()) == ["dev.toml"]
+    assert (gpuctl_home / "profiles" / "dev.toml").stat().st_mode & 0o777 == 0o600
+    assert vast_env.received("PUT")[0].body["label"].startswith("gpuctl:dev:")
