@@ -80,10 +80,11 @@ class AttemptFailed(Exception):
     """This offer did not work out; its instance (if any) is destroyed and its row settled
     (or, outcome `unconfirmed`, held for cleanup)."""
 
-    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None) -> None:
+    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None, halt: str | None = None) -> None:
         super().__init__(attempt.reason)
         self.attempt = attempt
         self.fatal = fatal  # stop trying further offers, and raise this
+        self.halt = halt  # stop trying further offers, for this reason (the walk says so)
 
 
 class Settled(Exception):
@@ -194,8 +195,11 @@ class Attempter:
         log_event("vastai_create_outcome_unknown", offer_id=o.id, label=label, ledger_row=row_id, reason=reason)
         self.progress(f"The create from offer {o.id} may have created an instance all the same: ledger row "
                       f"{row_id} is held against the budget as unconfirmed (cleanup destroys it if it appears)")
+        # An API that cannot even list is one where more creates would be boxes nobody can see.
+        halt = (f"the Vast.ai instance list could not be read either ({list_error}): no further create is sent "
+                "while nobody can see what they make" if list_error else None)
         return AttemptFailed(self.attempt(cand, None, UNCONFIRMED, f"{reason}; outcome unknown ({why})", None, row_id),
-                             fatal=fatal)
+                             fatal=fatal, halt=halt)
 
     def look_for(self, label: str) -> tuple[Instance | None, str | None]:
         """Our label in the instance list, polled for up to `create_lookup_s`: a create still in

@@ -13,7 +13,8 @@ The order is the safety argument:
    never re-sent: its label is looked for in the instance list for up to `CREATE_LOOKUP_S`
    (a create in flight may be listed late); found, it is destroyed; still unknown, its row
    stays live as `unconfirmed` (held against the budget, which must hold it *and* the next
-   offer; watched by cleanup) and the next offer is tried; later looks destroy it if it shows up;
+   offer; watched by cleanup) and the next offer is tried; later looks destroy it if it shows up
+   (the walk stops instead when the list cannot be read either, or after `MAX_UNCONFIRMED`);
 5. then we watch: `running` (status and `status_msg` shown), vLLM's /health and a 1-token
    completion; on CDI injection failure, loading past 10 minutes, a boot exit, or vLLM never
    answering, the instance is destroyed (its cost recorded) and its machine excluded;
@@ -88,6 +89,9 @@ MAX_ATTEMPTS_PER_TIER = 3
 # at Vast): look for its label this long (every `attempt.CREATE_LOOKUP_POLL_S`) before holding
 # it as unconfirmed.
 CREATE_LOOKUP_S = 60.0
+# Creates of unknown outcome one launch may leave held: a third in a row means the API is
+# failing, and every further create could be another box billing unseen.
+MAX_UNCONFIRMED = 2
 
 
 def legacy_note_due(home: Path, now: float) -> str | None:
@@ -221,6 +225,7 @@ class Fallback:
         self.refused_dph: Decimal | None = None  # the cheapest $/h a budget refused (dearer ones are too)
         self.granted = escalate is True
         self.stopped_at: Candidate | None = None  # the first offer beyond what was confirmed, not tried
+        self.halt: str | None = None  # why the walk stopped early, with offers left
 
     def tiers(self) -> Sequence[Any]:
         # Without leave to go further, later tiers are never even searched.
@@ -272,6 +277,12 @@ class Fallback:
                 self.tried[cand.tier.name] += 1
                 if failed.fatal is not None:
                     raise failed.fatal from None
+                held = sum(a.outcome == UNCONFIRMED for a in self.attempts)
+                self.halt = failed.halt or (f"{held} creates of unknown outcome: the Vast.ai API is failing, and "
+                                            "each further create could be another box billing unseen"
+                                            if held >= MAX_UNCONFIRMED else None)
+                if self.halt is not None:
+                    break
                 at.progress(f"Attempt {len(self.attempts)} failed: {failed.attempt.reason}. Trying the next offer…")
                 if failed.attempt.outcome != UNCONFIRMED:  # (its own lookup has just looked)
                     self.settle_late()
@@ -306,6 +317,10 @@ class Fallback:
                 "settles them." if held else " Nothing is left running.")
         tried = (f"no Vast.ai instance came up after {len(attempts)} attempt(s): {reasons(attempts)}. "
                  f"Each failed instance was destroyed.{left} " if attempts else "")
+        if self.halt is not None:
+            return LaunchFailed(f"{tried}The launch stops: {self.halt}.", attempts=attempts,
+                                hint="`gpuctl status` shows what bills; `gpuctl cleanup` (in a few minutes) destroys "
+                                     "an instance that appears and settles the held rows")
         if self.max_attempts is not None and len(attempts) >= self.max_attempts:
             return LaunchFailed(tried.strip(), attempts=attempts,
                                 hint="see docs/providers/vastai.md (troubleshooting), or use Modal")

@@ -18,7 +18,7 @@ from gpuctl.state import State, open_state
 from gpuctl.vastai import launch as vast_launch
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import budget_lock, try_lock
-from gpuctl.vastai.launch import LaunchInterrupted, launch
+from gpuctl.vastai.launch import LaunchFailed, LaunchInterrupted, launch
 from gpuctl.vastai.plan import plan_launch
 from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast
 from tests.support.vast import KEY, create_ids, health, run_launch
@@ -279,3 +279,27 @@ def test_budget_is_checked_again_before_each_retry(settings: Settings, client: V
     with pytest.raises(BudgetError, match="1 attempt"):
         run_launch(settings, client, state, clock)
     assert create_ids(vast) == [102] and vast.live_ids() == set() and state.live_instances("vastai") == []
+
+
+def test_the_walk_stops_when_the_instance_list_cannot_be_read_either(settings: Settings, client: VastAIClient,
+                                                                     state: State, vast: FakeVast,
+                                                                     clock: FakeClock) -> None:
+    """Going on is right when Vast lists fine but lacks the label; with the list broken too, every
+    further create could be a box nobody can see."""
+    vast.fail_creates_for(offer_id=102)
+    vast.inject_status(500, times=None, method="GET", path="/api/v1/instances/")
+    with pytest.raises(LaunchFailed, match="could not be read either") as err:
+        run_launch(settings, client, state, clock, escalate=True)
+    assert create_ids(vast) == [102] and "gpuctl status" in (err.value.hint or "")
+    assert [a["outcome"] for a in err.value.data["attempts"]] == ["unconfirmed"]
+    (row,) = state.live_instances("vastai")
+    assert row.status == "unconfirmed"
+
+
+def test_two_creates_of_unknown_outcome_stop_the_walk(settings: Settings, client: VastAIClient, state: State,
+                                                      vast: FakeVast, clock: FakeClock) -> None:
+    vast.fail_creates_for(offer_id=102, status=502)
+    vast.fail_creates_for(offer_id=101, status=503)
+    with pytest.raises(LaunchFailed, match="2 creates of unknown outcome: the Vast.ai API is failing"):
+        run_launch(settings, client, state, clock, escalate=True)
+    assert create_ids(vast) == [102, 101] and len(state.live_instances("vastai")) == 2
