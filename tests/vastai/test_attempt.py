@@ -300,6 +300,6 @@ def test_two_creates_of_unknown_outcome_stop_the_walk(settings: Settings, client
                                                       vast: FakeVast, clock: FakeClock) -> None:
     vast.fail_creates_for(offer_id=102, status=502)
     vast.fail_creates_for(offer_id=101, status=503)
-    with pytest.raises(LaunchFailed, match="2 creates of unknown outcome: the Vast.ai API is failing"):
+    with pytest.raises(LaunchFailed, match=r"2 creates of unknown outcome: the Vast\.ai API is failing"):
         run_launch(settings, client, state, clock, escalate=True)
     assert create_ids(vast) == [102, 101] and len(state.live_instances("vastai")) == 2
