@@ -175,7 +175,7 @@ class Attempter:
         """The create failed. Unless Vast refused it outright, it may still have created an
         instance (maybe listed only later): look for our label before concluding anything."""
         o = cand.offer
-        reason = f"create from offer {o.id} failed: {exc.message}"
+        reason = exc.message.rstrip(".")  # "Vast.ai create instance from offer 101 failed: HTTP 500: …"
         # A refused key fails every offer alike: stop after settling this one.
         fatal = exc if exc.kind == "auth" else None
         if create_refused(exc):

@@ -73,6 +73,7 @@ from gpuctl.vastai.container import create_spec
 from gpuctl.vastai.instances import PROVIDER
 from gpuctl.vastai.offers import Candidate, candidates_in_order
 from gpuctl.vastai.plan import LaunchPlan, check_plan, excluded_machines
+from gpuctl.vastai.tiers import Tier
 from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, WatchSetup
 
 __all__ = ["LEGACY_NOTE", "Attempt", "Escalation", "LaunchFailed", "LaunchInterrupted", "LaunchResult", "launch",
@@ -227,7 +228,7 @@ class Fallback:
         self.stopped_at: Candidate | None = None  # the first offer beyond what was confirmed, not tried
         self.halt: str | None = None  # why the walk stopped early, with offers left
 
-    def tiers(self) -> Sequence[Any]:
+    def tiers(self) -> Sequence[Tier]:
         # Without leave to go further, later tiers are never even searched.
         return self.plan.tiers if self.escalate is not False else self.plan.retry_tiers
 
