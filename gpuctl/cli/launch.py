@@ -62,8 +62,12 @@ def launch(
             if not out.json_mode:
                 out.note("Dry run: nothing was created.")
             return
-        if plan.live:
-            out.warn(f"{len(plan.live)} gpuctl Vast.ai instance(s) are already live; this launch adds another.")
+        running = [r for r in plan.live if r.remote_id]
+        if running:
+            out.warn(f"{len(running)} gpuctl Vast.ai instance(s) are already live; this launch adds another.")
+        if len(running) < len(plan.live):
+            out.warn(f"{len(plan.live) - len(running)} create(s) of unknown outcome are held against the budget "
+                     "(`gpuctl status` lists them; `gpuctl cleanup` settles them).")
         assert plan.choice is not None and plan.budget is not None
         offer = plan.choice.offer
         confirm(out, f"Rent an instance with {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
