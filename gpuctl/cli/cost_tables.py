@@ -163,11 +163,12 @@ def _report(rep: Report) -> list[ViewTable]:
 
 def _budgets(rep: Report) -> ViewTable:
     vast = rep.vast
-    left = max(Decimal(0), vast.budget_limit - vast.spent_all_time)
-    over = max(Decimal(0), vast.spent_all_time - vast.budget_limit)
+    left = max(Decimal(0), vast.budget_limit - rep.vast_spent - rep.vast_held)
+    over = max(Decimal(0), rep.vast_spent - vast.budget_limit)
+    held = f" ({money(rep.vast_held)} held for creates of unknown outcome)" if rep.vast_held else ""
     rows = [["total budget (vastai.budget_limit)", money(vast.budget_limit),
-             f"spent {money(vast.spent_all_time)} on Vast.ai instances so far; "
-             + (f"over by {money(over)}" if over else f"{money(left)} left")],
+             f"spent {money(rep.vast_spent)} on Vast.ai instances so far; "
+             + (f"over by {money(over)}" if over else f"{money(left)} left{held}")],
             ["session budget (vastai.session_budget_limit)", money(vast.session_limit),
              "per instance: `gpuctl cleanup` destroys one that has cost this much"]]
     for inst, spent in rep.live:

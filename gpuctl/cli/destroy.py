@@ -68,11 +68,14 @@ def _destroy_modal(out: Output, settings: Settings, *, yes: bool, dry_run: bool)
 
 def _destroy_vastai(out: Output, actx: AppContext, settings: Settings, target: str, instance_id: str | None, *,
                     all_: bool, force: bool, yes: bool, dry_run: bool) -> None:
+    from gpuctl.cli.launch import sigterm_as_ctrl_c
     from gpuctl.cli.prompts import confirm
     from gpuctl.ops import destroy as ops
 
     asked = ops.request(target, instance_id, all_=all_, force=force)
-    out.note(ops.LEGACY_NOTE)
+    note = ops.legacy_note(settings)  # once a day, not on every command
+    if note:
+        out.note(note)
     with ops.session(settings) as vast, actx.state() as state:
         plan = vast.plan(state, asked)
         if not out.json_mode:
@@ -92,9 +95,10 @@ def _destroy_vastai(out: Output, actx: AppContext, settings: Settings, target: s
             warning = "".join(f" Instance {t.instance_id} ({t.label or 'no label'}) was not created by gpuctl."
                               for t in foreign)
             confirm(out, f"Destroy {len(plan.targets)} Vast.ai instance(s) ({ids})?{warning}", yes=yes)
-        # ActionsFailed and PartialError carry the per-instance results: the error handler puts
-        # them in the --json envelope.
-        with out.spinner("Destroying…"):
+        # ActionsFailed, PartialError and DestroyInterrupted (Ctrl-C or SIGTERM: it says what state
+        # each instance is in) carry the per-instance results: the error handler puts them in the
+        # --json envelope.
+        with sigterm_as_ctrl_c(), out.spinner("Destroying…"):
             report = vast.execute(state, plan)
     out.result(report.as_dict())
     if not out.json_mode:

@@ -11,7 +11,7 @@ from gpuctl.cli.context import app_context
 from gpuctl.cli.output import Output
 
 if TYPE_CHECKING:
-    from gpuctl.routing.status import StatusReport
+    from gpuctl.routing.status import ProviderStatus, StatusReport
 
 
 def status(
@@ -70,4 +70,26 @@ def _render(out: Output, report: StatusReport, *, clear: bool = False) -> None:
         why = p.breaker.why or p.detail
         if why:
             out.print(f"[bold]{p.name}[/bold]: {escape(why)}", highlight=False)
+    for p in report.providers:
+        _render_rentals(out, p)
     out.print(f"\nAnswering now: [bold]{report.current or 'nobody'}[/bold] — {escape(report.reason)}", highlight=False)
+
+
+def _render_rentals(out: Output, p: ProviderStatus) -> None:
+    """What a provider rents now (each bills whatever the traffic): never hidden."""
+    if p.rentals_error:
+        shown = "; showing what the ledger knows" if p.rentals else ""
+        out.print(f"[bold]{p.name}[/bold]: {escape(p.rentals_error)}{shown}", highlight=False)
+    if not p.rentals:
+        return
+    rows = [[r.id, r.state, r.dph or "?", "" if r.age_s is None else _age(r.age_s), r.endpoint or "-", r.detail]
+            for r in p.rentals]
+    out.print("")
+    out.print(out.table(["instance", "state", "$/h", "age", "endpoint", "note"], rows,
+                        title=f"{p.name}: billing now", wrap=["endpoint", "note"]))
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -2,7 +2,8 @@
 
 Owns the aggregation: each request's estimate (the ledger's, or priced now when the router could
 not), Modal's container time replayed from the real request times, the Vast.ai instances' spend
-inside the period (pro rata when the period cuts an instance's life, per UTC day with --by day),
+inside the period (pro rata when the period cuts an instance's life, per UTC day with --by day; a live row with no
+instance id, a create of unknown outcome, is held by the budget but never charged here),
 Modal apps kept warm, the totals and the budgets. Pure: the caller reads the ledger (through
 `gpuctl.state`) and the clock, prices each Vast.ai instance the way the budget checks do
 (`gpuctl.vastai.budget.row_cost`), and passes it all in; nothing here opens the database.
@@ -76,9 +77,20 @@ class Report:
     groups: dict[str, Group] = field(default_factory=dict)
     totals: dict[str, Decimal] = field(default_factory=dict)
     live: list[tuple[InstanceRow, Decimal]] = field(default_factory=list)
+    unconfirmed: list[tuple[InstanceRow, Decimal]] = field(default_factory=list)  # held, not charged
     modal_model: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     prices: list[PriceRow] = field(default_factory=list)  # catalog rows used (for the stale check)
+
+    @property
+    def vast_held(self) -> Decimal:
+        """What the budget holds for creates of unknown outcome (not spend: see `unconfirmed`)."""
+        return sum((cost for _, cost in self.unconfirmed), Decimal(0))
+
+    @property
+    def vast_spent(self) -> Decimal:
+        """All-time Vast.ai spend on instances known to exist (the budget also holds `vast_held`)."""
+        return self.vast.spent_all_time - self.vast_held
 
     def group(self, key: str) -> Group:
         return self.groups.setdefault(key, Group())
@@ -92,7 +104,9 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         session = self.vast.session_limit
-        budget, spent = self.vast.budget_limit, self.vast.spent_all_time
+        # The budget holds an unconfirmed create at $/h × its age (better to over-count), but
+        # nothing says it ever billed: it is not spend.
+        held, budget, spent = self.vast_held, self.vast.budget_limit, self.vast_spent
         return {
             "since": iso(self.start), "until": iso(self.until), "period_days": plain(self.days), "by": self.by,
             "groups": [{"key": k, "requests": g.requests, "failed": g.failed, "tokens": g.tokens,
@@ -101,12 +115,15 @@ class Report:
             "totals": {k: _m(v) for k, v in self.totals.items()},
             "budgets": {
                 "vastai_budget_limit": _m(budget), "vastai_spent_all_time": _m(spent),
-                "vastai_budget_left": _m(max(Decimal(0), budget - spent)),
+                "vastai_budget_left": _m(max(Decimal(0), budget - spent - held)),
                 "vastai_over_budget_by": _m(max(Decimal(0), spent - budget)),
                 "vastai_session_budget_limit": _m(session),
                 "live_instances": [{"id": i.id, "remote_id": i.remote_id, "gpu": i.gpu, "dph": i.dph,
                                     "status": i.status, "spent": _m(cost),
                                     "session_left": _m(max(Decimal(0), session - cost))} for i, cost in self.live],
+                "vastai_held_unconfirmed": _m(held),
+                "unconfirmed_creates": [{"ledger_row": i.id, "label": i.label, "gpu": i.gpu, "dph": i.dph,
+                                         "status": i.status, "held": _m(cost)} for i, cost in self.unconfirmed],
             },
             "modal_model": self.modal_model,
             "notes": self.notes,
@@ -206,6 +223,9 @@ def _vast_instances(rep: Report) -> Decimal:
     in_period_total = Decimal(0)
     unpriced = 0
     for inst, whole in rep.vast.instances:
+        if inst.live and inst.remote_id is None:
+            rep.unconfirmed.append((inst, whole))  # no instance is known to exist: never charged
+            continue
         if inst.cost is None and inst.dph is None:
             unpriced += 1
         inside = in_period(inst, whole, rep.start, rep.until)
@@ -216,6 +236,11 @@ def _vast_instances(rep: Report) -> Decimal:
             rep.live.append((inst, whole))
     if unpriced:
         rep.notes.append(f"{unpriced} Vast.ai instance(s) in the ledger have neither a cost nor a $/h: counted as $0")
+    if rep.unconfirmed:
+        rows = ", ".join(str(i.id) for i, _ in rep.unconfirmed)
+        rep.notes.append(f"{len(rep.unconfirmed)} Vast.ai create(s) of unknown outcome (ledger row(s) {rows}) are held "
+                         "against the budget but not charged: no instance is known to exist; `gpuctl cleanup` "
+                         "settles them")
     return in_period_total
 
 

@@ -12,6 +12,7 @@ Never prints, never exits.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,9 +22,9 @@ from gpuctl.state import State
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.destroy import DestroyPlan, DestroyReport, execute_destroy, plan_destroy
 from gpuctl.vastai.instances import is_gpuctl_label, open_client
-from gpuctl.vastai.launch import LEGACY_NOTE
+from gpuctl.vastai.launch import legacy_note_due
 
-__all__ = ["LEGACY_NOTE", "DestroyRequest", "DestroySession", "request", "session"]
+__all__ = ["DestroyRequest", "DestroySession", "legacy_note", "request", "session"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class DestroySession:
 
     def execute(self, state: State, planned: DestroyPlan) -> DestroyReport:
         """Destroy every target; PartialError or ActionsFailed (with the results as `data`) when
-        some or all failed."""
+        some or all failed; DestroyInterrupted on Ctrl-C, saying what state each target is in."""
         return execute_destroy(self.client, state, planned, home=self.settings.home)
 
 
@@ -76,3 +77,8 @@ def session(settings: Settings) -> Iterator[DestroySession]:
     """The Vast.ai client for one destroy (CredentialsError without an API key), closed after."""
     with open_client(settings) as client:
         yield DestroySession(settings, client)
+
+
+def legacy_note(settings: Settings, *, now: float | None = None) -> str | None:
+    """The legacy-provider note, at most once a day (None when it was shown already)."""
+    return legacy_note_due(settings.home, time.time() if now is None else now)

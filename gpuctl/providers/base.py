@@ -315,6 +315,33 @@ def arguments_object(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw_arguments": arguments}
 
 
+@dataclass(frozen=True)
+class Rental:
+    """A machine of a provider's that bills by the hour whatever the traffic (a rented GPU box),
+    as `gpuctl status` lists it. `endpoint` never carries credentials."""
+
+    id: str
+    state: str  # the provider's word (loading, running) or the ledger's (unconfirmed, ready)
+    dph: str | None  # $/h as text
+    age_s: float | None
+    endpoint: str | None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "dph": self.dph,
+                "age_s": None if self.age_s is None else round(self.age_s), "endpoint": self.endpoint,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Rentals:
+    """What a provider rents now; `error` when its own list could not be read (then `items`
+    are what gpuctl's ledger knows, which may not be all)."""
+
+    items: tuple[Rental, ...] = ()
+    error: str | None = None
+
+
 @runtime_checkable
 class Provider(Protocol):
     """What the router needs from a backend. Errors are raised as `ProviderError`.

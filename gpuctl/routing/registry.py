@@ -8,7 +8,9 @@ rule (`priority`) and the hint for "nothing configured".
 A slot is *configured* when its settings are present (the original package's rules): Modal if
 `modal.web_url` (MODAL_WEB_URL), Vast.ai if `vastai.api_key` and a ready instance in the ledger,
 Anthropic if `anthropic.api_key`, and `endpoint` if `endpoint.url`. Building a slot never
-touches the network; provider modules are imported only for configured slots.
+touches the network; provider modules are imported only for configured slots. A provider that
+rents machines by the hour also gives its slot `rentals` (what bills now, configured or not),
+which only `gpuctl status` calls: it may ask the provider's API.
 
 Each configured slot also gets its `breaker_key` (`breaker_key`): the breaker, the "waking"
 memory and the last health check belong to a provider *and what it talks to* (endpoint, a hash
@@ -20,13 +22,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gpuctl.config import Settings
 from gpuctl.errors import NoProviderError
-from gpuctl.providers.base import Provider
+from gpuctl.providers.base import Provider, Rentals
 from gpuctl.state import State
 
 NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, "
@@ -58,6 +60,9 @@ class Slot:
     event_prefix: str | None = None  # "<prefix>_chat_completion" goes to the event log per answer (default: name)
     idle_note: str | None = None  # the status word for an unconfigured slot that is merely idle
     prefetch: str | None = None  # a slow-to-import module an interactive chat may load early
+    # What this provider rents by the hour now (billing whatever the traffic), for `gpuctl status`;
+    # None: it rents nothing. May use the network; never raises for a provider failure.
+    rentals: Callable[[], Awaitable[Rentals]] | None = None
     # Where this slot's breaker, "waking" and last-health memory live in the state (`breaker_key`);
     # "" means the slot's name (an unconfigured slot, or one a test builds by hand).
     breaker_key: str = ""
@@ -121,21 +126,26 @@ def build_modal(settings: Settings, state: State | None) -> Slot:
 
 
 def build_vastai(settings: Settings, state: State | None) -> Slot:
+    from gpuctl.vastai.container import find_vllm_key
+
+    async def rentals() -> Rentals:  # the ledger's live rows and, with a key, the account's list
+        from gpuctl.vastai.inventory import rentals as vast_rentals
+
+        return await vast_rentals(settings, state)
+
     if not settings.get("vastai.api_key"):
-        return Slot("vastai", None, "set VASTAI_API_KEY, then `gpuctl launch`")
-    ready = None
-    if state is not None:
-        for row in reversed(state.live_instances("vastai")):
-            if row.status == "ready" and row.endpoint:
-                ready = row
-                break
+        return Slot("vastai", None, "set VASTAI_API_KEY, then `gpuctl launch`", rentals=rentals)
+    live = state.live_instances("vastai") if state is not None else []
+    ready = next((r for r in reversed(live) if r.status == "ready" and r.endpoint), None)
     if ready is None or not ready.endpoint:
-        # A key with no instance running is not "unconfigured": status says what it is.
-        return Slot("vastai", None, "no running Vast.ai instance: start one with `gpuctl launch`",
-                    idle_note="no instance")
-    key, model = settings.get("vastai.vllm_api_key"), settings["vastai.model"]
+        # A key with no instance ready is not "unconfigured": status says what it is, and never
+        # "start one" while an instance bills (status lists those from `rentals`).
+        why = ("no Vast.ai instance is ready yet: `gpuctl status` lists those that bill" if live
+               else "no running Vast.ai instance: start one with `gpuctl launch`")
+        return Slot("vastai", None, why, idle_note="no instance", rentals=rentals)
+    key, model = find_vllm_key(settings, state), settings["vastai.model"]
     provider = _vllm(settings, "vastai", ready.endpoint, key, model)
-    return Slot("vastai", provider, endpoint=getattr(provider, "endpoint", ready.endpoint),
+    return Slot("vastai", provider, endpoint=getattr(provider, "endpoint", ready.endpoint), rentals=rentals,
                 breaker_key=breaker_key("vastai", ready.endpoint, key, model))
 
 

@@ -6,6 +6,9 @@ It lives in routing, not ops, because it is a routing decision: it applies the b
 real probe moves it), the cold rules (a waking GPU is named with the provider that answers
 meanwhile) and the priority order, through the same `Router` requests use.
 
+Never hide what bills: a provider's rented machines (`Slot.rentals`) are listed on its row,
+configured or not, and while one exists the report never says "no provider is configured".
+
 Never wake an idle scale-to-zero provider: any request to it starts a GPU and bills its
 scaledown window, so `status` (and `--watch` every minute) reports what the last probe saw
 unless real traffic keeps it warm anyway, nothing is known yet, or `--wake` asks.
@@ -20,9 +23,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from gpuctl.errors import Kind, ProviderError
+from gpuctl.errors import GpuctlError, Kind, NoProviderError, ProviderError
 from gpuctl.events import log_event
-from gpuctl.providers.base import Health
+from gpuctl.providers.base import Health, Rental, Rentals
 from gpuctl.routing import breaker
 from gpuctl.routing.breaker import BreakerView
 from gpuctl.routing.outcomes import Reason, without_name
@@ -44,6 +47,8 @@ class ProviderStatus:
     detail: str
     models: tuple[str, ...] = ()
     error_kind: str | None = None  # the failed check's `ProviderError.kind` ("auth": the key was refused)
+    rentals: tuple[Rental, ...] = ()  # machines it rents now, which bill whatever the traffic
+    rentals_error: str | None = None
 
     @property
     def latency_ms(self) -> float | None:
@@ -55,6 +60,7 @@ class ProviderStatus:
             "endpoint": self.endpoint, "latency_ms": self.latency_ms,
             "breaker": self.breaker.text, "detail": self.detail, "models": list(self.models),
             "error_kind": self.error_kind,
+            "instances": [r.as_dict() for r in self.rentals], "instances_error": self.rentals_error,
         }
 
 
@@ -154,14 +160,22 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
     slots = router.slots
     at = router.clock()
     cached = {s.name: (None if deep or wake else unprobed(router, s, at)) for s in slots}
-    healths = await asyncio.gather(*(_check(router, s, cached[s.name], deep) for s in slots))
+    healths, held = await asyncio.gather(asyncio.gather(*(_check(router, s, cached[s.name], deep) for s in slots)),
+                                         asyncio.gather(*(_rentals(s) for s in slots)))
     now = router.clock()
     rows: list[ProviderStatus] = []
     notes: list[Note] = []
-    for slot, health in zip(slots, healths, strict=True):
+    for slot, health, rented in zip(slots, healths, held, strict=True):
         if health is None:
+            if rented.items:  # not routable, but billing: say so, and say it in the reason
+                summary = billing_summary(rented.items)
+                rows.append(ProviderStatus(slot.name, False, rented.items[0].state if len(rented.items) == 1
+                                           else "billing", None, None, BreakerView("-"), summary,
+                                           rentals=rented.items, rentals_error=rented.error))
+                notes.append(Note(slot.name, Standing.DOWN, summary))
+                continue
             rows.append(ProviderStatus(slot.name, False, slot.idle_note or "unconfigured", None, None,
-                                       BreakerView("-"), slot.why_not or ""))
+                                       BreakerView("-"), slot.why_not or "", rentals_error=rented.error))
             continue
         if cached[slot.name] is None:
             _remember(router, slot, health, now, deep=deep)
@@ -169,7 +183,8 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
         detail = without_name(slot.name, health.detail)
         rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
                                    health.latency_s, breaker.view(record, now), detail, health.models,
-                                   None if health.ok else health.error_kind))
+                                   error_kind=None if health.ok else health.error_kind,
+                                   rentals=rented.items, rentals_error=rented.error))
         allowed, why = breaker.check(record, now)
         if not allowed:
             notes.append(Note(slot.name, Standing.BLOCKED, why or ""))
@@ -178,8 +193,12 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
         else:
             notes.append(Note(slot.name, Standing.DOWN, detail or health.status))
     current, told = choose(notes, fallback_on_cold=bool(router.settings["routing.fallback_on_cold"]))
-    if current is None and not any(r.configured for r in rows):
-        raise nothing_configured(router.settings, router.state, [s.name for s in slots])
+    if current is None and not any(r.configured or r.rentals for r in rows):
+        error = nothing_configured(router.settings, router.state, [s.name for s in slots])
+        unchecked = "; ".join(f"{r.name}: {r.rentals_error}" for r in rows if r.rentals_error)
+        if unchecked:  # a list that could not be read proves nothing: say so, never "nothing bills"
+            error = NoProviderError(f"{error.message} ({unchecked}; machines there may still bill)", hint=error.hint)
+        raise error
     return StatusReport(tuple(rows), current, tuple(told))
 
 
@@ -205,6 +224,24 @@ def choose(notes: list[Note], *, fallback_on_cold: bool) -> tuple[str | None, li
         # told to wait for a cold GPU rather than fall back
         return waiting, [Note(waiting, Standing.WAKING, "routing.fallback_on_cold is off")]
     return current, told
+
+
+async def _rentals(slot: Slot) -> Rentals:
+    if slot.rentals is None:
+        return Rentals()
+    try:
+        return await slot.rentals()
+    except GpuctlError as exc:  # the provider's own errors are caught inside; this is the backstop
+        return Rentals(error=exc.message)
+
+
+def billing_summary(items: tuple[Rental, ...]) -> str:
+    """'instance 20000001 loading ($0.18/h, 3 min): billing, not answering yet'; several are counted."""
+    first = items[0]
+    age = "" if first.age_s is None else f", {first.age_s / 60:.0f} min"
+    what = f"{first.id if first.id.startswith('ledger') else 'instance ' + first.id} {first.state}"
+    more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+    return f"{what} (${first.dph or '?'}/h{age}){more}: billing, not answering yet"
 
 
 async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) -> Health | None:

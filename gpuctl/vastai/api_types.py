@@ -106,6 +106,26 @@ class Instance:
         return None
 
 
+@dataclass(frozen=True)
+class Listing:
+    """One full walk of `GET /api/v1/instances/`: every instance, and the smallest
+    `total_instances` any page reported (None when no page said)."""
+
+    instances: tuple[Instance, ...]
+    total: int | None = None
+
+    @property
+    def shows_absence(self) -> bool:
+        """Whether a label missing from this listing is *evidence* (never proof on its own) that
+        no instance carries it: a non-empty list, or an empty one whose reply says
+        `total_instances: 0`. A bare `{"instances": []}` is what a broken endpoint sends (the
+        2026 leak): it shows nothing."""
+        return bool(self.instances) or self.total == 0
+
+    def labelled(self, label: str) -> Instance | None:
+        return next((i for i in self.instances if i.label == label), None)
+
+
 def build_search_query(
     *,
     gpu_name: str,

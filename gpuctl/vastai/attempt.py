@@ -6,24 +6,26 @@ is spent and what every live row may still bill, and the intent row with a uniqu
 written; under the attempt's own launch lock, the create is sent and its instance id recorded
 the moment it returns; then `watch.py` waits for vLLM. A create whose outcome is unknown is
 never re-sent: its label is looked for in the instance list for a while (a create in flight may
-be listed late). Ctrl-C or any error destroys what was created, unless `keep`.
+be listed late); still not listed, its row becomes `unconfirmed` (held against the budget,
+watched by cleanup) and the launch goes on to the next offer. Later looks (`recheck`) destroy
+such an instance if it shows up after all. Ctrl-C or any error destroys what was created,
+unless `keep`.
 
-Kept apart from `launch.py` (the retry over offers) because one attempt with its failure paths
-is a unit of its own, and together they come to over 500 lines.
-Must not: print, exit, or choose offers.
+Kept apart from `launch.py` (the walk over offers and tiers) because one attempt with its
+failure paths is a unit of its own. Must not: print, exit, or choose offers.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from gpuctl.config import Settings, new_api_key, set_profile_value, writable_profile
+from gpuctl.config import Settings
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.vastai import budget
 from gpuctl.vastai.api_types import Instance
 from gpuctl.vastai.budget import money
+from gpuctl.vastai.container import CreateSpec
 from gpuctl.vastai.instances import (
     PROVIDER,
     budget_lock,
@@ -38,6 +40,7 @@ from gpuctl.vastai.watch import Watch, WatchFailed, WatchSetup
 
 # How often the instance list is read while looking for a create of unknown outcome.
 CREATE_LOOKUP_POLL_S = 10.0
+UNCONFIRMED = "unconfirmed"  # the ledger status of a create of unknown outcome, not listed (yet)
 
 
 class LaunchInterrupted(GpuctlError):
@@ -48,14 +51,18 @@ class LaunchInterrupted(GpuctlError):
 
 @dataclass(frozen=True)
 class Attempt:
+    """One offer tried, for the launch's summary: which, at what $/h, and what came of it."""
+
     offer_id: int
     machine_id: int
     gpu: str
     dph: str
     instance_id: int | None
-    outcome: str  # ready | unattended | failed
+    outcome: str  # ready | unattended | failed | unconfirmed (a create of unknown outcome, held for cleanup)
     reason: str = ""
     cost: str | None = None
+    tier: str = ""
+    ledger_row: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,57 +76,15 @@ class Started:
     ready: bool
 
 
-@dataclass(frozen=True)
-class CreateSpec:
-    """What every create of one launch sends, and where its vLLM will listen."""
-
-    image: str
-    env: dict[str, str]  # docker options as keys ({"-p 8000:8000": "1"}), as Vast's own client sends them
-    args: list[str]
-    disk_gb: float
-    port: int
-    model: str
-    vllm_key: str
-    profile: str | None  # where the vLLM key is stored
-
-
-def ensure_vllm_key(settings: Settings) -> tuple[str, str | None]:
-    """The launched vLLM's API key and the profile it lives in; generated and saved (0600)
-    before any instance exists, so there is never an endpoint whose key nobody has."""
-    key = settings.get("vastai.vllm_api_key")
-    if key:
-        return str(key), settings.profile
-    profile = writable_profile(settings)
-    key = new_api_key()
-    set_profile_value(settings.home, profile, "vastai.vllm_api_key", key)
-    return key, profile
-
-
-def create_spec(settings: Settings) -> CreateSpec:
-    """The container from `deploy/vastai/container.toml` and the settings, with the vLLM key
-    (saved in the profile first, if it has to be made)."""
-    from gpuctl.bundle import render_vllm_args, tool_call_parser, vast_container_settings
-
-    container = vast_container_settings()
-    model = settings["vastai.model"]
-    vllm_key, profile = ensure_vllm_key(settings)
-    env = {f"-p {m}": "1" for m in re.findall(r"-p\s+(\S+)", str(container["docker_options"]))}
-    if settings.get("vastai.hf_token"):
-        env["HF_TOKEN"] = settings["vastai.hf_token"]
-    return CreateSpec(image=settings.get("vastai.image") or container["image"], env=env,
-                      args=render_vllm_args(container, model=model, api_key=vllm_key,
-                                            tool_call_parser=tool_call_parser(model, settings.get("vastai.tool_call_parser"))),
-                      disk_gb=float(settings["vastai.disk_gb"]), port=int(container["vllm"]["port"]),
-                      model=model, vllm_key=vllm_key, profile=profile)
-
-
 class AttemptFailed(Exception):
-    """This offer did not work out; its instance (if any) is destroyed and its row settled."""
+    """This offer did not work out; its instance (if any) is destroyed and its row settled
+    (or, outcome `unconfirmed`, held for cleanup)."""
 
-    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None) -> None:
+    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None, halt: str | None = None) -> None:
         super().__init__(attempt.reason)
         self.attempt = attempt
         self.fatal = fatal  # stop trying further offers, and raise this
+        self.halt = halt  # stop trying further offers, for this reason (the walk says so)
 
 
 class Settled(Exception):
@@ -140,10 +105,12 @@ class Attempter:
         self.clock, self.sleep, self.progress = watch.clock, watch.sleep, watch.progress
         self.wait, self.keep, self.create_lookup_s = wait, keep, create_lookup_s
         self.started = self.clock()
+        self.unconfirmed: dict[int, str] = {}  # ledger row → label, creates of unknown outcome not seen yet
 
     def reserve(self, cand: Candidate, label: str) -> int:
         """Under the global launch lock: check both budgets against what is spent and what the
-        live rows may still bill, then write the intent row (which the next launch counts)."""
+        live rows (unconfirmed ones too) may still bill, then write the intent row (which the
+        next launch counts)."""
         offer = cand.offer
         with budget_lock(self.settings.home):
             rows = self.state.instances(PROVIDER)
@@ -198,11 +165,17 @@ class Attempter:
                     raise
                 raise replacement from exc
 
-    def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> AttemptFailed | Settled:
+    def attempt(self, cand: Candidate, instance_id: int | None, outcome: str, reason: str = "",
+                cost: str | None = None, row_id: int | None = None) -> Attempt:
+        o = cand.offer
+        return Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, outcome, reason, cost,
+                       cand.tier.name, row_id)
+
+    def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> AttemptFailed:
         """The create failed. Unless Vast refused it outright, it may still have created an
         instance (maybe listed only later): look for our label before concluding anything."""
         o = cand.offer
-        reason = f"create from offer {o.id} failed: {exc.message}"
+        reason = exc.message.rstrip(".")  # "Vast.ai create instance from offer 101 failed: HTTP 500: …"
         # A refused key fails every offer alike: stop after settling this one.
         fatal = exc if exc.kind == "auth" else None
         if create_refused(exc):
@@ -210,23 +183,23 @@ class Attempter:
             assert row is not None
             mark_destroyed(self.state, row, self.clock(), note=reason, never_created=True)
             log_event("vastai_launch_attempt_failed", offer_id=o.id, machine_id=o.machine_id, reason=reason)
-            return AttemptFailed(Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), None, "failed", reason, "0"),
-                                 fatal=fatal)
+            return AttemptFailed(self.attempt(cand, None, "failed", reason, "0", row_id), fatal=fatal)
         found, list_error = self.look_for(label)
         if found is not None:
             self.state.set_instance_remote_id(row_id, str(found.id))
             return self.fail(cand, row_id, found.id, reason + " (yet it was created)", exclude=False, fatal=fatal)
         why = (f"the instance list could not be read ({list_error})" if list_error
                else f"no instance labelled {label} was listed within {self.create_lookup_s:g}s")
-        self.state.update_instance(row_id, status="failed", status_msg=f"{reason}; outcome unknown: {why}"[:500])
+        self.state.update_instance(row_id, status=UNCONFIRMED, status_msg=f"{reason}; outcome unknown: {why}"[:500])
+        self.unconfirmed[row_id] = label
         log_event("vastai_create_outcome_unknown", offer_id=o.id, label=label, ledger_row=row_id, reason=reason)
-        return Settled(ProviderError(
-            f"creating from offer {o.id} failed ({exc.message}), and it may have created an instance all the same: "
-            f"{why}. The launch stops here rather than risk a second billing instance; ledger row {row_id} stays "
-            "live and counts against the budget.",
-            provider=PROVIDER, kind=exc.kind, status=exc.status,
-            hint="run `gpuctl cleanup` in a few minutes: it destroys the instance if it appears, and clears the "
-                 "row once the list has shown it never existed"))
+        self.progress(f"The create from offer {o.id} may have created an instance all the same: ledger row "
+                      f"{row_id} is held against the budget as unconfirmed (cleanup destroys it if it appears)")
+        # An API that cannot even list is one where more creates would be boxes nobody can see.
+        halt = (f"the Vast.ai instance list could not be read either ({list_error}): no further create is sent "
+                "while nobody can see what they make" if list_error else None)
+        return AttemptFailed(self.attempt(cand, None, UNCONFIRMED, f"{reason}; outcome unknown ({why})", None, row_id),
+                             fatal=fatal, halt=halt)
 
     def look_for(self, label: str) -> tuple[Instance | None, str | None]:
         """Our label in the instance list, polled for up to `create_lookup_s`: a create still in
@@ -246,6 +219,38 @@ class Attempter:
     def find_by_label(self, label: str) -> Instance | None:
         """One look. None only means "not listed now", never "not created"."""
         return next((i for i in self.client.list_instances() if i.label == label), None)
+
+    def recheck(self) -> list[tuple[int, int, str | None]]:
+        """One more look for this launch's unconfirmed creates: one that is listed now is
+        destroyed (a second box nobody asked for) and its row settled with its cost. Returns
+        (ledger row, instance id, cost) of each one destroyed; the others stay for cleanup."""
+        if not self.unconfirmed:
+            return []
+        try:
+            listed = {i.label: i for i in self.client.list_instances() if i.label in self.unconfirmed.values()}
+        except ProviderError:
+            return []  # cleanup will look again
+        done: list[tuple[int, int, str | None]] = []
+        for row_id, label in list(self.unconfirmed.items()):
+            inst = listed.get(label)
+            row = self.state.get_instance(row_id)
+            if inst is None or row is None:
+                continue
+            del self.unconfirmed[row_id]
+            self.state.set_instance_remote_id(row_id, str(inst.id))
+            self.progress(f"Instance {inst.id} (the create of unknown outcome) is listed after all: destroying it…")
+            try:
+                destroy_remote(self.client, inst.id)
+            except ProviderError as exc:  # a row with an id now: cleanup destroys it as an abandoned launch
+                self.state.update_instance(row_id, status="failed",
+                                           status_msg=f"listed late; destroy failed: {exc.message}"[:500])
+                continue
+            cost = mark_destroyed(self.state, row, self.clock(), dph=inst.dph_total,
+                                  note="a create of unknown outcome, listed late: destroyed")
+            log_event("vastai_unconfirmed_destroyed", instance_id=inst.id, ledger_row=row_id,
+                      cost=None if cost is None else str(cost))
+            done.append((row_id, inst.id, None if cost is None else str(cost)))
+        return done
 
     def fail(self, cand: Candidate, row_id: int, instance_id: int, reason: str, *, exclude: bool,
              fatal: ProviderError | None = None) -> AttemptFailed:
@@ -268,9 +273,8 @@ class Attempter:
             log_event("vastai_machine_excluded", machine_id=o.machine_id, reason=reason)
         log_event("vastai_launch_attempt_failed", instance_id=instance_id, offer_id=o.id, machine_id=o.machine_id,
                   reason=reason, cost=None if cost is None else str(cost))
-        attempt = Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, "failed", reason,
-                          None if cost is None else str(cost))
-        return AttemptFailed(attempt, fatal=fatal)
+        return AttemptFailed(self.attempt(cand, instance_id, "failed", reason, None if cost is None else str(cost),
+                                          row_id), fatal=fatal)
 
     def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:
         """Interrupted or crashed mid-launch: destroy what was created (unless --keep on Ctrl-C).
@@ -291,7 +295,7 @@ class Attempter:
                 found = self.find_by_label(label)  # one look: someone is waiting for us to stop
                 if found is None:
                     # Not listed (yet) proves nothing: keep the row live, counted, for cleanup.
-                    self.state.update_instance(row_id, status="failed",
+                    self.state.update_instance(row_id, status=UNCONFIRMED,
                                                status_msg=f"{note}; whether the create went through is unknown"[:500])
                     log_event("vastai_launch_aborted", instance_id=None, interrupted=interrupted, outcome="unknown")
                     what = (f"whether an instance was created is unknown (none labelled {label} is listed yet); "

@@ -22,36 +22,37 @@ starts with `gpuctl:` is judged, in this order:
 Each listed instance's live $/h is recorded when it is higher than the ledger's (hosts raise
 prices at renewal), before any budget is judged. Ledger rows the list does not show are
 confirmed one by one (`show`) before being marked gone; a row that never got an instance id
-(its create failed or was cut off) is marked never-created only once it is older than the
-grace period *and* a non-empty list lacks its label. An empty or malformed list while the
-ledger shows any live row (with an instance id or not) is an API error: nothing is destroyed
-and nothing marked (an empty answer read as "none" made a major tool leak paid instances in
+(an `unconfirmed` create of unknown outcome, or an intent cut off) is marked never-created only
+on evidence one outage cannot fake: older than the grace period, and two listings that show
+absence at least 10 minutes apart both lacked its label (`gpuctl.vastai.unconfirmed`). An empty
+or malformed list while the ledger shows a live row with an instance id, or an empty one that
+does not say `total_instances: 0`, is an API error: nothing is destroyed and nothing marked (an
+empty answer read as "none" made a major tool leak paid instances in
 2026). A second concurrent run returns at once (fcntl lock on GPUCTL_HOME/cleanup.lock). Each
 action is one `vastai_cleanup_action` event. Must not print.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings, ensure_home
-from gpuctl.errors import CredentialsError, GpuctlError, PartialError, ProviderError, UsageError
+from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
 from gpuctl.state import InstanceRow, State, open_for
 from gpuctl.vastai import budget
-from gpuctl.vastai.api_types import Instance
+from gpuctl.vastai.api_types import Instance, Listing
 from gpuctl.vastai.budget import dec, money
+from gpuctl.vastai.cleanup_report import Action, CleanupReport, check_max_idle, failure_error
 from gpuctl.vastai.client import AUTH_HINT, VastAIClient
+from gpuctl.vastai.container import find_vllm_key
 from gpuctl.vastai.instances import (
     ORPHAN_GRACE_S,
     PROVIDER,
-    ActionsFailed,
     destroy_remote,
     is_gpuctl_label,
     launch_in_progress,
@@ -61,56 +62,21 @@ from gpuctl.vastai.instances import (
     record_untracked,
     try_lock,
 )
+from gpuctl.vastai.unconfirmed import (
+    ABSENCE_CONFIRM_S,
+    first_absent,
+    forget_absent,
+    judge,
+    minutes,
+    note_absent,
+)
 from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
+__all__ = ["ANOTHER_RUNNING", "Action", "CleanupReport", "check_max_idle", "failure_error", "run_cleanup"]
+
 READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
-_LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed"})
+_LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed", "unconfirmed"})
 ANOTHER_RUNNING = "another cleanup is running"
-
-
-@dataclass(frozen=True)
-class Action:
-    """What cleanup decided for one instance (or ledger row), and what came of it."""
-
-    instance_id: int | None
-    ledger_row: int | None
-    label: str | None
-    gpu: str | None
-    remote_status: str | None
-    action: str  # destroy | keep | mark_gone | mark_never_created | promote
-    reason: str
-    result: str = ""  # destroyed | already_gone | would_destroy | kept | marked | would_mark | promoted | would_promote | failed
-    cost: str | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class CleanupReport:
-    dry_run: bool
-    actions: tuple[Action, ...] = field(default=())
-    skipped: bool = False
-    message: str = ""
-    spent: str | None = None
-    budget_limit: str | None = None
-
-    @property
-    def failed(self) -> list[Action]:
-        return [a for a in self.actions if a.result == "failed"]
-
-    @property
-    def done(self) -> list[Action]:
-        """Actions that changed something (a decision to keep is not one)."""
-        return [a for a in self.actions if a.result in ("destroyed", "already_gone", "marked", "promoted")]
-
-    def as_dict(self) -> dict[str, Any]:
-        count = {r: sum(a.result == r for a in self.actions)
-                 for r in ("destroyed", "already_gone", "would_destroy", "kept", "marked", "promoted", "failed")}
-        return {"skipped": self.skipped, "message": self.message, "dry_run": self.dry_run,
-                "actions": [a.as_dict() for a in self.actions], "counts": count,
-                "spent": self.spent, "budget_limit": self.budget_limit}
 
 
 def run_cleanup(
@@ -123,6 +89,7 @@ def run_cleanup(
     clock: Callable[[], float] = time.time,
     probe: Probe | None = None,
     orphan_grace_s: float = ORPHAN_GRACE_S,
+    absence_confirm_s: float = ABSENCE_CONFIRM_S,
     loading_timeout_s: float = LOADING_TIMEOUT_S,
     ready_deadline_s: float = READY_DEADLINE_S,
 ) -> CleanupReport:
@@ -148,7 +115,7 @@ def run_cleanup(
                 client, own_client = open_client(settings), True
             idle = settings["vastai.keep_alive_minutes"] if max_idle_minutes is None else max_idle_minutes
             run = _Cleanup(settings, client, st, dry_run=dry_run, max_idle_s=float(idle) * 60, now=clock(),
-                           probe=probe or probe_vllm, orphan_grace_s=orphan_grace_s,
+                           probe=probe or probe_vllm, orphan_grace_s=orphan_grace_s, absence_confirm_s=absence_confirm_s,
                            loading_timeout_s=loading_timeout_s, ready_deadline_s=ready_deadline_s)
             return run.run()
         finally:
@@ -158,47 +125,30 @@ def run_cleanup(
                 st.close()
 
 
-def check_max_idle(minutes: float | None) -> None:
-    """--max-idle: NaN or infinity would keep idle instances billing forever (NaN compares
-    false with everything); negative is meaningless. 0 is fine: destroy whatever is idle."""
-    if minutes is not None and (not math.isfinite(minutes) or minutes < 0):
-        raise UsageError(f"--max-idle must be a finite number of minutes, 0 or more (got {minutes:g})")
-
-
-def failure_error(report: CleanupReport, data: Any) -> GpuctlError | None:
-    """What a run with failed actions raises: PartialError (exit 4) when some action was done,
-    else ActionsFailed (exit 1: nothing succeeded), each carrying `data` for --json."""
-    failed = report.failed
-    if not failed:
-        return None
-    ids = ", ".join(str(a.instance_id) if a.instance_id is not None else f"ledger row {a.ledger_row}" for a in failed)
-    message = f"{len(failed)} of {len(report.actions)} cleanup action(s) failed (instances {ids})"
-    hint = "they may still bill: run `gpuctl cleanup` again, or destroy them at https://console.vast.ai"
-    if report.done:
-        return PartialError(message, hint=hint, data=data)
-    return ActionsFailed(message, hint=hint, data=data)
-
-
 class _Cleanup:
     def __init__(self, settings: Settings, client: VastAIClient, state: State, *, dry_run: bool, max_idle_s: float,
-                 now: float, probe: Probe, orphan_grace_s: float, loading_timeout_s: float,
+                 now: float, probe: Probe, orphan_grace_s: float, absence_confirm_s: float, loading_timeout_s: float,
                  ready_deadline_s: float) -> None:
         self.settings, self.client, self.state, self.dry_run = settings, client, state, dry_run
         self.max_idle_s, self.now, self.probe = max_idle_s, now, probe
         self.orphan_grace_s, self.loading_timeout_s, self.ready_deadline_s = orphan_grace_s, loading_timeout_s, ready_deadline_s
+        self.absence_confirm_s = absence_confirm_s
         self.home = settings.home
         self.total_limit = dec(settings["vastai.budget_limit"]) or Decimal(0)
         self.session_limit = dec(settings["vastai.session_budget_limit"]) or Decimal(0)
         self.spent = Decimal(0)
-        self.listed = 0  # instances in this run's list (never 0 while a live row exists)
+        self.listing = Listing(())
         self.answering: dict[int, str] = {}  # instance id → endpoint where vLLM answered
 
     def run(self) -> CleanupReport:
-        remote = self.client.list_instances()  # a ProviderError here: exit 1, nothing done
+        listing = self.client.listing()  # a ProviderError here: exit 1, nothing done
+        remote = list(listing.instances)
         rows = self.state.instances(PROVIDER)
         live = [r for r in rows if r.live]
-        if not remote and live:
-            # Rows without an instance id count too: "not listed" never proves a create did not happen.
+        # Rows without an instance id count too: "not listed" never proves a create did not happen.
+        # Only an empty list that says so (total_instances: 0) with nothing but id-less rows live is
+        # read at all, and then only as one sighting (`unconfirmed.judge`).
+        if not remote and live and not (listing.shows_absence and all(r.remote_id is None for r in live)):
             ids = ", ".join(r.remote_id or f"ledger row {r.id} (no id yet)" for r in live[:5])
             id_less = [r.label for r in live if r.remote_id is None]
             hint = "check the instances at https://console.vast.ai, then run `gpuctl cleanup` again"
@@ -209,7 +159,7 @@ class _Cleanup:
                 f"Vast.ai returned an empty instance list while the ledger shows {len(live)} live instance(s) "
                 f"({ids}); treating it as an API error: nothing was destroyed or marked.",
                 provider=PROVIDER, kind="malformed", hint=hint)
-        self.listed = len(remote)
+        self.listing = listing
         by_remote = {r.remote_id: r for r in rows if r.remote_id}  # rows are in id order: newest wins
         unmatched_intents = {r.label: r for r in live if r.remote_id is None}
         pairs: list[tuple[Instance, InstanceRow | None]] = []
@@ -219,6 +169,7 @@ class _Cleanup:
                 row = unmatched_intents.pop(inst.label or "")
                 if not self.dry_run:  # the crash came between the create and recording its id
                     self.state.update_instance(row.id, remote_id=str(inst.id))
+                    forget_absent(self.state, row.label)
             if row is None and not is_gpuctl_label(inst.label):
                 continue  # not gpuctl's: never touched
             if row is not None and row.live:
@@ -248,8 +199,8 @@ class _Cleanup:
         msg = f" ({inst.status_msg})" if inst.status_msg else ""
         if row is None:
             if age >= self.orphan_grace_s:
-                return "destroy", f"orphaned: labelled by gpuctl, unknown to the ledger, {_minutes(age)} old"
-            return "keep", f"unknown to the ledger but only {_minutes(age)} old (grace {_minutes(self.orphan_grace_s)})"
+                return "destroy", f"orphaned: labelled by gpuctl, unknown to the ledger, {minutes(age)} old"
+            return "keep", f"unknown to the ledger but only {minutes(age)} old (grace {minutes(self.orphan_grace_s)})"
         if not row.live:
             return "destroy", "still on the account although the ledger marked it destroyed"
         if self.spent >= self.total_limit:
@@ -264,7 +215,7 @@ class _Cleanup:
         if row.status in _LAUNCHING:
             return "destroy", f"launch abandoned: the launching process ended before vLLM was ready (status {row.status})"
         if inst.actual_status in (None, "created", "loading") and age > self.loading_timeout_s:
-            return "destroy", f"stuck {inst.actual_status or 'starting'} for {_minutes(age)}{msg}"
+            return "destroy", f"stuck {inst.actual_status or 'starting'} for {minutes(age)}{msg}"
         if row.status == "unattended":
             return self.decide_unattended(inst, row, age)
         if row.status == "ready":
@@ -272,16 +223,16 @@ class _Cleanup:
             last = max(t for t in (used, row.ready_at, row.created_at) if t is not None)
             idle = max(0.0, self.now - last)
             if idle > self.max_idle_s:
-                return "destroy", f"idle for {_minutes(idle)} (keep-alive {_minutes(self.max_idle_s)})"
+                return "destroy", f"idle for {minutes(idle)} (keep-alive {minutes(self.max_idle_s)})"
             since = "last request" if used is not None and used >= last else "ready, no request since"
-            return "keep", f"in use: {since} {_minutes(idle)} ago (keep-alive {_minutes(self.max_idle_s)})"
+            return "keep", f"in use: {since} {minutes(idle)} ago (keep-alive {minutes(self.max_idle_s)})"
         # A status no rule above knows (an older gpuctl stored Vast's own, e.g. `offline`), and no
         # launch is watching it: nobody will ever promote or destroy it but us.
         row_age = max(0.0, self.now - row.created_at)
         if row_age >= self.orphan_grace_s:
-            return "destroy", f"ledger status {row.status!r} and no launch watching it, {_minutes(row_age)} old"
-        return "keep", (f"ledger status {row.status!r}, only {_minutes(row_age)} old "
-                        f"(grace {_minutes(self.orphan_grace_s)})")
+            return "destroy", f"ledger status {row.status!r} and no launch watching it, {minutes(row_age)} old"
+        return "keep", (f"ledger status {row.status!r}, only {minutes(row_age)} old "
+                        f"(grace {minutes(self.orphan_grace_s)})")
 
     def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:
         if inst.actual_status == "running":
@@ -290,15 +241,16 @@ class _Cleanup:
             endpoint = inst.endpoint(int(vast_container_settings()["vllm"]["port"]))
             if endpoint:
                 try:
-                    health = self.probe(endpoint, self.settings.get("vastai.vllm_api_key"), self.settings["vastai.model"])
+                    health = self.probe(endpoint, find_vllm_key(self.settings, self.state),
+                                        self.settings["vastai.model"])
                 except ProviderError as exc:  # e.g. the key refused: not ready, the deadline decides
                     health = Health(provider=PROVIDER, status="unhealthy", endpoint=endpoint, detail=exc.message)
                 if health.status == "ready":
                     self.answering[inst.id] = endpoint
                     return "promote", f"vLLM answers at {endpoint}"
         if age > self.ready_deadline_s:
-            return "destroy", f"never became ready: {_minutes(age)} since it was created"
-        return "keep", f"booting unattended ({row.status_msg or 'no launcher watching'}), {_minutes(age)} old"
+            return "destroy", f"never became ready: {minutes(age)} since it was created"
+        return "keep", f"booting unattended ({row.status_msg or 'no launcher watching'}), {minutes(age)} old"
 
     def last_use(self, row: InstanceRow) -> float | None:
         if not row.endpoint:
@@ -313,14 +265,7 @@ class _Cleanup:
             if launch_in_progress(self.home, row.label):
                 return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
                                           "kept"))
-            age = max(0.0, self.now - row.created_at)
-            if age < self.orphan_grace_s:  # a create in flight can be listed late
-                return self.record(Action(None, row.id, row.label, row.gpu, None, "keep",
-                                          f"no instance carries its label yet; its create may still appear "
-                                          f"({_minutes(age)} old, grace {_minutes(self.orphan_grace_s)})", "kept"))
-            return self.mark(row, None, "mark_never_created",
-                             f"none of the {self.listed} listed instance(s) carries its label after "
-                             f"{_minutes(age)}: the create never happened")
+            return self.id_less(row)
         try:
             inst = self.client.get_instance(int(row.remote_id))
         except (ProviderError, ValueError) as exc:
@@ -330,6 +275,22 @@ class _Cleanup:
         if inst is None:
             return self.mark(row, None, "mark_gone", "no longer on the account")
         return self.execute(self.decide(inst, row), inst, row)
+
+    def id_less(self, row: InstanceRow) -> Action:
+        """A live row without an instance id whose label no listed instance carries: settled only
+        on evidence no single outage can fake (`gpuctl.vastai.unconfirmed`)."""
+        assert row.label is not None
+        first = first_absent(self.state, row.label)
+        verdict = judge(row, self.listing, self.now, first_seen_absent=first, grace_s=self.orphan_grace_s,
+                        confirm_s=self.absence_confirm_s)
+        if verdict.settle:
+            action = self.mark(row, None, "mark_never_created", verdict.reason)
+            if not self.dry_run:
+                forget_absent(self.state, row.label)
+            return action
+        if verdict.record and not self.dry_run:
+            note_absent(self.state, row.label, self.now)
+        return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", verdict.reason, "kept"))
 
     # -- doing -----------------------------------------------------------------------------
 
@@ -381,7 +342,3 @@ def _with(action: Action, **changes: Any) -> Action:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"

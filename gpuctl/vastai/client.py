@@ -29,6 +29,7 @@ from gpuctl.http.client import RETRY_RATE_LIMITED_ONLY, Timeouts, build_client, 
 from gpuctl.vastai.api_types import (
     PROVIDER,
     Instance,
+    Listing,
     Offer,
     as_int,
     build_search_query,
@@ -174,11 +175,16 @@ class VastAIClient:
         return new_id
 
     def list_instances(self) -> list[Instance]:
-        """Every instance on the account, following `next_token` across pages.
+        """Every instance on the account (`listing().instances`). An empty list is returned as
+        is: only the caller's ledger can tell that it is wrong."""
+        return list(self.listing().instances)
+
+    def listing(self) -> Listing:
+        """Every instance on the account, following `next_token` across pages, with the total
+        the server reported (`Listing.shows_absence` says what an empty one is worth).
 
         A page without an `instances` list, a looping token, or fewer instances than the
-        reported `total_instances` is `ProviderError(kind="malformed")`. An empty list is
-        returned as is: only the caller's ledger can tell that it is wrong.
+        reported `total_instances` is `ProviderError(kind="malformed")`.
         """
         what = "instance list"
         found: dict[int, Instance] = {}
@@ -217,7 +223,7 @@ class VastAIClient:
         # total reported is proof that pages went missing.
         if totals and len(found) < min(totals):
             raise malformed(what, f"got {len(found)} instances of the {min(totals)} reported")
-        return sorted(found.values(), key=lambda i: i.id)
+        return Listing(tuple(sorted(found.values(), key=lambda i: i.id)), min(totals) if totals else None)
 
     def get_instance(self, instance_id: int) -> Instance | None:
         """One instance, or None when Vast says it is gone (`{"instances": null}`)."""

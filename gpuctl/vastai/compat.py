@@ -19,6 +19,7 @@ from gpuctl.config import Settings, load_settings
 from gpuctl.state import InstanceRow, State, open_for
 from gpuctl.vastai.cleanup import CleanupReport, run_cleanup
 from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.container import find_vllm_key
 from gpuctl.vastai.destroy import DestroyReport, execute_destroy, plan_destroy
 from gpuctl.vastai.instances import PROVIDER, open_client
 from gpuctl.vastai.launch import LaunchResult, launch
@@ -63,10 +64,12 @@ class GPUOrchestrator:
 
     def launch(self, *, gpu: str | None = None, max_dph: float | Decimal | None = None, wait: bool = True,
                keep: bool = False, progress: Callable[[str], None] = lambda message: None) -> LaunchResult:
-        """Rent the cheapest acceptable GPU and wait until vLLM answers (BudgetError if over budget)."""
+        """Rent the cheapest acceptable GPU and wait until vLLM answers (BudgetError if over budget).
+        As the original system did (and `gpuctl launch --yes`), a box that fails is destroyed and
+        the next offer tried, down the tiers, within the budgets and `max_dph`."""
         plan = self.plan(gpu=gpu, max_dph=max_dph)
         return launch(self.settings, plan, client=self.client, state=self.state, wait=wait, keep=keep,
-                      progress=progress, clock=self.clock, sleep=self.sleep, probe=self.probe)
+                      escalate=True, progress=progress, clock=self.clock, sleep=self.sleep, probe=self.probe)
 
     def destroy(self, instance_id: int | None = None, *, force: bool = False) -> DestroyReport:
         """Destroy one instance, or (None) every instance gpuctl created. An id gpuctl did not
@@ -100,7 +103,7 @@ class GPUOrchestrator:
                     "reason": "no ready Vast.ai instance: start one with `gpuctl launch`", "instance_id": None}
         from gpuctl.providers.openai_compat import VLLMEndpoint
 
-        async with VLLMEndpoint(row.endpoint, provider=PROVIDER, api_key=self.settings.get("vastai.vllm_api_key"),
+        async with VLLMEndpoint(row.endpoint, provider=PROVIDER, api_key=find_vllm_key(self.settings, self.state),
                                 model=self.settings["vastai.model"]) as client:
             health = await client.health()
         return {"status": health.status, "endpoint": health.endpoint, "provider": PROVIDER, "reason": health.detail,

@@ -8,12 +8,15 @@ looks past gpuctl's labels and ledger rows, force or not.
 `--all` is every instance labelled by gpuctl in the remote list *plus* every live ledger row:
 neither source alone is trusted (the list can come back empty, the ledger can miss a crash).
 An instance that is already gone is fine: its row is marked destroyed. A row that never got an
-instance id is marked never-created only as cleanup would: older than the grace period, and
-missing from a non-empty list; otherwise it is reported as not done, and the user, having checked
+instance id (an `unconfirmed` create) is marked never-created when a listing that shows absence
+(non-empty, or saying `total_instances: 0`) lacks its label, no launch holds its lock, and it
+is older than `unconfirmed.CREATE_IN_FLIGHT_S` (an instance that appears after all is an
+orphan cleanup destroys); otherwise it is reported as not done, and the user, having checked
 the web console, can name the row by its label (`gpuctl destroy gpuctl:<profile>:<nonce>`):
-their word stands in for a list that cannot prove anything (an empty one). A list that cannot
-be read is an error even when the ledger has nothing to destroy. A run in which nothing
-succeeded is a failure (`ActionsFailed`, exit 1); one in which only some did is partial (exit 4).
+their word stands in for a list that cannot prove anything (a bare empty one). A list that
+cannot be read is an error even when the ledger has nothing to destroy. A run in which nothing
+succeeded is a failure (`ActionsFailed`, exit 1); one in which only some did is partial (exit 4);
+Ctrl-C stops it with what each target's state is (`DestroyInterrupted`, exit 130).
 Must not print or exit; the command confirms between `plan_destroy` and `execute_destroy`.
 """
 
@@ -27,13 +30,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gpuctl.errors import PartialError, ProviderError, UsageError
+from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.state import InstanceRow, State
-from gpuctl.vastai.api_types import Instance
+from gpuctl.vastai.api_types import Instance, Listing
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import (
-    ORPHAN_GRACE_S,
     PROVIDER,
     ActionsFailed,
     destroy_remote,
@@ -42,6 +44,7 @@ from gpuctl.vastai.instances import (
     mark_destroyed,
     record_untracked,
 )
+from gpuctl.vastai.unconfirmed import CREATE_IN_FLIGHT_S, forget_absent
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class Target:
 class DestroyPlan:
     targets: tuple[Target, ...]
     list_error: str | None = None  # --all could not read the remote list (ledger rows still go)
-    listed: int | None = None  # --all: how many instances the list showed (0 proves nothing)
+    listed: int | None = None  # how many instances the list showed
+    shows_absence: bool = False  # the list is evidence that a label it lacks is on no instance
 
     def as_dict(self) -> dict[str, Any]:
         return {"targets": [t.as_dict() for t in self.targets], "list_error": self.list_error}
@@ -144,10 +148,12 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
         return DestroyPlan((dataclasses.replace(target, foreign=foreign),))
     targets: dict[str, Target] = {}
     list_error = None
+    listing = Listing(())
     try:
-        remote_all = client.list_instances()
+        listing = client.listing()
     except ProviderError as exc:
-        remote_all, list_error = [], exc.message
+        list_error = exc.message
+    remote_all = list(listing.instances)
     by_id = {i.id: i for i in remote_all}
     for inst in remote_all:
         if is_gpuctl_label(inst.label):
@@ -161,7 +167,8 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
             targets[row.remote_id] = _target(rid, row, by_id.get(rid))
         elif not row.remote_id and list_error is None and not any(t.row and t.row.id == row.id for t in targets.values()):
             targets[f"row:{row.id}"] = _target(None, row, None)
-    return DestroyPlan(tuple(targets.values()), list_error, None if list_error else len(remote_all))
+    return DestroyPlan(tuple(targets.values()), list_error, None if list_error else len(remote_all),
+                       list_error is None and listing.shows_absence)
 
 
 def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
@@ -184,23 +191,37 @@ def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
                        listed=len(remote_all))
 
 
+class DestroyInterrupted(GpuctlError):
+    """Ctrl-C during a destroy: the message says what state each target is in; `data` holds the
+    results so far (for --json)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, *, hint: str | None = None, data: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.data = data
+
+
 def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, home: Path | None = None,
                     clock: Callable[[], float] = time.time) -> DestroyReport:
     """Destroy every target; a failure does not stop the others. PartialError if some failed
     (or the list could not be read) and some succeeded; ActionsFailed if none succeeded;
-    ProviderError if the list could not be read and there was nothing to destroy."""
+    ProviderError if the list could not be read and there was nothing to destroy;
+    DestroyInterrupted on Ctrl-C, saying what became of each target."""
     plan.check_listed()
-    outcomes = []
+    outcomes: list[Outcome] = []
     for target in plan.targets:
-        outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed))
+        try:
+            outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed,
+                                         shows_absence=plan.shows_absence))
+        except KeyboardInterrupt:
+            raise interrupted(plan, outcomes, target) from None
     report = DestroyReport(tuple(outcomes), plan.list_error)
     if report.failed or plan.list_error:
         done = len(report.outcomes) - len(report.failed)  # targets is non-empty here (check_listed)
         parts = [f"destroyed {done} of {len(report.outcomes)}"]
         for o in report.failed[:3]:  # why, in the one line people read (the JSON has them all)
-            what = f"instance {o.target.instance_id}" if o.target.instance_id is not None else (
-                f"ledger row {o.target.row.id if o.target.row else '?'}")
-            parts.append(f"{what}: {o.error}")
+            parts.append(f"{name(o.target)}: {o.error}")
         if plan.list_error:
             parts.append(f"the instance list could not be read ({plan.list_error}), so instances missing from the "
                          "ledger may remain")
@@ -211,31 +232,37 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
     return report
 
 
+def name(target: Target) -> str:
+    if target.instance_id is not None:
+        return f"instance {target.instance_id}"
+    return f"ledger row {target.row.id if target.row else '?'}"
+
+
+def interrupted(plan: DestroyPlan, outcomes: list[Outcome], current: Target) -> DestroyInterrupted:
+    """What Ctrl-C leaves: the targets done, the one whose destroy was sent (its answer never
+    read: it may or may not be gone), and those never touched (still billing)."""
+    parts = [f"{name(o.target)} {o.result.replace('_', ' ')}" for o in outcomes]
+    in_flight = [{**current.as_dict(), "result": "sent", "cost": None, "error": None}]
+    if current.instance_id is not None:
+        parts.append(f"{name(current)}: destroy sent; confirm with `gpuctl status`")
+    else:
+        parts.append(f"{name(current)}: not changed")
+    rest = [t for t in plan.targets[len(outcomes) + 1:]]
+    if rest:
+        parts.append(f"not destroyed, still billing: {', '.join(name(t) for t in rest)}")
+    results = [o.as_dict() for o in outcomes] + in_flight + [
+        {**t.as_dict(), "result": "not_started", "cost": None, "error": None} for t in rest]
+    log_event("vastai_destroy_interrupted", done=len(outcomes), sent=current.instance_id,
+              not_started=[t.instance_id for t in rest])
+    return DestroyInterrupted("interrupted: " + "; ".join(parts) + ".",
+                              hint="`gpuctl destroy --all --yes` finishes the job; `gpuctl status` shows what bills",
+                              data={"dry_run": False, "results": results, "interrupted": True})
+
+
 def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Path | None,
-                 clock: Callable[[], float], listed: int | None = None) -> Outcome:
+                 clock: Callable[[], float], listed: int | None = None, shows_absence: bool = False) -> Outcome:
     if target.instance_id is None:
-        assert target.row is not None
-        if home is not None and launch_in_progress(home, target.row.label):
-            return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
-        age = clock() - target.row.created_at
-        if target.named:
-            mark_destroyed(state, target.row, clock(), never_created=True,
-                           note="marked never-created by `gpuctl destroy <label>`: no listed instance carries its label")
-            log_event("vastai_instance_destroyed", instance_id=None, ledger_row=target.row.id, result="marked",
-                      named=True)
-            return Outcome(target, "marked", Decimal(0))
-        if not listed or age < ORPHAN_GRACE_S:
-            # Not listed proves nothing when the list is empty, or the create may still be in flight.
-            why = "the instance list is empty" if not listed else f"the row is only {age / 60:.0f} min old"
-            return Outcome(target, "failed", error=(
-                f"no instance id was recorded and no listed instance carries its label, but {why}: that does not "
-                f"prove its create never happened. Check https://console.vast.ai: if no instance carries it, "
-                f"`gpuctl destroy {target.row.label} --yes` clears the row (`gpuctl cleanup` does once a non-empty "
-                "list has lacked the label for 15 minutes)"))
-        mark_destroyed(state, target.row, clock(), note="no instance id was ever recorded, and the list lacks its label",
-                       never_created=True)
-        log_event("vastai_instance_destroyed", instance_id=None, ledger_row=target.row.id, result="marked")
-        return Outcome(target, "marked", Decimal(0))
+        return _settle_id_less(state, target, home=home, clock=clock, listed=listed, shows_absence=shows_absence)
     try:
         destroyed_now = destroy_remote(client, target.instance_id)
     except ProviderError as exc:
@@ -254,3 +281,32 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
     log_event("vastai_instance_destroyed", instance_id=target.instance_id, result=result,
               cost=None if cost is None else str(cost), label=target.label)
     return Outcome(target, result, cost)
+
+
+def _settle_id_less(state: State, target: Target, *, home: Path | None, clock: Callable[[], float],
+                    listed: int | None, shows_absence: bool) -> Outcome:
+    """A ledger row without an instance id (`unconfirmed`): see the module doc."""
+    row = target.row
+    assert row is not None
+    if home is not None and launch_in_progress(home, row.label):
+        return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
+    age = clock() - row.created_at
+    if target.named:
+        note = "marked never-created by `gpuctl destroy <label>`: no listed instance carries its label"
+    elif not shows_absence:
+        # A bare empty list proves nothing: the instance may bill while the list says nothing.
+        return Outcome(target, "failed", error=(
+            "no instance id was recorded and the instance list is empty without saying so, which does not prove "
+            f"its create never happened. Check https://console.vast.ai: if no instance carries it, "
+            f"`gpuctl destroy {row.label} --yes` clears the row"))
+    elif age < CREATE_IN_FLIGHT_S:
+        return Outcome(target, "failed", error=(
+            f"no listed instance carries its label, but the row is only {age:.0f} s old: its create may still be "
+            "listed. Run `gpuctl destroy --all --yes` again in a few minutes"))
+    else:
+        note = (f"no listed instance ({listed or 0} on the account) carries its label: marked never-created "
+                "(if one appears after all, `gpuctl cleanup` destroys it as an orphan)")
+    mark_destroyed(state, row, clock(), never_created=True, note=note)
+    forget_absent(state, row.label)
+    log_event("vastai_instance_destroyed", instance_id=None, ledger_row=row.id, result="marked", named=target.named)
+    return Outcome(target, "marked", Decimal(0))

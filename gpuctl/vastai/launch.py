@@ -1,24 +1,31 @@
 """`gpuctl launch`: rent the cheapest acceptable Vast.ai GPU, start vLLM on it, and make sure
-that whatever happens nothing is left billing unseen.
+that whatever happens nothing is left billing unseen; when a box fails, go on down the tiers.
 
 The order is the safety argument:
 1. budgets are checked before any API write, and again before every attempt under the global
    launch lock, counting what is spent *and* what every live instance may still bill (a full
    keep-alive each), so concurrent launches see each other;
-2. the vLLM API key is stored in the profile before the create (no endpoint without its key);
+2. the vLLM API key is saved (active profile, else the state database) before the create: no
+   endpoint without its key (`container.py`);
 3. an *intent* row with a unique label is written to the ledger, and the launch lock taken,
    before the create call; the instance id is recorded the moment the create returns;
 4. a create whose outcome is unknown (timeout, dropped connection, 5xx, a garbled reply) is
    never re-sent: its label is looked for in the instance list for up to `CREATE_LOOKUP_S`
-   (a create in flight may be listed late); found, it is destroyed and the next offer tried;
-   still unknown, the launch stops and the row stays live as `failed` for cleanup;
+   (a create in flight may be listed late); found, it is destroyed; still unknown, its row
+   stays live as `unconfirmed` (held against the budget, which must hold it *and* the next
+   offer; watched by cleanup) and the next offer is tried; later looks destroy it if it shows up
+   (the walk stops instead when the list cannot be read either, or after `MAX_UNCONFIRMED`);
 5. then we watch: `running` (status and `status_msg` shown), vLLM's /health and a 1-token
    completion; on CDI injection failure, loading past 10 minutes, a boot exit, or vLLM never
-   answering, the instance is destroyed (its cost recorded), its machine excluded, and the
-   next offer tried, up to `MAX_ATTEMPTS`; a retry never costs more than the user confirmed:
-   only offers of the chosen tier (or an earlier one) at most the chosen $/h × 1.25 (or within
-   an explicit --max-dph: `LaunchPlan.retry_max_dph`); when those run out the launch stops;
-6. Ctrl-C (or any error) destroys what was created, unless `keep`; a process that dies outright
+   answering, the instance is destroyed (its cost recorded) and its machine excluded;
+6. after a failure (5) or a definite refusal of the create (a 4xx such as the offer being
+   taken) the next offer is tried: the rest of the tier, then the later tiers (searched only
+   when reached), at most `MAX_ATTEMPTS_PER_TIER` attempts a tier, each within the budget and
+   any --max-dph, until a vLLM generates or every tier has been tried. What the user confirmed
+   bounds it (`escalate`): `--yes` (and code, e.g. the admin API) confirmed anything within
+   the budget; an interactive launch confirmed the chosen tier at its $/h + 25% (or
+   --max-dph) and is asked *once* before anything dearer; `False` stops there;
+7. Ctrl-C (or any error) destroys what was created, unless `keep`; a process that dies outright
    leaves a ledger row, a label and a released lock, which `gpuctl cleanup` acts on.
 
 An empty or partial instance list never proves that a create did not happen: a row is only
@@ -26,49 +33,101 @@ marked never-created when Vast refused the create outright (a 4xx, or `success: 
 
 Ledger statuses (instances.status): intent → created → loading → running → ready (Vast's other
 statuses are stored as `loading`); `unattended` when the launcher stopped watching before
-ready (--no-wait, or --keep on Ctrl-C); `failed` when a destroy failed, or a create's outcome
-is unknown, and cleanup must finish the job; `destroyed`.
+ready (--no-wait, or --keep on Ctrl-C); `unconfirmed` when a create's outcome is unknown and
+no instance carries its label (yet); `failed` when a destroy failed and cleanup must finish
+the job; `destroyed`.
 
 Where each step lives: the plan and the first budget check in `plan.py`; one attempt (the
-budget re-check under the lock, steps 2 to 4, and 6) in `attempt.py`; the watch (step 5) in
-`watch.py`; this module retries over the offers and says why it stopped. Time is injectable (`clock`, `sleep`), the vLLM probe too. Must not print
-or exit.
+budget re-check under the lock, steps 2 to 4, and 7) in `attempt.py`; the watch (step 5) in
+`watch.py`; this module walks the offers and tiers (step 6) and says why it stopped. Time is
+injectable (`clock`, `sleep`), the vLLM probe too. Must not print or exit; `progress` gets one
+line per step (raise from it to abort: what was created is destroyed).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from gpuctl.config import Settings
-from gpuctl.errors import BudgetError, ProviderError
+from gpuctl.errors import BudgetError, Kind, ProviderError
 from gpuctl.state import State
 from gpuctl.vastai.attempt import (
+    UNCONFIRMED,
     Attempt,
     Attempter,
     AttemptFailed,
     LaunchInterrupted,
     Settled,
-    create_spec,
 )
-from gpuctl.vastai.budget import money
+from gpuctl.vastai.budget import dec, money
 from gpuctl.vastai.client import VastAIClient
+from gpuctl.vastai.container import create_spec
 from gpuctl.vastai.instances import PROVIDER
-from gpuctl.vastai.offers import candidates_in_order
+from gpuctl.vastai.offers import Candidate, candidates_in_order
 from gpuctl.vastai.plan import LaunchPlan, check_plan, excluded_machines
+from gpuctl.vastai.tiers import Tier
 from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, WatchSetup
 
-__all__ = ["LEGACY_NOTE", "Attempt", "LaunchInterrupted", "LaunchResult", "launch"]
+__all__ = ["LEGACY_NOTE", "Attempt", "Escalation", "LaunchFailed", "LaunchInterrupted", "LaunchResult", "launch",
+           "legacy_note_due"]
 
 LEGACY_NOTE = "Note: Vast.ai is gpuctl's legacy provider; Modal is recommended (`gpuctl deploy modal`)."
+LEGACY_NOTE_EVERY_S = 24 * 3600  # a reminder, not a nag: once a day at most
+LEGACY_NOTE_FILE = "legacy-note-shown"  # in GPUCTL_HOME: when the note was last shown (epoch seconds)
 POLL_S = 5.0  # status polls and readiness probes, while watching (`watch.WatchSetup.poll_s`)
-MAX_ATTEMPTS = 3
+# Bad hosts cluster (one provider's fleet, one driver): after this many failures in one tier the
+# walk moves on to the next tier rather than spending the whole budget on one GPU model.
+MAX_ATTEMPTS_PER_TIER = 3
 # A create with an unknown outcome may show up in the list only later (it is still in flight
-# at Vast): look for its label this long (every `attempt.CREATE_LOOKUP_POLL_S`) before giving
-# up on knowing.
+# at Vast): look for its label this long (every `attempt.CREATE_LOOKUP_POLL_S`) before holding
+# it as unconfirmed.
 CREATE_LOOKUP_S = 60.0
+# Creates of unknown outcome one launch may leave held: a third in a row means the API is
+# failing, and every further create could be another box billing unseen.
+MAX_UNCONFIRMED = 2
+
+
+def legacy_note_due(home: Path, now: float) -> str | None:
+    """`LEGACY_NOTE` if it was not shown in the last day, remembering that it is shown now;
+    else None. A home that cannot be written shows it every time rather than never."""
+    path = home / LEGACY_NOTE_FILE
+    try:
+        last: float | None = float(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        last = None
+    if last is not None and 0 <= now - last < LEGACY_NOTE_EVERY_S:
+        return None
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{now}\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return LEGACY_NOTE
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """The one question of an interactive launch: the offers it confirmed are used up; may it go
+    on to `next` and everything after it (dearer offers, later tiers), within the budgets?"""
+
+    attempts: tuple[Attempt, ...]
+    next: Candidate
+    confirmed_dph: Decimal | None  # the most $/h the user confirmed
+    confirmed_tier: str
+
+
+# True: go on (as `--yes`); False: stop at what was confirmed; a callable: ask it once.
+Escalate = bool | Callable[[Escalation], bool]
 
 
 @dataclass(frozen=True)
@@ -84,16 +143,43 @@ class LaunchResult:
     ready: bool
     waited_s: float
     attempts: tuple[Attempt, ...] = field(default=())
+    vllm_key_where: str = ""  # where the vLLM API key lives (never the key)
 
     @property
     def openai_base(self) -> str | None:
         return f"{self.endpoint}/v1" if self.endpoint else None
 
+    @property
+    def unconfirmed(self) -> tuple[Attempt, ...]:
+        """Creates of unknown outcome still held against the budget (cleanup settles them)."""
+        return tuple(a for a in self.attempts if a.outcome == UNCONFIRMED)
+
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "attempts"}
         d["openai_base"] = self.openai_base
-        d["attempts"] = [a.__dict__.copy() for a in self.attempts]
+        d["attempts"] = attempts_data(self.attempts)
         return d
+
+
+def attempts_data(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    return [dict(a.__dict__) for a in attempts]
+
+
+class LaunchFailed(ProviderError):
+    """No offer came up (or the walk had to stop); `data` lists every attempt, for --json."""
+
+    def __init__(self, message: str, *, attempts: Sequence[Attempt], kind: Kind | str = Kind.HTTP,
+                 hint: str | None = None) -> None:
+        super().__init__(message, provider=PROVIDER, kind=kind, hint=hint)
+        self.data = {"attempts": attempts_data(attempts)}
+
+
+class LaunchOverBudget(BudgetError):
+    """The offers left would pass a budget; `data` lists the attempts made before, for --json."""
+
+    def __init__(self, message: str, *, attempts: Sequence[Attempt], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.data = {"attempts": attempts_data(attempts)}
 
 
 def launch(
@@ -104,64 +190,158 @@ def launch(
     state: State,
     wait: bool = True,
     keep: bool = False,
+    escalate: Escalate = False,
     progress: Callable[[str], None] = lambda m: None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] | None = None,
     probe: Probe | None = None,
-    max_attempts: int = MAX_ATTEMPTS,
+    max_attempts: int | None = None,
+    max_attempts_per_tier: int = MAX_ATTEMPTS_PER_TIER,
     loading_timeout_s: float = LOADING_TIMEOUT_S,
     health_timeout_s: float = HEALTH_TIMEOUT_S,
     create_lookup_s: float | None = None,
 ) -> LaunchResult:
-    """Create, watch and (on failure) replace instances until one serves; see the module doc."""
+    """Create, watch and (on failure) replace instances until one serves; see the module doc.
+    `max_attempts` bounds the whole walk (None: only the per-tier bound and the budgets)."""
     check_plan(plan)
-    spec = create_spec(settings)
+    spec = create_spec(settings, state)
     setup = WatchSetup(client, state, spec.port, spec.vllm_key, spec.model, clock=clock,
                        sleep=sleep or (lambda s: time.sleep(s)), progress=progress, probe=probe, poll_s=POLL_S,
                        loading_timeout_s=loading_timeout_s, health_timeout_s=health_timeout_s)
     attempter = Attempter(settings, spec, setup, wait=wait, keep=keep,
                           create_lookup_s=CREATE_LOOKUP_S if create_lookup_s is None else create_lookup_s)
-    attempts: list[Attempt] = []
-    cap = plan.retry_max_dph
-    # Only the chosen tier and those before it: later tiers are never even searched.
-    tiers = list(plan.retry_tiers)
-    for cand in candidates_in_order(client, tiers, plan.search, disk_gb=spec.disk_gb,
-                                    excluded=lambda: excluded_machines(state)):
-        if cap is not None and cand.offer.dph_total > cap:
-            continue  # dearer than what the user confirmed
-        if len(attempts) >= max_attempts:
-            break
-        try:
-            started = attempter.run(cand)
-        except Settled as settled:
-            raise settled.error from None
-        except AttemptFailed as failed:
-            attempts.append(failed.attempt)
-            if failed.fatal is not None:
-                raise failed.fatal from None
-            progress(f"Attempt {len(attempts)} failed: {failed.attempt.reason}. Trying the next offer…")
-            continue
-        except BudgetError as err:
+    return Fallback(plan, attempter, escalate, max_attempts, max_attempts_per_tier).run()
+
+
+class Fallback:
+    """The walk over offers and tiers for one launch (step 6 of the module doc)."""
+
+    def __init__(self, plan: LaunchPlan, attempter: Attempter, escalate: Escalate, max_attempts: int | None,
+                 per_tier: int) -> None:
+        self.plan, self.attempter, self.escalate = plan, attempter, escalate
+        self.max_attempts, self.per_tier = max_attempts, per_tier
+        self.attempts: list[Attempt] = []
+        self.tried: Counter[str] = Counter()  # attempts per tier
+        self.over_budget: BudgetError | None = None  # the first refusal
+        self.refused_dph: Decimal | None = None  # the cheapest $/h a budget refused (dearer ones are too)
+        self.granted = escalate is True
+        self.stopped_at: Candidate | None = None  # the first offer beyond what was confirmed, not tried
+        self.halt: str | None = None  # why the walk stopped early, with offers left
+
+    def tiers(self) -> Sequence[Tier]:
+        # Without leave to go further, later tiers are never even searched.
+        return self.plan.tiers if self.escalate is not False else self.plan.retry_tiers
+
+    def confirmed(self, cand: Candidate) -> bool:
+        cap = self.plan.retry_max_dph
+        return (cand.tier.name in {t.name for t in self.plan.retry_tiers}
+                and (cap is None or cand.offer.dph_total <= cap))
+
+    def allowed(self, cand: Candidate) -> bool:
+        """Within what the user confirmed, or leave was given (asked once)."""
+        if self.confirmed(cand):
+            return True
+        if self.stopped_at is None:
+            self.stopped_at = cand
+            plan = self.plan
+            tier = plan.search.tier.name if plan.search.tier else ""
+            if callable(self.escalate):
+                self.granted = bool(self.escalate(Escalation(tuple(self.attempts), cand, plan.retry_max_dph, tier)))
+            if self.granted:
+                self.attempter.progress(
+                    f"Past the {tier} tier's offers at ${money(plan.retry_max_dph or cand.offer.dph_total)}/h: going "
+                    f"on to {cand.offer.gpu_name} at ${money(cand.offer.dph_total)}/h (tier {cand.tier.name}), "
+                    "within the budgets")
+        return self.granted
+
+    def run(self) -> LaunchResult:
+        plan, at = self.plan, self.attempter
+        offers = candidates_in_order(at.client, self.tiers(), plan.search, disk_gb=at.spec.disk_gb,
+                                     excluded=lambda: excluded_machines(at.state))
+        for cand in offers:
+            if self.max_attempts is not None and len(self.attempts) >= self.max_attempts:
+                break
+            if self.tried[cand.tier.name] >= self.per_tier:
+                continue  # this tier had its chances: on to the next
+            if self.refused_dph is not None and cand.offer.dph_total >= self.refused_dph:
+                continue  # a budget refused a cheaper one
+            if not self.allowed(cand):
+                if self.escalate is False:
+                    continue  # dearer than confirmed: never rented without a new confirmation
+                break  # declined
+            try:
+                started = at.run(cand)
+            except Settled as settled:
+                raise settled.error from None
+            except AttemptFailed as failed:
+                self.attempts.append(failed.attempt)
+                self.tried[cand.tier.name] += 1
+                if failed.fatal is not None:
+                    raise failed.fatal from None
+                held = sum(a.outcome == UNCONFIRMED for a in self.attempts)
+                self.halt = failed.halt or (f"{held} creates of unknown outcome: the Vast.ai API is failing, and "
+                                            "each further create could be another box billing unseen"
+                                            if held >= MAX_UNCONFIRMED else None)
+                if self.halt is not None:
+                    break
+                at.progress(f"Attempt {len(self.attempts)} failed: {failed.attempt.reason}. Trying the next offer…")
+                if failed.attempt.outcome != UNCONFIRMED:  # (its own lookup has just looked)
+                    self.settle_late()
+                continue
+            except BudgetError as err:
+                self.over_budget = self.over_budget or err
+                self.refused_dph = cand.offer.dph_total
+                continue
+            self.settle_late()
+            o = cand.offer
+            done = at.attempt(cand, started.instance_id, "ready" if started.ready else "unattended",
+                              row_id=started.row_id)
+            return LaunchResult(started.instance_id, started.row_id, started.label, at.spec.profile, cand.tier.name,
+                                o.gpu_name, str(o.dph_total), started.endpoint, started.ready,
+                                at.clock() - at.started, (*self.attempts, done), at.spec.key.where)
+        self.settle_late()
+        raise self.failure()
+
+    def settle_late(self) -> None:
+        """Creates of unknown outcome that are listed now are destroyed (`Attempter.recheck`)."""
+        for row_id, instance_id, cost in self.attempter.recheck():
+            self.attempts = [dataclasses.replace(a, outcome="failed", instance_id=instance_id, cost=cost,
+                                                 reason=f"{a.reason}; listed late, destroyed")
+                             if a.ledger_row == row_id else a for a in self.attempts]
+
+    def failure(self) -> ProviderError | BudgetError:
+        """Why the walk ended without an instance that serves."""
+        attempts = self.attempts
+        held = [a for a in attempts if a.outcome == UNCONFIRMED]
+        left = (f" {len(held)} create(s) of unknown outcome (ledger row(s) "
+                f"{', '.join(str(a.ledger_row) for a in held)}) stay held against the budget until `gpuctl cleanup` "
+                "settles them." if held else " Nothing is left running.")
+        tried = (f"no Vast.ai instance came up after {len(attempts)} attempt(s): {reasons(attempts)}. "
+                 f"Each failed instance was destroyed.{left} " if attempts else "")
+        if self.halt is not None:
+            return LaunchFailed(f"{tried}The launch stops: {self.halt}.", attempts=attempts,
+                                hint="`gpuctl status` shows what bills; `gpuctl cleanup` (in a few minutes) destroys "
+                                     "an instance that appears and settles the held rows")
+        if self.max_attempts is not None and len(attempts) >= self.max_attempts:
+            return LaunchFailed(tried.strip(), attempts=attempts,
+                                hint="see docs/providers/vastai.md (troubleshooting), or use Modal")
+        if self.over_budget is None and (self.escalate is False or (self.stopped_at is not None and not self.granted)):
+            return exhausted(self.plan, attempts, tried)
+        if self.over_budget is not None:
             if not attempts:
-                raise
-            raise BudgetError(f"{len(attempts)} attempt(s) failed ({reasons(attempts)}); the next offer: "
-                              f"{err.message}", hint=err.hint) from None
-        o = cand.offer
-        done = Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), started.instance_id,
-                       "ready" if started.ready else "unattended")
-        return LaunchResult(started.instance_id, started.row_id, started.label, spec.profile, cand.tier.name,
-                            o.gpu_name, str(o.dph_total), started.endpoint, started.ready,
-                            clock() - attempter.started, (*attempts, done))
-    if len(attempts) >= max_attempts:
-        raise ProviderError(
-            f"no Vast.ai instance came up after {len(attempts)} attempt(s): {reasons(attempts)}. "
-            "Each was destroyed; nothing is left running.",
-            provider=PROVIDER, kind="http", hint="see docs/providers/vastai.md (troubleshooting), or use Modal",
-        )
-    raise exhausted(plan, attempts)
+                return LaunchOverBudget(self.over_budget.message, attempts=(), hint=self.over_budget.hint)
+            return LaunchOverBudget(f"{len(attempts)} attempt(s) failed ({reasons(attempts)}); the next offer: "
+                                    f"{self.over_budget.message}", attempts=attempts, hint=self.over_budget.hint)
+        names = [t.name for t in self.tiers()]
+        every = (f"every acceptable offer of the {len(names)} tier(s) tried ({', '.join(names)}; at most "
+                 f"{self.per_tier} attempt(s) a tier)")
+        return LaunchFailed(f"{tried}{every[0].upper()}{every[1:]}: none is left.", attempts=attempts,
+                            kind=Kind.NOT_FOUND if not attempts else Kind.HTTP,
+                            hint="`gpuctl launch --dry-run` shows what is on offer now; widen vastai.gpu_tiers, "
+                                 "raise --max-dph, or use Modal (`gpuctl deploy modal`)")
 
 
-def exhausted(plan: LaunchPlan, attempts: list[Attempt]) -> ProviderError:
+def exhausted(plan: LaunchPlan, attempts: Sequence[Attempt], tried: str) -> LaunchFailed:
     """Every offer within the confirmed price and tier was tried (or its machine excluded):
     stop rather than rent something dearer that nobody confirmed."""
     cap = plan.retry_max_dph
@@ -173,14 +353,13 @@ def exhausted(plan: LaunchPlan, attempts: list[Attempt]) -> ProviderError:
     else:
         within = "within the confirmed price"
     later = " and later tiers" if len(plan.tiers) > len(plan.retry_tiers) else ""
-    tried = (f"no Vast.ai instance came up after {len(attempts)} attempt(s): {reasons(attempts)}. "
-             "Each was destroyed; nothing is left running. " if attempts else "")
-    return ProviderError(
+    return LaunchFailed(
         f"{tried}The {tier} tier's offers {within} are exhausted; dearer offers{later} are not rented "
-        "without a new confirmation.",
-        provider=PROVIDER, kind="not_found",
-        hint="`gpuctl launch --dry-run` shows the rest; launch again to confirm one, or pass --max-dph")
+        "without a new confirmation.", attempts=attempts, kind=Kind.NOT_FOUND,
+        hint="`gpuctl launch --dry-run` shows the rest; `gpuctl launch --yes` goes on down the tiers within the "
+             "budget, or pass --max-dph")
 
 
-def reasons(attempts: list[Attempt] | tuple[Attempt, ...]) -> str:
-    return "; ".join(f"offer {a.offer_id}: {a.reason}" for a in attempts)
+def reasons(attempts: Sequence[Attempt]) -> str:
+    return "; ".join(f"offer {a.offer_id} ({a.gpu}, ${money(dec(a.dph) or Decimal(0))}/h): {a.reason}"
+                     for a in attempts)

@@ -130,11 +130,29 @@ def check_max_dph(max_dph: float | Decimal | None) -> Decimal | None:
     return cap
 
 
-def check_plan(plan: LaunchPlan) -> None:
-    """Refuse a plan with no offer, or one over budget (BudgetError says what is left)."""
+class NoAcceptableOffer(ProviderError):
+    """No tier has an acceptable offer; `data` (the plan, for a dry run's --json) if given."""
+
+    def __init__(self, message: str, *, hint: str | None = None, data: object = None) -> None:
+        super().__init__(message, provider=PROVIDER, kind="not_found", hint=hint)
+        self.data = data
+
+
+class PlanOverBudget(BudgetError):
+    """The plan's choice would pass a budget; `data` (the plan, for a dry run's --json) if given."""
+
+    def __init__(self, message: str, *, hint: str | None = None, data: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.data = data
+
+
+def check_plan(plan: LaunchPlan, *, data: object = None) -> None:
+    """Refuse a plan with no offer, or one over budget (the error says what is left, and carries
+    `data`: a dry run that would not proceed is an error too)."""
     if plan.choice is None:
         checked = ", ".join(f"{name}: none" for name, _ in plan.search.checked) or "no tiers"
-        raise ProviderError(f"no acceptable Vast.ai offer in any tier ({checked}).", provider=PROVIDER,
-                            kind="not_found", hint="raise --max-dph, try --gpu with another tier, or edit vastai.gpu_tiers")
+        raise NoAcceptableOffer(f"no acceptable Vast.ai offer in any tier ({checked}).", data=data,
+                                hint="raise --max-dph, try --gpu with another tier, or edit vastai.gpu_tiers")
     if plan.budget is not None and not plan.budget.ok:
-        raise plan.budget.error(f"{plan.choice.offer.gpu_name}")
+        err = plan.budget.error(f"{plan.choice.offer.gpu_name}")
+        raise PlanOverBudget(err.message, hint=err.hint, data=data)

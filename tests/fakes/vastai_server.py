@@ -162,7 +162,8 @@ class FakeInstance:
     stopped: bool = False
     destroyed: bool = False
     destroyed_at: float | None = None
-    fault: str | None = None  # None | "stuck" | "cdi"
+    fault: str | None = None  # None | "stuck" | "cdi" | "exited"
+    exit_msg: str | None = None  # the status_msg of an "exited" fault
     host_port: int | None = None  # overrides FakeVast.endpoint_port for this one
     dph_total: float | None = None  # the live price, once the host changed it (else the offer's)
     hidden_lists: int = 0  # instance-list calls still to come that do not show it yet
@@ -245,6 +246,7 @@ class FakeVast:
         self._create_faults: list[_CreateFault] = []
         self._stuck: list[tuple[int | None, int | None]] = []
         self._cdi: list[tuple[int | None, int | None]] = []
+        self._exits: list[tuple[int | None, int | None, str]] = []
         self._destroy_faults: dict[int, int | None] = {}  # id -> remaining times (None: always)
         self._hidden_now: set[int] = set()  # instances the current listing leaves out
         self._lock = threading.RLock()
@@ -392,6 +394,12 @@ class FakeVast:
         with self._lock:
             self._cdi.append((offer_id, machine_id))
 
+    def exit_on_boot(self, *, offer_id: int | None = None, machine_id: int | None = None,
+                     msg: str = "container exited with code 1: vllm: error: unrecognized arguments") -> None:
+        """Instances from this offer / machine end "exited" once booted, with `msg` (not CDI)."""
+        with self._lock:
+            self._exits.append((offer_id, machine_id, msg))
+
     def fail_destroy(self, *instance_ids: int, times: int | None = None) -> None:
         """DELETE of these ids answers 500 (`times` times, or until `allow_destroy`)."""
         with self._lock:
@@ -451,6 +459,7 @@ class FakeVast:
             self._create_faults.clear()
             self._stuck.clear()
             self._cdi.clear()
+            self._exits.clear()
             self._destroy_faults.clear()
             self.delay = 0.0
             self.list_fault = None
@@ -480,8 +489,11 @@ class FakeVast:
                 (o is not None and o == offer_id) or (m is not None and m == machine_id) for o, m in rules
             )
 
+        exits = [m for o, mid, m in self._exits if (o is not None and o == offer_id) or (mid is not None and mid == machine_id)]
         if hit(self._cdi):
             inst.fault = "cdi"
+        elif exits:
+            inst.fault, inst.exit_msg = "exited", exits[0]
         elif hit(self._stuck):
             inst.fault = "stuck"
         self.instances[inst.id] = inst
@@ -512,6 +524,8 @@ class FakeVast:
             actual, msg = "loading", f"Pulling image {image}"  # wording: guess
         elif inst.fault == "cdi":
             actual, msg = "exited", CDI_STATUS_MSG
+        elif inst.fault == "exited":
+            actual, msg = "exited", inst.exit_msg
         else:
             actual, msg = "running", f"success, running {image}"  # wording: guess
             host_port = str(inst.host_port if inst.host_port is not None else self.endpoint_port)

@@ -101,7 +101,7 @@ def test_crash_between_create_and_recording_the_id_is_matched_by_label(settings:
     assert row is not None and row.remote_id == str(iid) and not row.live
 
 
-def test_intent_is_marked_never_created_only_past_the_grace_with_a_non_empty_list(
+def test_intent_is_marked_never_created_only_past_the_grace_and_two_listings_apart(
         settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock) -> None:
     vast.add_instance(label="my-own-box")  # the list is not empty
     label = make_label("default")
@@ -113,6 +113,9 @@ def test_intent_is_marked_never_created_only_past_the_grace_with_a_non_empty_lis
     assert (young.action, young.result) == ("keep", "kept") and "may still appear" in young.reason
     assert state.get_instance(row_id).live  # type: ignore[union-attr]
     clock.advance(16 * MIN)
+    (first,) = cleanup(settings, client, state, clock).actions  # one listing that lacks it: a sighting
+    assert (first.action, first.result) == ("keep", "kept") and "10 min from now" in first.reason
+    clock.advance(10 * MIN)
     report = cleanup(settings, client, state, clock)
     assert [(a.action, a.result, a.cost) for a in report.actions] == [("mark_never_created", "marked", "0")]
     assert not state.get_instance(row_id).live  # type: ignore[union-attr]

@@ -68,14 +68,33 @@ def test_destroy_all_with_an_unreadable_list_is_exit_1_even_with_an_empty_ledger
     assert len(vast_env.live_ids()) == 1
 
 
-def test_an_id_less_row_on_an_empty_account_is_cleared_by_naming_its_label(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
-                                                                           gpuctl_home: Path) -> None:
-    """The way out of finding 1's guard: a create of unknown outcome on an otherwise empty
-    account. No list can prove it never happened; the user, having checked, can say so."""
+def test_an_id_less_row_on_an_empty_account_is_cleared_by_destroy_all(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                       gpuctl_home: Path) -> None:
+    """Issue 11 item 3: a create of unknown outcome on an otherwise empty account. The list says
+    `total_instances: 0`: `destroy --all` clears the row and exits 0 (nothing is left)."""
     gpuctl_home.mkdir(parents=True, exist_ok=True)
     with open_state(gpuctl_home) as st:
         row_id = st.add_instance_intent(provider="vastai", label="gpuctl:default:0123456789ab", dph="0.18")
-        st.update_instance(row_id, status="failed", created_at=st.clock() - 3600)
+        st.update_instance(row_id, status="unconfirmed", created_at=st.clock() - 3600)
+    cleaned = cli("cleanup")  # one listing that lacks it: a sighting, not proof
+    assert_exit(cleaned, 0)
+    every = cli("--json", "destroy", "--all", "--yes")
+    assert_exit(every, 0)
+    assert json.loads(every.stdout)["data"]["results"][0]["result"] == "marked"
+    with open_state(gpuctl_home) as st:
+        assert st.live_instances("vastai") == [] and st.get_instance(row_id).cost == "0"  # type: ignore[union-attr]
+    assert_exit(cli("cleanup"), 0)
+
+
+def test_an_id_less_row_behind_a_bare_empty_list_is_cleared_by_naming_its_label(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                                gpuctl_home: Path) -> None:
+    """The way out when the list cannot show anything (`{"instances": []}`, the 2026 leak): no
+    list proves the create never happened; the user, having checked, can say so."""
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with open_state(gpuctl_home) as st:
+        row_id = st.add_instance_intent(provider="vastai", label="gpuctl:default:0123456789ab", dph="0.18")
+        st.update_instance(row_id, status="unconfirmed", created_at=st.clock() - 3600)
+    vast_env.set_list_fault("empty")
     cleaned = cli("cleanup")
     assert_exit(cleaned, 1)
     assert "gpuctl destroy gpuctl:default:0123456789ab --yes" in cleaned.stderr
@@ -88,6 +107,7 @@ def test_an_id_less_row_on_an_empty_account_is_cleared_by_naming_its_label(cli, 
     assert json.loads(named.stdout)["data"]["results"][0]["result"] == "marked"
     with open_state(gpuctl_home) as st:
         assert st.live_instances("vastai") == [] and st.get_instance(row_id).cost == "0"  # type: ignore[union-attr]
+    vast_env.set_list_fault(None)
     assert_exit(cli("cleanup"), 0)
     assert_exit(cli("destroy", "gpuctl:default:0123456789ab", "--yes"), 2)  # nothing left by that label
 
@@ -154,3 +174,33 @@ def test_destroy_all_that_fails_everywhere_is_exit_1_not_partial(cli, vast_env: 
     human = cli("destroy", str(iid), "--yes")
     assert_exit(human, 1)
     assert "destroyed 0 of 1" in human.stderr and iid in vast_env.live_ids()
+
+
+def test_ctrl_c_during_destroy_says_what_state_each_instance_is_in(cli, vast_env: FakeVast, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch) -> None:
+    """Issue 11 item 20: done, sent (confirm with `gpuctl status`), or never touched (still billing)."""
+    from gpuctl.vastai.client import VastAIClient
+
+    ids = [vast_env.add_instance(label=f"gpuctl:default:{n:012x}") for n in (1, 2, 3)]
+    real = VastAIClient.destroy_instance
+    calls: list[int] = []
+
+    def destroy_then_ctrl_c(self: VastAIClient, instance_id: int) -> None:
+        calls.append(instance_id)
+        if len(calls) == 2:
+            real(self, instance_id)  # the DELETE went out; its answer never reached us
+            raise KeyboardInterrupt
+        real(self, instance_id)
+
+    monkeypatch.setattr(VastAIClient, "destroy_instance", destroy_then_ctrl_c)
+    result = cli("destroy", "--all", "--yes")
+    assert_exit(result, 130)
+    first, sent, untouched = ids
+    assert f"instance {first} destroyed" in result.stderr
+    assert f"instance {sent}: destroy sent; confirm with `gpuctl status`" in result.stderr
+    assert f"not destroyed, still billing: instance {untouched}" in result.stderr
+    assert vast_env.live_ids() == {untouched}
+    calls[:] = [0]  # the next destroy is "the second": Ctrl-C again
+    doc = json.loads(cli("--json", "destroy", "--all", "--yes").stdout)
+    assert doc["exit_code"] == 130 and doc["status"] == "error"
+    assert [r["result"] for r in doc["data"]["results"]] == ["sent"]

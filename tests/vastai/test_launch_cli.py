@@ -13,6 +13,7 @@ import pytest
 from gpuctl.config import load_settings
 from gpuctl.state import open_state
 from gpuctl.vastai import watch
+from gpuctl.vastai.container import find_vllm_key
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import assert_exit
@@ -27,10 +28,16 @@ def test_launch_picks_the_cheapest_waits_for_vllm_then_the_router_answers_throug
     assert create_ids(vast_env) == [102]  # the cheapest acceptable offer of the first tier
     (create,) = vast_env.received("PUT")
     settings = load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})
-    key = settings["vastai.vllm_api_key"]
-    assert key and settings.source("vastai.vllm_api_key") == "profile default"  # saved before the create
+    # Issue 11 item 13: no profile was created or activated; the key lives in the state (0600),
+    # saved before the create, and the launch says where.
+    assert not (gpuctl_home / "profiles").exists() and not (gpuctl_home / "config.toml").exists()
+    assert settings.get("vastai.vllm_api_key") is None
+    with open_state(gpuctl_home) as st:
+        key = find_vllm_key(settings, st)
+    assert key and f"kept in the state database ({gpuctl_home / 'state.db'})" in result.stderr
+    assert (gpuctl_home / "state.db").stat().st_mode & 0o777 == 0o600
     body = create.body
-    assert body["label"].startswith("gpuctl:default:") and body["image"].startswith("vllm/vllm-openai:v")
+    assert body["label"].startswith("gpuctl:env:") and body["image"].startswith("vllm/vllm-openai:v")
     assert body["args"][body["args"].index("--api-key") + 1] == key and body["env"] == {"-p 8000:8000": "1"}
     assert body["args"][body["args"].index("--model") + 1] == MODEL and body["disk"] == 40.0
     assert f"Endpoint: http://127.0.0.1:{vllm.port}/v1" in result.stdout
@@ -50,6 +57,7 @@ def test_launch_picks_the_cheapest_waits_for_vllm_then_the_router_answers_throug
         async with BackendManager(load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})) as manager:
             return await manager.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=16)
 
+    vllm.api_key = key  # from now on the fake vLLM refuses any other key: routing must find it in the state
     answer = asyncio.run(ask())
     assert answer.provider == "vastai" and answer.text == "Hello from Vast"
 
@@ -121,16 +129,17 @@ def test_no_wait_returns_once_created(cli, vast_env: FakeVast, gpuctl_home: Path
     assert vast_env.received("GET", f"/api/v0/instances/{instance['instance_id']}/") == []
 
 
-def test_a_create_of_unknown_outcome_in_the_cli_is_exit_1_and_points_at_cleanup(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
-                                                                              gpuctl_home: Path) -> None:
+def test_a_create_of_unknown_outcome_in_the_cli_is_held_and_the_launch_goes_on(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                            gpuctl_home: Path) -> None:
     vast_env.create_but_fail(1, status=504, visible_after_lists=1000)
     result = cli("launch", "--yes")
-    assert_exit(result, 1)
-    assert "may have created an instance all the same" in result.stderr and "gpuctl cleanup" in result.stderr
-    assert create_ids(vast_env) == [102] and len(vast_env.live_ids()) == 1
+    assert_exit(result, 0)
+    assert "held against the budget" in result.stderr and "gpuctl cleanup" in result.stderr
+    assert "unconfirmed" in result.stdout  # the attempts table: offer 102 unconfirmed, 101 ready
+    assert create_ids(vast_env) == [102, 101] and len(vast_env.live_ids()) == 2
     with open_state(gpuctl_home) as st:
-        (row,) = st.live_instances("vastai")
-    assert row.status == "failed" and row.remote_id is None
+        held, ready = st.live_instances("vastai")
+    assert held.status == "unconfirmed" and held.remote_id is None and ready.status == "ready"
 
 
 def test_ctrl_c_in_the_cli_destroys_and_exits_130(cli, vast_env: FakeVast, monkeypatch, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
@@ -146,20 +155,28 @@ def test_ctrl_c_in_the_cli_destroys_and_exits_130(cli, vast_env: FakeVast, monke
         assert st.live_instances("vastai") == []
 
 
-def test_the_cli_confirmation_names_the_retry_limit_and_stops_at_it(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+def test_the_cli_confirmation_names_the_retry_limit_and_yes_goes_on_down_the_tiers(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
     asked = cli("launch")  # no terminal: refused, but the question is shown
     assert_exit(asked, 2)
     assert "Rent an instance with RTX 3090 at $0.18/h?" in asked.stderr
-    assert "retries stay within $0.225/h and the RTX 3090 tier" in asked.stderr
+    assert "retries stay within $0.225/h and the RTX 3090 tier; you are asked once before anything dearer" in asked.stderr
     dry = json.loads(cli("--json", "launch", "--dry-run").stdout)
     assert dry["data"]["plan"]["retry_max_dph"] == "0.225"
     vast_env.remove_offer(101)
     vast_env.remove_offer(201)
     vast_env.fail_boot(offer_id=102)
-    result = cli("launch", "--yes")
-    assert_exit(result, 1)
-    assert "are exhausted" in result.stderr and "gpuctl launch --dry-run" in result.stderr
-    assert create_ids(vast_env) == [102] and vast_env.live_ids() == set()
+    # Issue 11 item 4: --yes confirmed anything within the budgets: the H100 ($2.40/h × 45 min =
+    # $1.80, inside the $2 session budget) is the next acceptable offer down the tiers.
+    result = cli("--json", "launch", "--yes")
+    assert_exit(result, 0)
+    doc = json.loads(result.stdout)["data"]["instance"]
+    assert doc["tier"] == "H100" and [a["outcome"] for a in doc["attempts"]] == ["failed", "ready"]
+    assert "CDI" in doc["attempts"][0]["reason"] and doc["attempts"][0]["dph"] == "0.18"
+    assert create_ids(vast_env) == [102, 401] and vast_env.live_ids() == {doc["instance_id"]}
+    assert "Past the RTX 3090 tier's offers" in result.stderr
+    capped = cli("launch", "--yes", "--max-dph", "0.5")  # 102's machine is excluded now; the H100 is too dear
+    assert_exit(capped, 1)
+    assert "no acceptable Vast.ai offer" in capped.stderr and create_ids(vast_env) == [102, 401]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5", "0"])
@@ -194,3 +211,88 @@ def test_total_budget_counts_what_was_spent(cli, vast_env: FakeVast, gpuctl_home
     assert_exit(spent, 1)
     assert "budget is spent" in spent.stderr
     assert len(vast_env.received("POST", "/api/v0/bundles/")) == 1  # no search the second time: spent is spent
+
+
+# -- issue 11: dry runs that would not proceed, the one question, the legacy note -----------------
+
+
+def test_a_dry_run_over_budget_or_without_an_offer_is_exit_1(cli, vast_env: FakeVast, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Item 6: 0 only when a real launch would proceed."""
+    monkeypatch.setenv("VASTAI_SESSION_BUDGET_LIMIT", "0.10")  # 0.18 $/h × 45 min = $0.135
+    over = cli("--json", "launch", "--dry-run")
+    assert_exit(over, 1)
+    doc = json.loads(over.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 1 and doc["errors"][0]["type"] == "PlanOverBudget"
+    assert doc["data"]["plan"]["choice"]["offer_id"] == 102 and doc["data"]["plan"]["budget"]["ok"] is False
+    human = cli("launch", "--dry-run")
+    assert_exit(human, 1)
+    assert "OVER BUDGET" in human.stderr and "session budget of $0.10" in human.stderr
+    monkeypatch.delenv("VASTAI_SESSION_BUDGET_LIMIT")
+    none = cli("--json", "launch", "--dry-run", "--max-dph", "0.05")
+    assert_exit(none, 1)
+    doc = json.loads(none.stdout)
+    assert doc["status"] == "error" and "no acceptable Vast.ai offer" in doc["errors"][0]["message"]
+    assert doc["data"]["plan"]["choice"] is None
+    assert_exit(cli("launch", "--dry-run"), 0)  # within budget: a real launch would proceed
+    assert vast_env.received("PUT") == []
+
+
+def test_an_interactive_launch_asks_once_before_a_dearer_tier(cli, vast_env: FakeVast, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import typer
+
+    from gpuctl.cli import launch as cli_launch
+    from gpuctl.cli import prompts
+
+    questions: list[str] = []
+    answers = [True]
+    monkeypatch.setattr(prompts, "confirm", lambda out, question, yes: questions.append(question))  # "Rent …?" yes
+    monkeypatch.setattr(cli_launch, "can_ask", lambda out: True)
+    monkeypatch.setattr(typer, "confirm", lambda text, **kw: questions.append(text) or answers.pop(0))
+    vast_env.fail_boot(offer_id=102)
+    vast_env.fail_boot(offer_id=101)
+    result = cli("launch")
+    assert_exit(result, 0)
+    assert len(questions) == 2 and questions[0].startswith("Rent an instance with RTX 3090")
+    assert "The RTX 3090 tier's offers at most $0.225/h did not come up (2 attempt(s), each destroyed)" in questions[1]
+    assert "next: RTX 4090 at $0.40/h" in questions[1]
+    assert create_ids(vast_env) == [102, 101, 201]
+    vast_env.fail_boot(offer_id=201)
+    vast_env.add_offer(vast_env.offers[102] | {"id": 103, "machine_id": 50103, "reliability": 0.99})
+    vast_env.fail_boot(offer_id=103)
+    answers.append(False)
+    declined = cli("launch")
+    assert_exit(declined, 1)
+    assert "are exhausted" in declined.stderr and create_ids(vast_env)[3:] == [103]
+
+
+def test_the_legacy_note_shows_once_a_day(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Item 21: a reminder, not a nag on every command (launch and destroy share it)."""
+    import time
+
+    first = cli("launch", "--dry-run")
+    assert_exit(first, 0)
+    assert "legacy provider" in first.stderr
+    for args in (("launch", "--dry-run"), ("destroy", "--all", "--dry-run")):
+        again = cli(*args)
+        assert_exit(again, 0)
+        assert "legacy provider" not in again.stderr
+    (gpuctl_home / "legacy-note-shown").write_text(f"{time.time() - 25 * 3600}\n")  # a day later
+    later = cli("destroy", "--all", "--dry-run")
+    assert "legacy provider" in later.stderr
+
+
+def test_with_an_active_profile_the_vllm_key_is_saved_there_and_never_shown(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                           gpuctl_home: Path) -> None:
+    """Item 13: the active profile (0600) when there is one; no other profile is made or activated."""
+    assert_exit(cli("profile", "create", "dev"), 0)
+    assert_exit(cli("profile", "use", "dev"), 0)
+    result = cli("--json", "launch", "--yes", "--no-wait")
+    assert_exit(result, 0)
+    settings = load_settings(home=gpuctl_home, env={"VASTAI_API_KEY": KEY})
+    key = settings["vastai.vllm_api_key"]
+    assert key and settings.source("vastai.vllm_api_key") == "profile dev"
+    assert json.loads(result.stdout)["data"]["instance"]["vllm_key_where"] == "profile dev"
+    assert key not in result.stdout + result.stderr
+    assert sorted(p.name for p in (gpuctl_home / "profiles").iterdir()) == ["dev.toml"]
+    assert (gpuctl_home / "profiles" / "dev.toml").stat().st_mode & 0o777 == 0o600
+    assert vast_env.received("PUT")[0].body["label"].startswith("gpuctl:dev:")

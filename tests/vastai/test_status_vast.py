@@ -1,0 +1,114 @@
+"""`gpuctl status` never hides a billing Vast.ai instance (issue 11 item 2): with only
+VASTAI_API_KEY set, a live gpuctl instance in the ledger or on the account is shown (id, state,
+$/h, age, endpoint), never "no provider is configured" nor "start one with `gpuctl launch`"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuctl.state import open_state
+from gpuctl.vastai.instances import make_label
+from tests.fakes.vastai_server import FakeVast, make_offer
+from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit, closed_port_url
+
+
+def vast_rows(doc: dict) -> dict:  # type: ignore[type-arg]
+    return next(p for p in doc["data"]["providers"] if p["provider"] == "vastai")
+
+
+def never_hidden(text: str) -> None:
+    assert "no provider is configured" not in text and "start one with `gpuctl launch`" not in text
+
+
+def add_row(home: Path, vast: FakeVast | None, *, status: str, running: bool = False, dph: str = "0.18") -> tuple[int, int | None]:
+    home.mkdir(parents=True, exist_ok=True)
+    label = make_label(None)
+    with open_state(home) as st:
+        row_id = st.add_instance_intent(provider="vastai", label=label, gpu="RTX 3090", dph=dph, offer_id="102")
+        iid = None
+        if vast is not None:
+            iid = vast.add_instance(label=label, offer=make_offer(102, dph_total=dph), running=running,
+                                    created_at=st.clock() - 180)
+            if not running:
+                vast.instance(iid).polls = 2  # past null: "loading"
+            st.set_instance_remote_id(row_id, str(iid))
+        st.update_instance(row_id, status=status, created_at=st.clock() - 180)
+    return row_id, iid
+
+
+def test_a_loading_instance_is_shown_with_its_id_state_price_and_age(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    _, iid = add_row(gpuctl_home, vast_env, status="loading")
+    result = cli("--json", "status")
+    # Nothing can answer yet (exit 1, as for any status where nobody answers), but it is shown.
+    assert_exit(result, 1)
+    never_hidden(result.stdout + result.stderr)
+    doc = json.loads(result.stdout)
+    row = vast_rows(doc)
+    (inst,) = row["instances"]
+    assert inst["id"] == str(iid) and inst["state"] == "loading" and inst["dph"] == "0.18"
+    assert 170 <= inst["age_s"] <= 400 and inst["endpoint"] is None and row["status"] == "loading"
+    assert f"instance {iid} loading ($0.18/h" in doc["data"]["reason"]
+    human = cli("status")
+    assert_exit(human, 1)
+    never_hidden(human.stdout + human.stderr)
+    assert "vastai: billing now" in human.stdout and str(iid) in human.stdout and "loading" in human.stdout
+
+
+def test_a_ready_instance_answers_status_exit_0_and_is_listed_with_its_endpoint(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                                vllm: FakeVLLM) -> None:
+    assert_exit(cli("launch", "--yes"), 0)
+    result = cli("--json", "status")
+    assert_exit(result, 0)
+    doc = json.loads(result.stdout)
+    assert doc["data"]["provider"] == "vastai" and doc["data"]["status"] == "ready"
+    (inst,) = vast_rows(doc)["instances"]
+    assert inst["state"] == "running" and inst["endpoint"] == f"http://127.0.0.1:{vllm.port}/v1"
+    assert inst["dph"] == "0.18" and "ready" in inst["detail"]
+
+
+def test_an_instance_only_the_api_knows_is_shown(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    """Launched from another machine (or the ledger was lost): the account's list shows it."""
+    iid = vast_env.add_instance(label="gpuctl:laptop:0123456789ab", offer=make_offer(102, dph_total="0.18"))
+    vast_env.add_instance(label="someone-elses-box")  # not gpuctl's: not shown
+    result = cli("--json", "status")
+    assert_exit(result, 1)
+    never_hidden(result.stdout + result.stderr)
+    (inst,) = vast_rows(json.loads(result.stdout))["instances"]
+    assert inst["id"] == str(iid) and inst["state"] == "running" and "not in this machine's ledger" in inst["detail"]
+    assert inst["endpoint"] is not None and inst["endpoint"].endswith("/v1")
+
+
+def test_an_unconfirmed_create_is_shown(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    row_id, _ = add_row(gpuctl_home, None, status="unconfirmed")
+    result = cli("--json", "status")
+    assert_exit(result, 1)
+    never_hidden(result.stdout + result.stderr)
+    (inst,) = vast_rows(json.loads(result.stdout))["instances"]
+    assert inst["id"] == f"ledger row {row_id}" and inst["state"] == "unconfirmed" and "held against the budget" in inst["detail"]
+
+
+@pytest.mark.parametrize("api", ["down", "no key"])
+def test_the_ledger_is_shown_when_the_api_cannot_be_asked(cli, vast_env: FakeVast, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                          monkeypatch, api: str) -> None:
+    _, iid = add_row(gpuctl_home, vast_env, status="loading")
+    if api == "down":
+        monkeypatch.setenv("VAST_URL", closed_port_url())
+    else:
+        monkeypatch.delenv("VASTAI_API_KEY")
+    result = cli("--json", "status")
+    assert_exit(result, 1)
+    never_hidden(result.stdout + result.stderr)
+    row = vast_rows(json.loads(result.stdout))
+    (inst,) = row["instances"]
+    assert inst["id"] == str(iid) and inst["state"] == "loading"
+    assert ("could not be read" in row["instances_error"]) if api == "down" else ("not set" in row["instances_error"])
+
+
+def test_with_nothing_live_status_still_says_how_to_start_one(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--json", "status")
+    assert_exit(result, 3)
+    assert "no provider is configured" in result.stderr
