@@ -13,7 +13,8 @@ from gpuctl import bundle
 from gpuctl.config import load_settings
 from gpuctl.errors import ConfigError
 from gpuctl.modal.deploy import ModalDeploySpec, spec_from_settings
-from gpuctl.vastai.attempt import create_spec
+from gpuctl.state import open_state
+from gpuctl.vastai.container import create_spec
 
 API_KEY = {"VLLM_API_KEY": "k"}
 
@@ -71,6 +72,7 @@ def test_the_vast_container_starts_vllm_with_tool_calling(tmp_path: Path) -> Non
                                    tool_call_parser=bundle.tool_call_parser("Qwen/Qwen2.5-7B-Instruct"))
     assert tool_flags(args) == ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
     env = {"VASTAI_API_KEY": "x", "GPUCTL_VASTAI_VLLM_API_KEY": "vllm-key"}
-    assert tool_flags(create_spec(load_settings(env=env, home=tmp_path)).args)[-1] == "hermes"
-    off = create_spec(load_settings(env={**env, "GPUCTL_VASTAI_TOOL_CALL_PARSER": "none"}, home=tmp_path))
+    with open_state(tmp_path) as state:
+        assert tool_flags(create_spec(load_settings(env=env, home=tmp_path), state).args)[-1] == "hermes"
+        off = create_spec(load_settings(env={**env, "GPUCTL_VASTAI_TOOL_CALL_PARSER": "none"}, home=tmp_path), state)
     assert tool_flags(off.args) == []
