@@ -52,6 +52,7 @@ class UsageRecord:
     fallback_reason: str | None = None
     endpoint: str | None = None
     profile: str | None = None
+    host: str | None = None  # the machine that wrote it (migration 9; default: state.host)
 
 
 @dataclass(frozen=True)
