@@ -70,4 +70,38 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
     return invoke
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL server for the session (tests/support/postgres.py). Without
+    server binaries the PostgreSQL tests skip (one line at the end says so); in CI they fail."""
+    from tests.support import postgres
+
+    bin_dir = postgres.server_bin_dir()
+    if bin_dir is None:
+        if postgres.in_ci():
+            pytest.fail(postgres.CI_MISSING)
+        _PG_SKIPPED.append(postgres.SKIP_REASON)
+        pytest.skip(postgres.SKIP_REASON)
+    cluster = postgres.PgCluster(bin_dir).init()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:  # type: ignore[no-untyped-def]
+    """The URL of an empty PostgreSQL database for this test."""
+    pg_cluster.reset()
+    return str(pg_cluster.url)
+
+
+_PG_SKIPPED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _PG_SKIPPED:
+        terminalreporter.write_line(_PG_SKIPPED[0])
+
+
 from tests.fakes.vllm_server import fake_vllm  # noqa: E402,F401  (registers the fixture)

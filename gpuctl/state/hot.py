@@ -137,8 +137,9 @@ class Writer:
         key = (provider, name)
         self._bumps[key] = self._bumps.get(key, 0) + by
 
-    def pending_bump(self, provider: str, name: str) -> float:
-        return self._bumps.get((provider, name), 0)
+    def pending_bumps(self, provider: str) -> dict[str, float]:
+        """Bumps queued for `provider`'s counters, not yet written."""
+        return {name: by for (p, name), by in list(self._bumps.items()) if p == provider}
 
     def _loop(self) -> None:
         while not self._stopped:
@@ -209,6 +210,9 @@ class TtlCache:
 
     def put(self, key: Any, value: Any) -> None:
         self._values[key] = (self.clock(), value)
+
+    def drop(self, key: Any) -> None:
+        self._values.pop(key, None)
 
     def forget(self) -> None:
         self._values.clear()

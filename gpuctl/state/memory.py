@@ -111,6 +111,9 @@ class RoutingMemory:
                 db.executemany(INSERT_USAGE, [(*r[:_OK], int(bool(r[_OK])), *r[_OK + 1:]) for r in rows])
             for provider, name, by in bumps:
                 _bump(db, provider, name, by, self.clock())
+        if bumps and self._cache is not None:
+            for provider in {p for p, _, _ in bumps}:  # re-read: the pending bumps are in now
+                self._cache.drop(("metrics", provider))
 
     def last_usage_at(self, provider: str, *, endpoint: str | None = None) -> float | None:
         """When this provider (at this endpoint) last answered, by the ledger."""
@@ -213,10 +216,8 @@ class RoutingMemory:
                 stored = self._cache.known(key, {})
         out = dict(stored)
         assert self._writer is not None
-        for name in list(out) + ["total_requests"]:
-            pending = self._writer.pending_bump(provider, name)
-            if pending:
-                out[name] = (out.get(name) or 0) + pending
+        for name, pending in self._writer.pending_bumps(provider).items():
+            out[name] = (out.get(name) or 0) + pending
         return out
 
 

@@ -26,12 +26,14 @@ confirmed one by one (`show`) before being marked gone; a row that never got an 
 grace period *and* a non-empty list lacks its label. An empty or malformed list while the
 ledger shows any live row (with an instance id or not) is an API error: nothing is destroyed
 and nothing marked (an empty answer read as "none" made a major tool leak paid instances in
-2026). A second concurrent run returns at once (fcntl lock on GPUCTL_HOME/cleanup.lock). Each
+2026). A second concurrent run returns at once (the state's `cleanup` lock: on every host that
+shares the state). Each
 action is one `vastai_cleanup_action` event. Must not print.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gpuctl.config import Settings, ensure_home
+from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
@@ -49,6 +51,7 @@ from gpuctl.vastai.api_types import Instance
 from gpuctl.vastai.budget import dec, money
 from gpuctl.vastai.client import AUTH_HINT, VastAIClient
 from gpuctl.vastai.instances import (
+    CLEANUP_LOCK,
     ORPHAN_GRACE_S,
     PROVIDER,
     ActionsFailed,
@@ -59,7 +62,6 @@ from gpuctl.vastai.instances import (
     open_client,
     record_live_price,
     record_untracked,
-    try_lock,
 )
 from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
@@ -128,13 +130,13 @@ def run_cleanup(
 ) -> CleanupReport:
     """One cleanup pass under the cleanup lock; raises ProviderError when the API cannot be read."""
     check_max_idle(max_idle_minutes)
-    home = ensure_home(settings.home)
-    with try_lock(home / "cleanup.lock") as held:
+    own_state = state is None
+    st = state if state is not None else open_for(settings, clock=clock)
+    # One cleanup at a time on every host sharing the state (a flock, or an advisory lock).
+    with contextlib.closing(st) if own_state else contextlib.nullcontext(), st.try_lock(CLEANUP_LOCK) as held:
         if not held:
             log_event("vastai_cleanup_skipped", reason=ANOTHER_RUNNING)
             return CleanupReport(dry_run, skipped=True, message=ANOTHER_RUNNING)
-        own_state = state is None
-        st = state if state is not None else open_for(settings, clock=clock)
         own_client = False
         try:
             if client is None:
@@ -154,8 +156,6 @@ def run_cleanup(
         finally:
             if own_client and client is not None:
                 client.close()
-            if own_state:
-                st.close()
 
 
 def check_max_idle(minutes: float | None) -> None:
@@ -257,7 +257,7 @@ class _Cleanup:
         cost = budget.row_cost(row, self.now)
         if cost >= self.session_limit:
             return "destroy", f"session budget spent: it has cost ${money(cost)} (limit ${money(self.session_limit)})"
-        if launch_in_progress(self.home, row.label):
+        if launch_in_progress(self.state, row.label):
             return "keep", "a launch is still watching it"
         if inst.actual_status == "exited" or inst.intended_status == "stopped":
             return "destroy", f"exited{msg}"
@@ -310,7 +310,7 @@ class _Cleanup:
     def unlisted(self, row: InstanceRow) -> Action:
         """A live ledger row the list did not show: confirm before believing it is gone."""
         if row.remote_id is None:
-            if launch_in_progress(self.home, row.label):
+            if launch_in_progress(self.state, row.label):
                 return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
                                           "kept"))
             age = max(0.0, self.now - row.created_at)

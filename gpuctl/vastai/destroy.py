@@ -215,7 +215,7 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
                  clock: Callable[[], float], listed: int | None = None) -> Outcome:
     if target.instance_id is None:
         assert target.row is not None
-        if home is not None and launch_in_progress(home, target.row.label):
+        if home is not None and launch_in_progress(state, target.row.label):
             return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
         age = clock() - target.row.created_at
         if target.named:
