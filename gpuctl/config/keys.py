@@ -98,7 +98,7 @@ KEYS: tuple[Key, ...] = (
        doc="where the state lives: unset for GPUCTL_HOME/state.db, or postgresql://user:pass@host/db to share it"),
     _k("state", "host", str, None, "GPUCTL_STATE_HOST",
        doc="this machine's name in the shared ledger (`cost report --by host`); default: the hostname"),
-    _k("state", "lock_timeout_s", float, 30.0, minimum=0.05,
+    _k("state", "lock_timeout_s", float, 30.0, "GPUCTL_STATE_LOCK_TIMEOUT_S", minimum=0.05,
        doc="how long to wait for a state database another process holds locked"),
     _k("state", "connect_timeout_s", float, 5.0, minimum=1,
        doc="how long to wait for a shared (PostgreSQL) state to answer a new connection"),
