@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from gpuctl.config import Settings
 from gpuctl.providers.base import Provider
-from gpuctl.state import State
+from gpuctl.state import State, StateUnavailableError
 
 NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, "
                     "or ANTHROPIC_API_KEY")
@@ -92,7 +92,11 @@ def build_vastai(settings: Settings, state: State | None) -> Slot:
         return Slot("vastai", None, "set VASTAI_API_KEY, then `gpuctl launch`")
     ready = None
     if state is not None:
-        for row in reversed(state.live_instances("vastai")):
+        try:
+            rows = state.live_instances("vastai")
+        except StateUnavailableError as exc:  # a shared state that is down: the others still answer
+            return Slot("vastai", None, f"the instance ledger is unreachable: {exc.message}")
+        for row in reversed(rows):
             if row.status == "ready" and row.endpoint:
                 ready = row
                 break

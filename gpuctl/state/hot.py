@@ -19,13 +19,16 @@ Must not: know the tables beyond the two statements it runs (given by `State`), 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import logging
 import os
+import signal
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -126,6 +129,7 @@ class Writer:
         self.down = False  # the last flush could not reach the database
         self._thread = threading.Thread(target=self._loop, name="gpuctl-state-writer", daemon=True)
         self._thread.start()
+        flush_at_exit(self)
 
     def put(self, row: Row) -> None:
         if len(self._rows) >= self.queue_max:
@@ -216,3 +220,31 @@ class TtlCache:
 
     def forget(self) -> None:
         self._values.clear()
+
+
+_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+_AT_EXIT: list[bool] = []
+
+
+def flush_at_exit(writer: Writer) -> None:
+    """Whatever is queued is written (or spooled) when the process exits, SIGTERM included:
+    a process that left SIGTERM at its default (instant death, no cleanup) gets a handler that
+    exits cleanly instead. A server's own handler (uvicorn's graceful shutdown) is left alone:
+    its shutdown closes the state, which flushes."""
+    _WRITERS.add(writer)
+    if _AT_EXIT:
+        return
+    _AT_EXIT.append(True)
+    atexit.register(_flush_all)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _flush_all() -> None:
+    for writer in list(_WRITERS):
+        with contextlib.suppress(Exception):
+            writer.flush()

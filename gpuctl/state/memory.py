@@ -66,7 +66,8 @@ class RoutingMemory:
         self._writer_db = writer_db
         self._cache = TtlCache()
         self._last_ok: dict[tuple[str, str | None], float] = {}
-        self._writer = Writer(self._write_batch, Spool(spool))
+        self._spool = Spool(spool)
+        self._writer = Writer(self._write_batch, self._spool)
 
     def _stop_hot_path(self) -> None:
         if self._writer is not None:
@@ -82,7 +83,8 @@ class RoutingMemory:
     @property
     def spooled(self) -> bool:
         """Rows are waiting in the local spool for the database to come back."""
-        return self._writer is not None and self._writer.spool.pending()
+        spool: Spool | None = getattr(self, "_spool", None)
+        return spool is not None and spool.pending()
 
     # -------------------------------------------------------------- usage
 

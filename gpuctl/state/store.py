@@ -11,20 +11,24 @@ Must not: print, or import psycopg at module level (only a PostgreSQL state impo
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from gpuctl.errors import ConfigError
+from gpuctl.state.errors import StateUnavailableError
 from gpuctl.state.memory import Db, RoutingMemory
 from gpuctl.state.rows import ConversationRow, InstanceRow, MessageRow, UsageRecord
 from gpuctl.state.schema import MIGRATIONS
 from gpuctl.state.url import Location
 
+logger = logging.getLogger("gpuctl.state")
 _INSTANCE_FIELDS = {f.name for f in fields(InstanceRow)} - {"id"}
 TABLES = ("instances", "usage", "breakers", "conversations", "messages", "excluded_machines", "provider_metrics")
 
@@ -59,6 +63,7 @@ class State(RoutingMemory):
             location = Location("sqlite", str(path), Path(path))
         self.location = location
         self.path = location.path
+        self._warned_unsaved = False
         self.clock = clock
         self.host = host or socket.gethostname()
         if location.kind == "sqlite":
@@ -215,14 +220,28 @@ class State(RoutingMemory):
 
     # -------------------------------------------------------------- conversations
 
+    # A chat goes on while a shared state is unreachable: its conversation is then not saved
+    # (id 0, said once on stderr), while its usage rows wait in the spool like any others.
+
     def create_conversation(self, *, title: str | None = None, profile: str | None = None,
                             system_prompt: str | None = None) -> int:
         now = self.clock()
-        with self._db.transaction():
+        with self._unsaved_if_down(), self._db.transaction():
             return self._db.insert(
-                "INSERT INTO conversations (created_at, updated_at, title, profile, system_prompt) VALUES (?, ?, ?, ?, ?)",
-                (now, now, title, profile, system_prompt),
-            )
+                "INSERT INTO conversations (created_at, updated_at, title, profile, system_prompt)"
+                " VALUES (?, ?, ?, ?, ?)", (now, now, title, profile, system_prompt))
+        return 0
+
+    @contextlib.contextmanager
+    def _unsaved_if_down(self) -> Iterator[None]:
+        try:
+            yield
+        except StateUnavailableError as exc:
+            if self._writer is None:
+                raise
+            if not self._warned_unsaved:
+                self._warned_unsaved = True
+                logger.warning("%s: this conversation is not saved", exc.message)
 
     def get_conversation(self, conversation_id: int) -> ConversationRow | None:
         if not 0 < conversation_id < 2**63:  # integers are 64-bit in both backends: no such row
@@ -246,7 +265,9 @@ class State(RoutingMemory):
     def add_message(self, conversation_id: int, role: str, content: str, *, partial: bool = False,
                     provider: str | None = None, model: str | None = None) -> int:
         now = self.clock()
-        with self._db.transaction():
+        if not conversation_id:  # a conversation that could not be saved (see create_conversation)
+            return 0
+        with self._unsaved_if_down(), self._db.transaction():
             message_id = self._db.insert(
                 "INSERT INTO messages (conversation_id, ts, role, content, partial, provider, model)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -254,6 +275,7 @@ class State(RoutingMemory):
             )
             self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
             return message_id
+        return 0
 
     def messages(self, conversation_id: int) -> list[MessageRow]:
         out = []

@@ -73,8 +73,10 @@ class PgCluster:
         return self
 
     def start(self) -> None:
+        # fsync off: a test cluster need not survive the machine's crash. synchronous_commit
+        # stays on, so a commit survives the server's (`stop(immediate=True)`), as in production.
         opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -p {self.port} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+                "-c fsync=off -c full_page_writes=off -c max_connections=100")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
 
     def stop(self, *, immediate: bool = False) -> None:
