@@ -87,12 +87,12 @@ def test_sigterm_loses_no_queued_row(pg_backend: StateBackend) -> None:
 def test_a_connection_dropped_mid_transaction_applies_nothing(pg_backend: StateBackend) -> None:
     with pg_backend.open() as st:
         st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789aa")  # connected
-        with pytest.raises(StateUnavailableError, match="dropped during a transaction; it was rolled back"):
-            with st.serialised("launch"):
-                st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ab")
-                _sql(pg_backend.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                     " WHERE application_name = 'gpuctl' AND state = 'idle in transaction'")
-                st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ac")
+        dropped = "dropped during a transaction; it was rolled back"
+        with pytest.raises(StateUnavailableError, match=dropped), st.serialised("launch"):
+            st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ab")
+            _sql(pg_backend.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE application_name = 'gpuctl' AND state = 'idle in transaction'")
+            st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ac")
         # Nothing of it was written, and the state goes on on a new connection.
         assert [r.label for r in st.live_instances()] == ["gpuctl:a:0123456789aa"]
 
