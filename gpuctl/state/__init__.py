@@ -25,7 +25,10 @@ from gpuctl.state.rows import (
     ConversationRow,
     InstanceRow,
     MessageRow,
+    UsageEventRow,
+    UsageGroup,
     UsageRecord,
+    UsageSummary,
     rows_as_dicts,
 )
 from gpuctl.state.schema import MIGRATIONS
@@ -44,7 +47,10 @@ __all__ = [
     "StateDamagedError",
     "StateInfo",
     "StateUnavailableError",
+    "UsageEventRow",
+    "UsageGroup",
     "UsageRecord",
+    "UsageSummary",
     "location_for",
     "open_for",
     "open_location",

@@ -242,7 +242,8 @@ class PgDb:
                     conn.execute("SELECT pg_advisory_lock(%s)", (key,))
                     held = True
                 else:
-                    held = bool(conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key,)).fetchone()["held"])
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key,)).fetchone()
+                    held = bool(row and row["held"])
             except psycopg.Error as exc:
                 raise self.translate(exc, lock=name) from None
             yield held

@@ -119,13 +119,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE instances ADD COLUMN warm_containers INTEGER;
     """,
-    # 9 (issue 15): shared state. Which machine wrote a usage row (`cost report --by host`),
-    #    and a writer-made unique id per row, so a batch retried after a dropped connection
-    #    (or drained from the local spool twice) is written once.
+    # 9 (issue 15): shared state. Which machine wrote a usage row or launched an instance
+    #    (`cost report --by host`); a writer-made unique id per usage row, so a batch retried
+    #    after a dropped connection (or drained from the local spool twice) is written once;
+    #    and `cost report`'s scan as a covering index in its grouping order, so a million rows
+    #    are counted and summed in one pass without a sort.
     """
     ALTER TABLE usage ADD COLUMN host TEXT;
     ALTER TABLE usage ADD COLUMN uid TEXT;
+    ALTER TABLE instances ADD COLUMN host TEXT;
     CREATE UNIQUE INDEX usage_uid ON usage(uid);
+    CREATE INDEX usage_report ON usage(provider, model, host, ts, ok, prompt_tokens, completion_tokens, cost);
     """,
 )
 

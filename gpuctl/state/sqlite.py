@@ -51,7 +51,7 @@ class SqliteDb:
 
     # -------------------------------------------------------------- statements
 
-    def query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, args: Sequence[Any] = (), *, wait: bool = True) -> list[dict[str, Any]]:
         with self._mutex, self.translated():
             return [dict(row) for row in self._db.execute(sql, args)]
 
@@ -77,7 +77,7 @@ class SqliteDb:
             return int(self._db.execute(sql, args).lastrowid or 0)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[SqliteDb]:
+    def transaction(self, *, wait: bool = True) -> Iterator[SqliteDb]:
         """A write transaction taken up front (BEGIN IMMEDIATE); a nested one joins the outer.
         Rolled back on any exception."""
         with self._mutex:

@@ -11,24 +11,28 @@ Must not: print, or import psycopg at module level (only a PostgreSQL state impo
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from gpuctl.errors import ConfigError
-from gpuctl.state.errors import StateUnavailableError
+from gpuctl.state.conversations import ConversationStore
 from gpuctl.state.memory import Db, RoutingMemory
-from gpuctl.state.rows import ConversationRow, InstanceRow, MessageRow, UsageRecord
+from gpuctl.state.rows import (
+    InstanceRow,
+    UsageEventRow,
+    UsageGroup,
+    UsageRecord,
+    UsageSummary,
+)
 from gpuctl.state.schema import MIGRATIONS
 from gpuctl.state.url import Location
 
-logger = logging.getLogger("gpuctl.state")
 _INSTANCE_FIELDS = {f.name for f in fields(InstanceRow)} - {"id"}
 TABLES = ("instances", "usage", "breakers", "conversations", "messages", "excluded_machines", "provider_metrics")
 
@@ -50,7 +54,7 @@ class StateInfo:
                 "spool_pending": self.spooled}
 
 
-class State(RoutingMemory):
+class State(ConversationStore, RoutingMemory):
     """The state database. Cheap to open; close it (or use `with`): closing writes what is
     queued. `State(path)` is a SQLite file; `State(location=...)` any backend."""
 
@@ -63,7 +67,6 @@ class State(RoutingMemory):
             location = Location("sqlite", str(path), Path(path))
         self.location = location
         self.path = location.path
-        self._warned_unsaved = False
         self.clock = clock
         self.host = host or socket.gethostname()
         if location.kind == "sqlite":
@@ -122,7 +125,7 @@ class State(RoutingMemory):
         """Hold the lock `name` (across processes; on PostgreSQL across hosts) until exit;
         yields False at once if `blocking=False` and another process holds it. A process that
         dies releases its locks (flock; a PostgreSQL session). `ephemeral`: a name used once."""
-        return self._db.lock(name, blocking=blocking, ephemeral=ephemeral)  # type: ignore[no-any-return]
+        return self._db.lock(name, blocking=blocking, ephemeral=ephemeral)
 
     def try_lock(self, name: str, *, ephemeral: bool = False) -> AbstractContextManager[bool]:
         return self.lock(name, blocking=False, ephemeral=ephemeral)
@@ -134,7 +137,7 @@ class State(RoutingMemory):
     def serialised(self, name: str) -> AbstractContextManager[None]:
         """One transaction, one process at a time across every host: what is read and written
         inside (through this State) commits together or not at all."""
-        return self._db.serialised(name)  # type: ignore[no-any-return]
+        return self._db.serialised(name)
 
     # -------------------------------------------------------------- instances
 
@@ -144,9 +147,9 @@ class State(RoutingMemory):
         """Record that we are about to create an instance; returns the ledger row id."""
         with self._db.transaction():
             return self._db.insert(
-                "INSERT INTO instances (provider, label, profile, gpu, dph, offer_id, machine_id, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?)",
-                (provider, label, profile, gpu, dph, offer_id, machine_id, self.clock()),
+                "INSERT INTO instances (provider, label, profile, gpu, dph, offer_id, machine_id, status, created_at,"
+                " host) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
+                (provider, label, profile, gpu, dph, offer_id, machine_id, self.clock(), self.host),
             )
 
     def update_instance(self, row_id: int, **changes: Any) -> None:
@@ -212,92 +215,63 @@ class State(RoutingMemory):
             out.append(UsageRecord(**data))
         return out
 
-    def usage_rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """A read-only aggregate over the usage table as plain tuples (`cost report`, a million
-        rows); queued rows are written first."""
+    def usage_summary(self, since: float, until: float, *, by: str = "provider", priced_now: Sequence[str] = (),
+                      replay: str | None = None) -> UsageSummary:
+        """`cost report`'s view of [since, until] in three reads, however many rows: the groups
+        per provider and `by` (model, host or day; counted and summed by the database, costs
+        exactly), the answered rows of `priced_now` providers that carry no cost, and the
+        answered rows of `replay` in time order."""
         self.flush()
-        return self._db.rows(sql, args)
-
-    # -------------------------------------------------------------- conversations
-
-    # A chat goes on while a shared state is unreachable: its conversation is then not saved
-    # (id 0, said once on stderr), while its usage rows wait in the spool like any others.
-
-    def create_conversation(self, *, title: str | None = None, profile: str | None = None,
-                            system_prompt: str | None = None) -> int:
-        now = self.clock()
-        with self._unsaved_if_down(), self._db.transaction():
-            return self._db.insert(
-                "INSERT INTO conversations (created_at, updated_at, title, profile, system_prompt)"
-                " VALUES (?, ?, ?, ?, ?)", (now, now, title, profile, system_prompt))
-        return 0
-
-    @contextlib.contextmanager
-    def _unsaved_if_down(self) -> Iterator[None]:
-        try:
-            yield
-        except StateUnavailableError as exc:
-            if self._writer is None:
-                raise
-            if not self._warned_unsaved:
-                self._warned_unsaved = True
-                logger.warning("%s: this conversation is not saved", exc.message)
-
-    def get_conversation(self, conversation_id: int) -> ConversationRow | None:
-        if not 0 < conversation_id < 2**63:  # integers are 64-bit in both backends: no such row
-            return None
-        rows = self._db.query("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
-        return ConversationRow(**rows[0]) if rows else None
-
-    def last_conversation(self) -> ConversationRow | None:
-        rows = self._db.query("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC LIMIT 1")
-        return ConversationRow(**rows[0]) if rows else None
-
-    def update_conversation(self, conversation_id: int, *, title: str | None = None,
-                            system_prompt: str | None = None) -> None:
-        with self._db.transaction():
-            if title is not None:
-                self._db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
-            if system_prompt is not None:
-                self._db.execute("UPDATE conversations SET system_prompt = ? WHERE id = ?",
-                                 (system_prompt, conversation_id))
-
-    def add_message(self, conversation_id: int, role: str, content: str, *, partial: bool = False,
-                    provider: str | None = None, model: str | None = None) -> int:
-        now = self.clock()
-        if not conversation_id:  # a conversation that could not be saved (see create_conversation)
-            return 0
-        with self._unsaved_if_down(), self._db.transaction():
-            message_id = self._db.insert(
-                "INSERT INTO messages (conversation_id, ts, role, content, partial, provider, model)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, now, role, content, 1 if partial else 0, provider, model),
-            )
-            self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
-            return message_id
-        return 0
-
-    def messages(self, conversation_id: int) -> list[MessageRow]:
-        out = []
-        for data in self._db.query("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)):
-            data["partial"] = bool(data["partial"])
-            out.append(MessageRow(**data))
-        return out
-
-    def clear_messages(self, conversation_id: int) -> None:
-        with self._db.transaction():
-            self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
-
-    def delete_messages(self, conversation_id: int, message_ids: Sequence[int]) -> None:
-        """Remove some messages of one conversation (chat's /retry replaces the last exchange)."""
-        with self._db.transaction():
-            self._db.executemany("DELETE FROM messages WHERE conversation_id = ? AND id = ?",
-                                 [(conversation_id, mid) for mid in message_ids])
+        pg = self._db.kind == "postgresql"
+        day = "CAST(FLOOR(ts / 86400) AS BIGINT)" if pg else "CAST(ts / 86400 AS INTEGER)"
+        # By provider, model or host the groups follow the covering index usage_report: one pass.
+        cols = {"provider": ("provider", "NULL", "NULL", "NULL"), "model": ("provider", "model", "NULL", "NULL"),
+                "host": ("provider", "model", "host", "NULL"), "day": ("provider", "NULL", "NULL", day)}[by]
+        keys = ", ".join(c for c in cols if c != "NULL")
+        # Costs are decimal text, summed exactly: PostgreSQL as NUMERIC; SQLite has no decimal
+        # type, so its groups hand the texts over joined (in C: faster than any per-row callback).
+        total = "SUM(CAST(cost AS NUMERIC))" if pg else "group_concat(cost, ',')"
+        # `+ts`: the period bound must not steer the planner away from the covering index.
+        groups = [UsageGroup(p, m, h, None if d is None else int(d), int(n), int(f or 0), int(t or 0), _sum(c))
+                  for p, m, h, d, n, f, t, c in self._db.rows(
+                      f"SELECT {', '.join(cols)}, COUNT(*), SUM(CASE WHEN ok = 0 THEN 1 ELSE 0 END),"
+                      f" SUM(prompt_tokens + completion_tokens), {total} FROM usage WHERE +ts >= ? AND +ts <= ?"
+                      f" GROUP BY {keys}", (since, until))]
+        unpriced: list[UsageRecord] = []
+        if priced_now:
+            marks = ", ".join("?" for _ in priced_now)
+            for data in self._db.query(f"SELECT * FROM usage WHERE ts >= ? AND ts <= ? AND cost IS NULL AND ok = 1"
+                                       f" AND provider IN ({marks}) ORDER BY ts, id", (since, until, *priced_now)):
+                data.pop("id")
+                data.pop("uid", None)
+                data["ok"] = bool(data["ok"])
+                unpriced.append(UsageRecord(**data))
+        replayed = [UsageEventRow(*row) for row in self._db.rows(
+            "SELECT ts, latency_s, prompt_tokens, completion_tokens, host, model FROM usage"
+            " WHERE provider = ? AND ok = 1 AND ts >= ? AND ts <= ? ORDER BY ts", (replay, since, until))] if replay else []
+        return UsageSummary(groups, unpriced, replayed)
 
     @property
     def db(self) -> Db:
         """The backend, for the rest of gpuctl.state (copying between backends); not for callers."""
         return self._db
+
+
+def _sum(costs: Any) -> Decimal:
+    """A group's cost: PostgreSQL's exact NUMERIC sum, or SQLite's costs joined by commas."""
+    if costs is None:
+        return Decimal(0)
+    if isinstance(costs, str):
+        return sum((_decimal(c) for c in costs.split(",")), Decimal(0))
+    return Decimal(costs)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        d = Decimal(text)
+    except ArithmeticError:  # text that is no number adds nothing (as costs.to_decimal reads it)
+        return Decimal(0)
+    return d if d.is_finite() else Decimal(0)
 
 
 def _where(sql: str, *conditions: tuple[str, Any]) -> tuple[str, list[Any]]:

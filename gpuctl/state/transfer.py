@@ -27,7 +27,7 @@ from gpuctl.state.memory import USAGE_COLUMNS
 from gpuctl.state.store import State
 
 _INSTANCE_COLS = ("provider", "remote_id", "label", "profile", "gpu", "dph", "offer_id", "machine_id", "status",
-                  "status_msg", "endpoint", "created_at", "ready_at", "destroyed_at", "cost", "warm_containers")
+                  "status_msg", "endpoint", "created_at", "ready_at", "destroyed_at", "cost", "warm_containers", "host")
 _CONVERSATION_COLS = ("created_at", "updated_at", "title", "profile", "system_prompt")
 _MESSAGE_COLS = ("conversation_id", "ts", "role", "content", "partial", "provider", "model")
 # Tables keyed by their own columns: (table, key columns, other columns).
