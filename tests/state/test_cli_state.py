@@ -105,3 +105,17 @@ def test_migrate_wants_a_postgres_target_and_a_source(cli, gpuctl_home: Path) ->
     result = cli("state", "migrate", "--to", "postgresql://db.invalid/gpuctl")
     assert_exit(result, 2)
     assert "no SQLite state" in result.stderr
+
+
+def test_a_bad_or_unreachable_state_url_is_one_line(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GPUCTL_STATE_URL", "mysql://root:hunter2@db/gpuctl")
+    result = cli("state", "info")
+    assert_exit(result, 3)
+    assert "state.url must be a postgresql://" in result.stderr and "hunter2" not in result.stderr
+    nowhere = f"postgresql://gpuctl:hunter2@/gpuctl?host={tmp_path / 'no-server-here'}"
+    monkeypatch.setenv("GPUCTL_STATE_URL", nowhere)
+    for args in (["state", "info"], ["cost", "report"]):
+        result = cli(*args)
+        assert_exit(result, 1)
+        assert "is unreachable" in result.stderr and "hunter2" not in result.stderr + result.stdout
+        assert "Traceback" not in result.stderr

@@ -175,3 +175,15 @@ def test_timestamps_keep_their_fractions(backend: StateBackend) -> None:
         row = st.add_instance_intent(provider="vastai", label="gpuctl:x:0123456789ab")
         got = st.get_instance(row)
         assert got is not None and got.created_at == 1767225600.123456
+
+
+def test_psycopg_is_imported_only_for_a_postgres_url(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom gpuctl.config import load_settings\n"
+        "from gpuctl.state import open_for\n"
+        "open_for(load_settings(env={}, home=Path(sys.argv[1]))).close()\n"
+        "print('psycopg' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
