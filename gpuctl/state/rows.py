@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 LIVE_STATUSES = ("intent", "created", "loading", "running", "ready", "failed")
 
@@ -72,9 +72,9 @@ class UsageGroup:
     cost: Decimal  # the sum of the costs the rows carry (a row without one adds 0 here)
 
 
-@dataclass(frozen=True)
-class UsageEventRow:
-    """One answered request of a provider whose time is replayed (Modal's container time)."""
+class UsageEventRow(NamedTuple):
+    """One answered request of a provider whose time is replayed (Modal's container time).
+    A tuple: a period may hold hundreds of thousands of them."""
 
     ts: float
     latency_s: float | None
@@ -82,7 +82,6 @@ class UsageEventRow:
     completion_tokens: int
     host: str | None
     model: str | None
-    ok: bool = True
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,7 @@ class State(ConversationStore, RoutingMemory):
                 data.pop("uid", None)
                 data["ok"] = bool(data["ok"])
                 unpriced.append(UsageRecord(**data))
-        replayed = [UsageEventRow(*row) for row in self._db.rows(
+        replayed = [UsageEventRow._make(row) for row in self._db.rows(
             "SELECT ts, latency_s, prompt_tokens, completion_tokens, host, model FROM usage"
             " WHERE provider = ? AND ok = 1 AND ts >= ? AND ts <= ? ORDER BY ts", (replay, since, until))] if replay else []
         return UsageSummary(groups, unpriced, replayed)
@@ -262,7 +262,12 @@ def _sum(costs: Any) -> Decimal:
     if costs is None:
         return Decimal(0)
     if isinstance(costs, str):
-        return sum((_decimal(c) for c in costs.split(",")), Decimal(0))
+        parts = costs.split(",")
+        try:
+            total = sum(map(Decimal, parts), Decimal(0))
+        except ArithmeticError:
+            total = Decimal("NaN")
+        return total if total.is_finite() else sum((_decimal(c) for c in parts), Decimal(0))
     return Decimal(costs)
 
 
