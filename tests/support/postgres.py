@@ -20,7 +20,10 @@ from pathlib import Path
 
 
 def server_bin_dir() -> Path | None:
-    """Where initdb and pg_ctl are: PATH first, then Debian's /usr/lib/postgresql/*/bin."""
+    """Where initdb and pg_ctl are: PATH first, then Debian's /usr/lib/postgresql/*/bin.
+    GPUCTL_TEST_NO_POSTGRES=1 pretends there are none (to test the skip itself)."""
+    if os.environ.get("GPUCTL_TEST_NO_POSTGRES"):
+        return None
     found = shutil.which("pg_ctl")
     if found and shutil.which("initdb"):
         return Path(os.path.realpath(found)).parent
