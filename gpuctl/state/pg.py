@@ -54,7 +54,7 @@ class PgDb:
     kind = "postgresql"
 
     def __init__(self, location: Location, *, connect_timeout_s: float = 5.0, lock_timeout_s: float = 30.0,
-                 wait: bool = True) -> None:
+                 wait: bool = True, lazy: bool = False) -> None:
         self.location = location
         self.where = location.shown
         self.connect_timeout_s = connect_timeout_s
@@ -65,6 +65,8 @@ class PgDb:
         self._retry_at = 0.0
         self._reconnecting = False
         self.last_error: str | None = None
+        if lazy:  # connects on first use (the background writer's: no second connect per command)
+            return
         if wait:
             self._ensure()
         else:

@@ -84,7 +84,7 @@ class State(ConversationStore, RoutingMemory):
         self._db = PgDb(location, wait=False, **opts)  # unreachable now: routing goes on, money waits
         if spool_dir is None:
             raise ValueError("a shared state needs a spool directory (GPUCTL_HOME)")
-        self._start_hot_path(PgDb(location, wait=False, **opts), spool_dir / f"spool-{location.tag}.jsonl")
+        self._start_hot_path(PgDb(location, lazy=True, **opts), spool_dir / f"spool-{location.tag}.jsonl")
 
     # -------------------------------------------------------------- plumbing
 
