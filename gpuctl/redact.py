@@ -29,8 +29,9 @@ _SECRET_SOURCES: tuple[tuple[str, str], ...] = (
     (r"\b(ak|as)-[A-Za-z0-9]{12,}", r"\1-***"),  # Modal token id / secret
     # Vast.ai keys are 64 hex digits; image digests ("sha256:<hex>") are kept.
     (r"(?<![:\w])[0-9a-fA-F]{64}(?!\w)", "***"),
-    # Credentials inside a URL: scheme://user:pass@host
-    (r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@", r"\1***@"),
+    # Credentials inside a URL: scheme://user:pass@host keeps the user, masks the password
+    # (an already masked `user:***@` stays as it is).
+    (r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?!\*\*\*@)[^/\s@]+@", r"\1***@"),
 )
 
 
@@ -56,10 +57,24 @@ def is_secret_name(name: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS) and not lowered.endswith(("_tokens", "max_tokens"))
 
 
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*):[^/\s@]*@")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&\s]*")
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password masked and the rest kept, so it can still be recognised:
+    `postgresql://gpuctl:***@db:5432/gpuctl?sslmode=require` (also `?password=...`)."""
+    masked = _URL_PASSWORD.sub(r"\1:***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", masked)
+
+
 def mask_secret(value: str | None) -> str | None:
-    """Show enough of a key to recognise it, never enough to use it: `sk-ant-…f3a9`."""
+    """Show enough of a key to recognise it, never enough to use it: `sk-ant-…f3a9`. A URL
+    keeps everything but its password (`mask_url`)."""
     if not value:
         return value
+    if "://" in value:
+        return mask_url(value)
     if len(value) < 12:
         return "****"
     prefix = ""

@@ -19,6 +19,7 @@ _SCRUB = (
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
     "GPUCTL_PROFILE", "GPUCTL_PRIORITY", "GPUCTL_ENDPOINT_URL", "GPUCTL_ENDPOINT_API_KEY",
     "GPUCTL_ENDPOINT_MODEL", "GPUCTL_MODAL_API_KEY", "GPUCTL_VASTAI_VLLM_API_KEY", "GPUCTL_MODAL_APP_NAME", "XDG_CONFIG_HOME",
+    "GPUCTL_STATE_URL", "GPUCTL_STATE_HOST", "GPUCTL_STATE_LOCK_TIMEOUT_S", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD",
 )
 
 
@@ -67,6 +68,40 @@ def cli(runner: CliRunner):  # type: ignore[no-untyped-def]
         return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL server for the session (tests/support/postgres.py). Without
+    server binaries the PostgreSQL tests skip (one line at the end says so); in CI they fail."""
+    from tests.support import postgres
+
+    bin_dir = postgres.server_bin_dir()
+    if bin_dir is None:
+        if postgres.in_ci():
+            pytest.fail(postgres.CI_MISSING)
+        _PG_SKIPPED.append(postgres.SKIP_REASON)
+        pytest.skip(postgres.SKIP_REASON)
+    cluster = postgres.PgCluster(bin_dir).init()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:  # type: ignore[no-untyped-def]
+    """The URL of an empty PostgreSQL database for this test."""
+    pg_cluster.reset()
+    return str(pg_cluster.url)
+
+
+_PG_SKIPPED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _PG_SKIPPED:
+        terminalreporter.write_line(_PG_SKIPPED[0])
 
 
 from tests.fakes.vllm_server import fake_vllm  # noqa: E402,F401  (registers the fixture)

@@ -154,7 +154,10 @@ def _coerce(key: Key, value: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: {key.dotted}: {exc.message}", hint=exc.hint) from None
     if key.dotted == "vastai.gpu_tiers":
         _gpu_tiers(result, origin)
-    if key.type is str and key.name.endswith("url") and result and not re.match(r"^https?://", result):
+    if key.dotted == "state.url":
+        if result and not re.match(r"^(postgres(ql)?|sqlite)://", result, flags=re.I):
+            raise ConfigError(f"{origin}: state.url must be a postgresql:// (or sqlite://) URL, got {_show(key, value)}")
+    elif key.type is str and key.name.endswith("url") and result and not re.match(r"^https?://", result):
         raise ConfigError(f"{origin}: {key.dotted} must be an http(s) URL, got {_show(key, value)}")
     return result
 

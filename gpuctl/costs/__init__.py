@@ -124,6 +124,7 @@ _LAZY: dict[str, str] = {
     "up_periods": "replay",
     # report
     "Group": "report",
+    "PRICED_NOW": "report",
     "REPORT_BY": "report",
     "Report": "report",
     "VastLedger": "report",

@@ -27,13 +27,14 @@ from gpuctl.costs.money import (
     to_decimal,
     token_cost,
 )
-from gpuctl.costs.replay import events_from_ledger, replay_usage, up_periods
+from gpuctl.costs.replay import UsageEvent, replay_usage, up_periods
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from gpuctl.state import InstanceRow, UsageRecord
+    from gpuctl.state import InstanceRow, UsageEventRow, UsageRecord, UsageSummary
 
-REPORT_BY = ("provider", "day", "model")
+REPORT_BY = ("provider", "day", "model", "host")
+PRICED_NOW = ("anthropic", "modal")  # rows without a cost that `_request_cost` can still price
 
 
 def check_by(by: str) -> str:
@@ -44,7 +45,7 @@ def check_by(by: str) -> str:
 
 @dataclass
 class Group:
-    """One line of the report: a provider, a UTC day or a provider's model."""
+    """One line of the report: a provider, a UTC day, a provider's model or a host."""
 
     requests: int = 0
     failed: int = 0
@@ -95,11 +96,13 @@ class Report:
     def group(self, key: str) -> Group:
         return self.groups.setdefault(key, Group())
 
-    def key_of(self, provider: str, model: str | None, ts: float) -> str:
+    def key_of(self, provider: str, model: str | None, ts: float, host: str | None = None) -> str:
         if self.by == "provider":
             return provider
         if self.by == "day":
             return utc_day(ts)
+        if self.by == "host":
+            return host or "unknown host"  # rows written before hosts were recorded
         return f"{provider} {model or '?'}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,11 +133,12 @@ class Report:
         }
 
 
-def build_report(records: Sequence[UsageRecord], *, catalog: Catalog, modal_gpu: str, scaledown_window_s: Decimal,
+def build_report(usage: UsageSummary, *, catalog: Catalog, modal_gpu: str, scaledown_window_s: Decimal,
                  vast: VastLedger, modal_deployments: Iterable[InstanceRow], start: float, days: Decimal,
                  now: float, by: str, label: str) -> Report:
-    """Spend from `records` (the ledger's requests in [start, now]) and the instances, grouped
-    `by` provider, day (UTC) or model.
+    """Spend from `usage` (the ledger's requests in [start, now], summed by the database:
+    `State.usage_summary` with `priced_now=PRICED_NOW, replay="modal"`) and the instances,
+    grouped `by` provider, day (UTC), model or host.
 
     Billed estimate per provider: Anthropic = the requests' token costs; Modal = container time
     replayed from the real request times (cold start + scaledown tail per period), which is
@@ -142,8 +146,8 @@ def build_report(records: Sequence[UsageRecord], *, catalog: Catalog, modal_gpu:
     (a live one up to now); anything else = its recorded per-request costs.
     """
     rep = Report(check_by(by), label, start, now, days, vast, scaledown_window_s)
-    per_request = _requests(rep, records, catalog, modal_gpu)
-    modal_container = _modal_container(rep, [r for r in records if r.provider == "modal"], catalog, modal_gpu)
+    per_request = _requests(rep, usage, catalog, modal_gpu)
+    modal_container = _modal_container(rep, usage.replayed, catalog, modal_gpu)
     vast_period = _vast_instances(rep)
     modal_warm = _modal_warm(rep, modal_deployments)
     # Requests land on the warm container first, so Modal's bill is the larger of the warm time
@@ -162,19 +166,25 @@ def build_report(records: Sequence[UsageRecord], *, catalog: Catalog, modal_gpu:
     return rep
 
 
-def _requests(rep: Report, records: Iterable[UsageRecord], catalog: Catalog, modal_gpu: str) -> dict[str, Decimal]:
+def _requests(rep: Report, usage: UsageSummary, catalog: Catalog, modal_gpu: str) -> dict[str, Decimal]:
     """Count and price each request into its group; the per-request sum per provider."""
     per_request: dict[str, Decimal] = {}
-    for rec in records:
-        g = rep.group(rep.key_of(rec.provider, rec.model, rec.ts))
-        g.requests += 1
-        g.failed += 0 if rec.ok else 1
-        g.tokens += (rec.prompt_tokens or 0) + (rec.completion_tokens or 0)
-        c = _request_cost(rep, rec, catalog, modal_gpu)
-        g.request_cost += c
-        per_request[rec.provider] = per_request.get(rec.provider, Decimal(0)) + c
-        if rec.provider != "modal":  # Modal bills container time (see _modal_container), not requests
-            g.billed += c
+
+    def add(g: Group, provider: str, cost: Decimal) -> None:
+        g.request_cost += cost
+        per_request[provider] = per_request.get(provider, Decimal(0)) + cost
+        if provider != "modal":  # Modal bills container time (see _modal_container), not requests
+            g.billed += cost
+
+    for grp in usage.groups:
+        g = rep.group(rep.key_of(grp.provider, grp.model, (grp.day or 0) * 86400.0, grp.host))
+        g.requests += grp.requests
+        g.failed += grp.failed
+        g.tokens += grp.tokens
+        add(g, grp.provider, grp.cost)
+    for rec in usage.unpriced:  # counted above; the router could not price them: priced now
+        add(rep.group(rep.key_of(rec.provider, rec.model, rec.ts, rec.host)), rec.provider,
+            _request_cost(rep, rec, catalog, modal_gpu))
     return per_request
 
 
@@ -201,17 +211,25 @@ def _request_cost(rep: Report, rec: UsageRecord, catalog: Catalog, modal_gpu: st
     return Decimal(0)
 
 
-def _modal_container(rep: Report, records: Sequence[UsageRecord], catalog: Catalog, modal_gpu: str) -> Decimal:
-    """Modal's container time replayed from the real requests, billed to the groups; its total."""
+def _modal_container(rep: Report, records: Sequence[UsageEventRow], catalog: Catalog, modal_gpu: str) -> Decimal:
+    """Modal's container time replayed from the real requests, billed to the groups (by host:
+    the host whose request started the period); its total."""
     if not records:
         return Decimal(0)
     price = catalog.modal_price(modal_gpu)
     rep.prices.append(price.row)
-    events = events_from_ledger(records)
+    # Rows read back from the ledger are numbers already: no per-row checks on a million of them.
+    events = [UsageEvent(exact_seconds(r.ts), Decimal(0) if r.latency_s is None else exact_seconds(r.latency_s),
+                         r.prompt_tokens or 0, r.completion_tokens or 0) for r in records]
     startup = catalog.startup_for("modal").seconds
     model = next((r.model for r in records if r.model), None)
+    hosts: dict[Decimal, str | None] = {}
+    if rep.by == "host":
+        for rec, ev in zip(records, events, strict=True):
+            hosts.setdefault(ev.started_at, rec.host)
     for up in up_periods(events, window_s=rep.scaledown_window_s, startup_s=startup):
-        rep.group(rep.key_of("modal", model, float(up.start))).billed += up.billed_s * price.dollars_per_second
+        key = rep.key_of("modal", model, float(up.start), hosts.get(up.start))
+        rep.group(key).billed += up.billed_s * price.dollars_per_second
     replay = replay_usage(events, catalog=catalog, modal_gpu=modal_gpu, providers=["modal"],
                           scaledown_window_s=rep.scaledown_window_s, period_days=rep.days)
     rep.modal_model = replay.rows[0].estimates[0].as_dict()
@@ -279,6 +297,8 @@ def split_instance(inst: InstanceRow, start: float, now: float, by: str, amount:
         return [("vastai", amount)]
     if by == "model":
         return [(f"vastai {inst.gpu or '?'} instances", amount)]
+    if by == "host":
+        return [(inst.host or "unknown host", amount)]
     begin = max(inst.created_at, start)
     end = min(inst.destroyed_at if inst.destroyed_at is not None else now, now)
     span = Decimal(str(end - begin))

@@ -304,7 +304,7 @@ def _comparison_notes(result: Comparison) -> list[str]:
 
 def cost_report(settings: Settings, state: State | None = None, *, since: str = "30d", by: str = "provider",
                 prices: Path | None = None, now: float | None = None) -> CostView:
-    """Actual spend from the ledger since `since`, grouped `by` provider, day (UTC) or model,
+    """Actual spend from the ledger since `since`, grouped `by` provider, day (UTC), model or host,
     with the totals, the Vast.ai budgets and what is left of the total budget (see
     `gpuctl.costs.build_report`). `state`: an open state to read (default: `open_for(settings)`)."""
     from gpuctl import costs
@@ -316,7 +316,7 @@ def cost_report(settings: Settings, state: State | None = None, *, since: str = 
     catalog = load_prices(settings, prices)
     prof = Profile.of(settings)
     with _ledger(settings, state) as st:
-        records = [r for r in st.usage_since(period.ts) if r.ts <= now]
+        usage = st.usage_summary(period.ts, now, by=by, priced_now=costs.PRICED_NOW, replay="modal")
         vast_rows = st.instances(provider="vastai")
         modal_rows = st.instances(provider="modal")
     # Vast.ai instances, priced the way the budget checks of `launch` and `cleanup` price them:
@@ -324,7 +324,7 @@ def cost_report(settings: Settings, state: State | None = None, *, since: str = 
     vast = costs.VastLedger([(r, vast_budget.row_cost(r, now)) for r in vast_rows], vast_budget.spent(vast_rows, now),
                             _setting(settings, "vastai.budget_limit"), _setting(settings, "vastai.session_budget_limit"))
     with _naming_settings(settings, catalog):
-        report = costs.build_report(records, catalog=catalog, modal_gpu=prof.modal_gpu,
+        report = costs.build_report(usage, catalog=catalog, modal_gpu=prof.modal_gpu,
                                     scaledown_window_s=prof.scaledown_window_s, vast=vast, modal_deployments=modal_rows,
                                     start=period.ts, days=period.days, now=now, by=by, label=period.label)
     stale, stale_data = _stale(report.prices, _today(now))

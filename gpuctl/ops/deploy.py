@@ -41,7 +41,7 @@ from gpuctl.modal.deploy import (
     warm_rows,
 )
 from gpuctl.modal.sdk import ModalSDK
-from gpuctl.state import State, open_for, state_path
+from gpuctl.state import State, open_for, state_exists
 
 READY_TIMEOUT_S = 20 * 60  # image pull + weights download on a first deploy
 POLL_S = 5.0
@@ -203,7 +203,7 @@ def wait_until_ready(url: str, api_key: str | None, model: str, *, progress: Cal
 
 def _existing_state(settings: Settings) -> State | None:
     """The state if it exists: reading what was deployed must not create a database."""
-    return open_for(settings) if state_path(settings.home).exists() else None
+    return open_for(settings) if state_exists(settings) else None
 
 
 def warm_deployments(settings: Settings) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from gpuctl.config import Settings
 from gpuctl.errors import NoProviderError
 from gpuctl.providers.base import Provider, Rentals
-from gpuctl.state import State
+from gpuctl.state import State, StateUnavailableError
 
 NO_PROVIDER_HINT = ("set MODAL_WEB_URL (or run `gpuctl deploy modal`), VASTAI_API_KEY with `gpuctl launch`, "
                     "or ANTHROPIC_API_KEY")
@@ -135,7 +135,10 @@ def build_vastai(settings: Settings, state: State | None) -> Slot:
 
     if not settings.get("vastai.api_key"):
         return Slot("vastai", None, "set VASTAI_API_KEY, then `gpuctl launch`", rentals=rentals)
-    live = state.live_instances("vastai") if state is not None else []
+    try:
+        live = state.live_instances("vastai") if state is not None else []
+    except StateUnavailableError as exc:  # a shared state that is down: the others still answer
+        return Slot("vastai", None, f"the instance ledger is unreachable: {exc.message}")
     ready = next((r for r in reversed(live) if r.status == "ready" and r.endpoint), None)
     if ready is None or not ready.endpoint:
         # A key with no instance ready is not "unconfigured": status says what it is, and never

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 LIVE_STATUSES = ("intent", "created", "loading", "running", "ready", "failed")
 
@@ -31,6 +32,7 @@ class InstanceRow:
     destroyed_at: float | None
     cost: str | None
     warm_containers: int | None = None  # Modal's min_containers (migration 8)
+    host: str | None = None  # the machine that launched it (migration 9)
 
     @property
     def live(self) -> bool:
@@ -53,6 +55,45 @@ class UsageRecord:
     endpoint: str | None = None
     profile: str | None = None
     tokens_estimated: bool = False  # the server reported no usage: the counts are gpuctl's estimate
+    host: str | None = None  # the machine that wrote it (migration 9; default: state.host)
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """The usage rows of one provider (and model, host or UTC day, as the report groups them),
+    counted and summed in the database. A column the report does not group by is None."""
+
+    provider: str
+    model: str | None
+    host: str | None
+    day: int | None  # UTC days since the epoch (ts // 86400)
+    requests: int
+    failed: int
+    tokens: int
+    cost: Decimal  # the sum of the costs the rows carry (a row without one adds 0 here)
+
+
+class UsageEventRow(NamedTuple):
+    """One answered request of a provider whose time is replayed (Modal's container time).
+    A tuple: a period may hold hundreds of thousands of them."""
+
+    ts: float
+    latency_s: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    host: str | None
+    model: str | None
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """A period of the usage ledger for `cost report`, without a million row objects: the
+    groups; the answered rows that carry no cost (priced when reported); and, in time order,
+    the answered rows of the provider whose container time is replayed."""
+
+    groups: list[UsageGroup]
+    unpriced: list[UsageRecord]
+    replayed: list[UsageEventRow]
 
 
 @dataclass(frozen=True)

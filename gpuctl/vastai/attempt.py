@@ -112,7 +112,7 @@ class Attempter:
         live rows (unconfirmed ones too) may still bill, then write the intent row (which the
         next launch counts)."""
         offer = cand.offer
-        with budget_lock(self.settings.home):
+        with budget_lock(self.state):
             rows = self.state.instances(PROVIDER)
             check = budget_check(self.settings, offer.dph_total, spent=budget.spent(rows, self.clock()),
                                  reserved=budget.reserved(rows, self.settings["vastai.keep_alive_minutes"]))
@@ -128,7 +128,7 @@ class Attempter:
         Settled (stop), or what `abort` says after cleaning up."""
         offer = cand.offer
         label = make_label(self.spec.profile)
-        with launch_lock(self.settings.home, label):
+        with launch_lock(self.state, label):
             row_id = self.reserve(cand, label)
             instance_id: int | None = None
             try:

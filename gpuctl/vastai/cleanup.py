@@ -28,18 +28,20 @@ absence at least 10 minutes apart both lacked its label (`gpuctl.vastai.unconfir
 or malformed list while the ledger shows a live row with an instance id, or an empty one that
 does not say `total_instances: 0`, is an API error: nothing is destroyed and nothing marked (an
 empty answer read as "none" made a major tool leak paid instances in
-2026). A second concurrent run returns at once (fcntl lock on GPUCTL_HOME/cleanup.lock). Each
+2026). A second concurrent run returns at once (the state's `cleanup` lock: on every host that
+shares the state). Each
 action is one `vastai_cleanup_action` event. Must not print.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from gpuctl.config import Settings, ensure_home
+from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
@@ -51,6 +53,7 @@ from gpuctl.vastai.cleanup_report import Action, CleanupReport, check_max_idle, 
 from gpuctl.vastai.client import AUTH_HINT, VastAIClient
 from gpuctl.vastai.container import find_vllm_key
 from gpuctl.vastai.instances import (
+    CLEANUP_LOCK,
     ORPHAN_GRACE_S,
     PROVIDER,
     destroy_remote,
@@ -60,7 +63,6 @@ from gpuctl.vastai.instances import (
     open_client,
     record_live_price,
     record_untracked,
-    try_lock,
 )
 from gpuctl.vastai.unconfirmed import (
     ABSENCE_CONFIRM_S,
@@ -95,13 +97,13 @@ def run_cleanup(
 ) -> CleanupReport:
     """One cleanup pass under the cleanup lock; raises ProviderError when the API cannot be read."""
     check_max_idle(max_idle_minutes)
-    home = ensure_home(settings.home)
-    with try_lock(home / "cleanup.lock") as held:
+    own_state = state is None
+    st = state if state is not None else open_for(settings, clock=clock)
+    # One cleanup at a time on every host sharing the state (a flock, or an advisory lock).
+    with contextlib.closing(st) if own_state else contextlib.nullcontext(), st.try_lock(CLEANUP_LOCK) as held:
         if not held:
             log_event("vastai_cleanup_skipped", reason=ANOTHER_RUNNING)
             return CleanupReport(dry_run, skipped=True, message=ANOTHER_RUNNING)
-        own_state = state is None
-        st = state if state is not None else open_for(settings, clock=clock)
         own_client = False
         try:
             if client is None:
@@ -121,8 +123,6 @@ def run_cleanup(
         finally:
             if own_client and client is not None:
                 client.close()
-            if own_state:
-                st.close()
 
 
 class _Cleanup:
@@ -208,7 +208,7 @@ class _Cleanup:
         cost = budget.row_cost(row, self.now)
         if cost >= self.session_limit:
             return "destroy", f"session budget spent: it has cost ${money(cost)} (limit ${money(self.session_limit)})"
-        if launch_in_progress(self.home, row.label):
+        if launch_in_progress(self.state, row.label):
             return "keep", "a launch is still watching it"
         if inst.actual_status == "exited" or inst.intended_status == "stopped":
             return "destroy", f"exited{msg}"
@@ -262,7 +262,7 @@ class _Cleanup:
     def unlisted(self, row: InstanceRow) -> Action:
         """A live ledger row the list did not show: confirm before believing it is gone."""
         if row.remote_id is None:
-            if launch_in_progress(self.home, row.label):
+            if launch_in_progress(self.state, row.label):
                 return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
                                           "kept"))
             return self.id_less(row)

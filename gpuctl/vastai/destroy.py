@@ -288,7 +288,7 @@ def _settle_id_less(state: State, target: Target, *, home: Path | None, clock: C
     """A ledger row without an instance id (`unconfirmed`): see the module doc."""
     row = target.row
     assert row is not None
-    if home is not None and launch_in_progress(home, row.label):
+    if home is not None and launch_in_progress(state, row.label):
         return Outcome(target, "failed", error="a launch is still creating it; Ctrl-C that launch instead")
     age = clock() - row.created_at
     if target.named:

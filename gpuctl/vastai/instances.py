@@ -7,11 +7,12 @@ what gpuctl created without the ledger; the nonce is unique per launch, written 
 intent row *before* the create call, so an instance whose id never reached the ledger (a crash
 right after the create) is still matched to its row by label.
 
-A launch holds an flock on `GPUCTL_HOME/locks/launch-<nonce>.lock` until it returns; the
-kernel drops it when the process dies (even SIGKILL), so cleanup can tell a launch that is
-still watching its instance from one whose process is gone. Every launch also takes the one
-`GPUCTL_HOME/locks/launch.lock` (`budget_lock`) around "check the budget, write the intent
-row", so two launches at once cannot both spend the same dollars.
+A launch holds the state lock `launch-<nonce>` until it returns (an flock on
+`GPUCTL_HOME/locks/launch-<nonce>.lock`, or a PostgreSQL advisory lock); it is dropped when the
+process dies (even SIGKILL), so cleanup on any host can tell a launch that is still watching
+its instance from one whose process is gone. Every launch also runs "check the budget, write
+the intent row" as one serialised transaction (`budget_lock`), so two launches at once, on one
+host or several, cannot both spend the same dollars.
 
 Must not: decide what to destroy (cleanup and destroy do), print, or exit.
 """
@@ -20,14 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
-import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from decimal import Decimal
-from pathlib import Path
 
 from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
@@ -71,88 +69,42 @@ def label_nonce(label: str | None) -> str | None:
 
 
 # -- locks ---------------------------------------------------------------------------------
+# The locks are the state's own (`State.lock`): flock files beside a SQLite state, advisory
+# locks in a shared PostgreSQL one, so they hold across every host that shares the budget.
+
+CLEANUP_LOCK = "cleanup"
+BUDGET_LOCK = "launch"  # the name (and SQLite's locks/launch.lock) it always had
 
 
-def _launch_lock_path(home: Path, label: str) -> Path | None:
+def launch_lock_name(label: str | None) -> str | None:
     nonce = label_nonce(label)
-    return home / "locks" / f"launch-{nonce}.lock" if nonce else None
+    return f"launch-{nonce}" if nonce else None
 
 
 @contextlib.contextmanager
-def try_lock(path: Path) -> Iterator[bool]:
-    """Hold an exclusive flock on `path` (created 0600) if free: yields True, else False at once."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                yield False
-                return
-            raise
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def launch_lock(home: Path, label: str) -> Iterator[None]:
-    """Held by the launching process for the whole launch; removed when it returns."""
-    path = _launch_lock_path(home, label)
-    if path is None:
+def launch_lock(state: State, label: str) -> Iterator[None]:
+    """Held by the launching process for the whole launch; a dead launcher's lock is gone."""
+    name = launch_lock_name(label)
+    if name is None:
         raise ValueError(f"label {label!r} has no launch nonce")
-    with try_lock(path) as held:
+    with state.try_lock(name, ephemeral=True) as held:
         if not held:  # a nonce is random: this only happens if a label was reused
-            raise RuntimeError(f"launch lock {path} is already held")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            raise RuntimeError(f"launch lock {name} is already held")
+        yield
 
 
-@contextlib.contextmanager
-def budget_lock(home: Path) -> Iterator[None]:
-    """Every launch's "re-check the budget, then write the intent row" step, one at a time
-    across processes (blocking flock; held for a ledger read and one insert). The file stays:
-    unlinking a shared lock file would let two holders lock two different files."""
-    path = home / "locks" / "launch.lock"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def budget_lock(state: State) -> AbstractContextManager[None]:
+    """Every launch's "re-check the budget, then write the intent row" step: one transaction,
+    one launch at a time across processes and hosts (a SQLite write transaction under a flock;
+    a PostgreSQL transaction under an advisory transaction lock). What it reads and writes
+    through `state` commits together, or not at all."""
+    return state.serialised(BUDGET_LOCK)
 
 
-def launch_in_progress(home: Path, label: str | None) -> bool:
+def launch_in_progress(state: State, label: str | None) -> bool:
     """True while the process that launched this label is alive and still watching it."""
-    path = _launch_lock_path(home, label or "")
-    if path is None:
-        return False
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    name = launch_lock_name(label)
+    return name is not None and state.lock_held(name)
 
 
 # -- client and destroy --------------------------------------------------------------------

@@ -17,7 +17,7 @@ from gpuctl.errors import BudgetError, ProviderError
 from gpuctl.state import State, open_state
 from gpuctl.vastai import launch as vast_launch
 from gpuctl.vastai.client import VastAIClient
-from gpuctl.vastai.instances import budget_lock, try_lock
+from gpuctl.vastai.instances import BUDGET_LOCK, budget_lock
 from gpuctl.vastai.launch import LaunchFailed, LaunchInterrupted, launch
 from gpuctl.vastai.plan import plan_launch
 from tests.fakes.vastai_server import DROP, FIRST_INSTANCE_ID, FakeClock, FakeVast
@@ -237,20 +237,17 @@ def test_ctrl_c_during_the_create_call_finds_it_by_label(settings: Settings, cli
 def test_budget_check_and_intent_row_happen_under_the_global_launch_lock(
         settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock,
         monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    lock = settings.home / "locks" / "launch.lock"
     held: list[bool] = []
     real = state.add_instance_intent
 
     def spy(**kw):  # type: ignore[no-untyped-def]
-        with try_lock(lock) as free:
-            held.append(not free)
+        held.append(state.lock_held(BUDGET_LOCK))
         return real(**kw)
 
     monkeypatch.setattr(state, "add_instance_intent", spy)
     assert run_launch(settings, client, state, clock, wait=False).instance_id
     assert held == [True]
-    with try_lock(lock) as free:  # and released afterwards
-        assert free
+    assert not state.lock_held(BUDGET_LOCK)  # and released afterwards
 
 
 def test_a_second_launch_waits_for_the_global_launch_lock(settings: Settings, client: VastAIClient, state: State,
@@ -262,7 +259,7 @@ def test_a_second_launch_waits_for_the_global_launch_lock(settings: Settings, cl
         with open_state(settings.home, clock=clock) as st, VastAIClient(KEY, api_url=vast.url) as api:
             results.append(launch(settings, plan, client=api, state=st, clock=clock, wait=False))
 
-    with budget_lock(settings.home):
+    with budget_lock(state):
         thread = threading.Thread(target=second)
         thread.start()
         thread.join(timeout=0.3)

@@ -82,7 +82,7 @@ def test_abandoned_launch_is_destroyed_unless_its_launcher_still_runs(settings: 
                                                                       state: State, vast: FakeVast, clock: FakeClock) -> None:
     label = make_label("default")
     _, iid = launched_row(state, vast, status="loading", label=label, created_at=clock())
-    with launch_lock(settings.home, label):
+    with launch_lock(state, label):
         got = by_instance(cleanup(settings, client, state, clock))
         assert got[iid] == ("kept", "a launch is still watching it")
     got = by_instance(cleanup(settings, client, state, clock))
@@ -106,7 +106,7 @@ def test_intent_is_marked_never_created_only_past_the_grace_and_two_listings_apa
     vast.add_instance(label="my-own-box")  # the list is not empty
     label = make_label("default")
     row_id = state.add_instance_intent(provider="vastai", label=label, dph="0.18")
-    with launch_lock(settings.home, label):
+    with launch_lock(state, label):
         assert cleanup(settings, client, state, clock).actions[0].result == "kept"
     # Its create may still be in flight at Vast (listed late): one look proves nothing yet.
     (young,) = cleanup(settings, client, state, clock).actions

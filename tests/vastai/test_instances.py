@@ -11,6 +11,7 @@ import pytest
 from gpuctl.state import State
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import (
+    CLEANUP_LOCK,
     destroy_remote,
     is_gpuctl_label,
     label_nonce,
@@ -18,7 +19,6 @@ from gpuctl.vastai.instances import (
     launch_lock,
     make_label,
     mark_destroyed,
-    try_lock,
 )
 from tests.fakes.vastai_server import FakeClock, FakeVast
 
@@ -33,19 +33,20 @@ def test_label_names_gpuctl_the_profile_and_a_unique_nonce() -> None:
 
 def test_launch_lock_is_seen_while_held_and_gone_after(gpuctl_home: Path) -> None:
     label = make_label("dev")
-    assert launch_in_progress(gpuctl_home, label) is False
-    with launch_lock(gpuctl_home, label):
-        assert launch_in_progress(gpuctl_home, label) is True
-    assert launch_in_progress(gpuctl_home, label) is False
+    with State(gpuctl_home / "state.db") as state:
+        assert launch_in_progress(state, label) is False
+        with launch_lock(state, label):
+            assert launch_in_progress(state, label) is True
+        assert launch_in_progress(state, label) is False
     assert not list((gpuctl_home / "locks").glob("launch-*"))  # no litter
 
 
-def test_try_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    path = tmp_path / "cleanup.lock"
-    with try_lock(path) as first, try_lock(path) as second:
-        assert first is True and second is False
-    with try_lock(path) as again:
-        assert again is True
+def test_the_cleanup_lock_refuses_a_second_holder(tmp_path: Path) -> None:
+    with State(tmp_path / "state.db") as one, State(tmp_path / "state.db") as two:
+        with one.try_lock(CLEANUP_LOCK) as first, two.try_lock(CLEANUP_LOCK) as second:
+            assert first is True and second is False
+        with two.try_lock(CLEANUP_LOCK) as again:
+            assert again is True
 
 
 def test_destroy_remote_tells_gone_from_failure(vast: FakeVast, client: VastAIClient) -> None:

@@ -1,0 +1,177 @@
+"""A shared (PostgreSQL) state on the request path and under faults: writes batched off the
+request, breaker reads ≤ 1 s stale, nothing lost at SIGTERM, a dropped connection never
+half-applies a transaction, and with the database killed mid-run chat still answers, launch
+and cleanup refuse, and the spool drains once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gpuctl.config import load_settings
+from gpuctl.routing.manager import BackendManager
+from gpuctl.state import BreakerRecord, StateUnavailableError, UsageRecord, open_for
+from tests.fakes.vllm_server import FakeVLLM
+from tests.support import assert_exit
+from tests.support.state import OPEN_IN_CHILD, StateBackend
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _sql(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, args)
+        return cur.fetchall() if cur.description else []
+
+
+def test_usage_rows_are_batched_and_read_back_at_once(pg_backend: StateBackend) -> None:
+    with pg_backend.open() as st:
+        _sql(pg_backend.url, "CREATE TABLE seen_tx (tx BIGINT)")
+        _sql(pg_backend.url, "CREATE FUNCTION note_tx() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN INSERT INTO seen_tx VALUES (txid_current()); RETURN NULL; END $$")
+        _sql(pg_backend.url, "CREATE TRIGGER usage_tx AFTER INSERT ON usage FOR EACH ROW EXECUTE FUNCTION note_tx()")
+        for i in range(500):
+            st.record_usage(UsageRecord(ts=i, provider="endpoint", prompt_tokens=1))
+        assert len(st.usage_since()) == 500  # a process reads its own writes: queued rows go first
+    (transactions,) = _sql(pg_backend.url, "SELECT COUNT(DISTINCT tx) FROM seen_tx")[0]
+    assert transactions <= 5  # a few batches, not one round trip per request
+
+
+def test_breaker_reads_are_at_most_a_second_stale_and_writes_go_through(pg_backend: StateBackend) -> None:
+    with pg_backend.open() as one, pg_backend.open() as two:
+        now = [100.0]
+        assert two._cache is not None
+        two._cache.clock = lambda: now[0]
+        assert two.get_breaker("modal").state == "closed"  # read, and cached
+        one.update_breaker("modal", lambda b: BreakerRecord("modal", "open", 3, 1.0, 99.0, "refused"))
+        now[0] += 0.5
+        assert two.get_breaker("modal").state == "closed"  # within the second: the cached read
+        now[0] += 0.6
+        assert two.get_breaker("modal").state == "open"  # past it: the shared value
+        two.update_breaker("modal", lambda b: BreakerRecord("modal"))  # a write goes through at once
+        assert two.get_breaker("modal").state == "closed"  # and the writer reads it back
+        with pg_backend.open() as three:
+            assert three.get_breaker("modal").state == "closed"
+
+
+_SIGTERMED = """
+import time
+from gpuctl.state import UsageRecord
+st = open_child()
+for i in range(int(sys.argv[3])):
+    st.record_usage(UsageRecord(ts=i, provider="endpoint"))
+print("queued", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sigterm_loses_no_queued_row(pg_backend: StateBackend) -> None:
+    pg_backend.open().close()
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_IN_CHILD + _SIGTERMED, pg_backend.url, str(pg_backend.home),
+                             "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "queued"
+    os.kill(proc.pid, signal.SIGTERM)  # at once: inside the writer's 200 ms
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert _sql(pg_backend.url, "SELECT COUNT(*) FROM usage")[0][0] == 300
+
+
+def test_a_connection_dropped_mid_transaction_applies_nothing(pg_backend: StateBackend) -> None:
+    with pg_backend.open() as st:
+        st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789aa")  # connected
+        dropped = "dropped during a transaction; it was rolled back"
+        with pytest.raises(StateUnavailableError, match=dropped), st.serialised("launch"):
+            st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ab")
+            _sql(pg_backend.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE application_name = 'gpuctl' AND state = 'idle in transaction'")
+            st.add_instance_intent(provider="vastai", label="gpuctl:a:0123456789ac")
+        # Nothing of it was written, and the state goes on on a new connection.
+        assert [r.label for r in st.live_instances()] == ["gpuctl:a:0123456789aa"]
+
+
+def test_a_dropped_writer_connection_writes_its_batch_once(pg_backend: StateBackend) -> None:
+    with pg_backend.open() as st:
+        st.record_usage(UsageRecord(ts=1, provider="endpoint"))
+        assert st.flush()
+        _sql(pg_backend.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE application_name = 'gpuctl' AND pid <> pg_backend_pid()")
+        for i in range(2, 12):
+            st.record_usage(UsageRecord(ts=i, provider="endpoint"))
+        st.flush()  # the first try meets the dead connection: spooled, then written on the next
+        assert st.flush() and not st.spooled
+        assert [r.ts for r in st.usage_since()] == list(range(1, 12))
+
+
+def _ask(runner: asyncio.Runner, manager: BackendManager, n: int) -> list[str]:
+    async def go() -> list[str]:
+        return [(await manager.chat_completion(MESSAGES)).provider for _ in range(n)]
+
+    return runner.run(go())
+
+
+def test_the_database_killed_mid_run(pg_cluster, pg_backend: StateBackend, cli,  # type: ignore[no-untyped-def]
+                                     monkeypatch: pytest.MonkeyPatch, gpuctl_home: Path) -> None:
+    """Chat still answers, launch and cleanup refuse (exit 1), and after a restart the spool
+    drains: the ledger has one row per request made."""
+    with FakeVLLM(model="m") as vllm:
+        env = {"GPUCTL_ENDPOINT_URL": vllm.url, "GPUCTL_PRIORITY": "endpoint", **pg_backend.env(gpuctl_home)}
+        for name, value in {**env, "VASTAI_API_KEY": "k" * 64, "VAST_URL": "http://127.0.0.1:9"}.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings(env=env, home=gpuctl_home)
+        state = open_for(settings)
+        manager = BackendManager(settings, state=state)
+        runner = asyncio.Runner()
+        try:
+            assert _ask(runner, manager, 5) == ["endpoint"] * 5
+            assert state.flush()
+            pg_cluster.stop(immediate=True)  # pg_ctl stop -m immediate: what a crash looks like
+            try:
+                assert _ask(runner, manager, 7) == ["endpoint"] * 7  # the router goes on, rows wait locally
+                for command in (["launch", "--yes"], ["cleanup"]):
+                    result = cli(*command)
+                    assert_exit(result, 1)
+                    assert "unreachable" in result.stderr and "Traceback" not in result.stderr
+                assert not state.flush() and state.spooled
+            finally:
+                pg_cluster.start()
+            assert _ask(runner, manager, 3) == ["endpoint"] * 3
+        finally:
+            runner.run(manager.aclose())
+            runner.close()
+            state.close()
+    with pg_backend.open(home=gpuctl_home) as again:
+        assert len(again.usage_since()) == 15  # 5 + 7 + 3: every request, once
+        assert not again.spooled
+
+
+_SPOOLED = """
+from gpuctl.state import UsageRecord
+st = open_child()
+for i in range(40):
+    st.record_usage(UsageRecord(ts=i, provider="endpoint"))
+st.close()
+print("spooled" if st.spooled else "written", flush=True)
+"""
+
+
+def test_a_spool_left_by_one_process_is_drained_by_the_next(pg_cluster, pg_backend: StateBackend) -> None:  # type: ignore[no-untyped-def]
+    pg_backend.open().close()
+    pg_cluster.stop(immediate=True)
+    try:
+        proc = subprocess.run([sys.executable, "-c", OPEN_IN_CHILD + _SPOOLED, pg_backend.url, str(pg_backend.home)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip() == "spooled", proc.stderr
+    finally:
+        pg_cluster.start()
+    spool = list((pg_backend.home / "spool").glob("spool-*.jsonl"))
+    assert len(spool) == 1 and oct(spool[0].stat().st_mode & 0o777) == "0o600" and spool[0].stat().st_size
+    with pg_backend.open() as st:
+        assert st.info().rows["usage"] == 40 and not st.spooled
