@@ -65,7 +65,7 @@ def test_concurrent_launches_on_three_hosts_stay_within_one_budget(hosts: list[P
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 0, 1], [err[-1500:] for _, _, err in results]
     refused = next(json.loads(out) for code, out, _ in results if code == 1)
-    assert refused["errors"][0]["type"] == "BudgetError"
+    assert refused["errors"][0]["type"] in {"BudgetError", "PlanOverBudget", "LaunchOverBudget"}  # BudgetError kinds
     # Exactly what the budget allows was created (a create on an offer another host had just
     # taken is refused by Vast and creates nothing).
     assert len(vast.instances) == 2 and len(vast.live_ids()) == 2
