@@ -126,6 +126,7 @@ class AnthropicProvider:
                 endpoint=self.endpoint,
                 latency_s=self._clock() - started,
                 detail=error.message,
+                error_kind=error.kind,
             )
         return Health(
             provider=self.name,

@@ -99,6 +99,9 @@ class Health:
     latency_s: float | None = None
     detail: str = ""
     models: tuple[str, ...] = ()
+    # The ProviderError kind behind a failed check, typed so nobody reads `detail` back:
+    # "auth" (the key was refused) makes `gpuctl status` a credentials problem (exit 3).
+    error_kind: str | None = None
 
     @property
     def ok(self) -> bool:

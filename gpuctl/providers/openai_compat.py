@@ -283,21 +283,23 @@ class VLLMEndpoint:
         no answer within `timeout`, or a 503 (a scaled-to-zero container waking)."""
         budget = HEALTH_TIMEOUT if timeout is None else timeout
         started = self._clock()
-        status, detail, served = await self._check_health(budget, deep=deep)
+        status, detail, served, kind = await self._check_health(budget, deep=deep)
         return Health(provider=self.provider, status=status, endpoint=self.endpoint,
-                      latency_s=self._clock() - started, detail=detail, models=served)
+                      latency_s=self._clock() - started, detail=detail, models=served, error_kind=kind)
 
-    async def _check_health(self, budget: float, *, deep: bool) -> tuple[HealthStatus, str, tuple[str, ...]]:
+    async def _check_health(self, budget: float, *,
+                            deep: bool) -> tuple[HealthStatus, str, tuple[str, ...], str | None]:
         limits = httpx.Timeout(connect=min(self._timeouts.connect, budget), read=budget, write=budget, pool=budget)
         try:
             response = await self._http().get("/health", timeout=limits)
         except httpx.ReadTimeout:
-            return "cold", f"connected, but no answer within {budget:g}s: a cold start?", ()
+            return "cold", f"connected, but no answer within {budget:g}s: a cold start?", (), Kind.TIMEOUT
         except httpx.HTTPError as exc:
-            return "unhealthy", self._errors().transport(exc, "health check").message, ()
+            error = self._errors().transport(exc, "health check")
+            return "unhealthy", error.message, (), error.kind
         if response.status_code != 200:
             error = await self._status_error(response, response.content, "health check")
-            return ("cold" if error.kind == Kind.COLD else "unhealthy"), error.message, ()
+            return ("cold" if error.kind == Kind.COLD else "unhealthy"), error.message, (), error.kind
         served: tuple[str, ...] = ()
         try:
             async with asyncio.timeout(budget):
@@ -306,15 +308,15 @@ class VLLMEndpoint:
                     await self.chat(ping_request(self.model or (served[0] if served else None)))
         except TimeoutError:
             what = "generating one token" if deep else "/v1/models"
-            return "cold", f"/health answered, but {what} took over {budget:g}s", served
+            return "cold", f"/health answered, but {what} took over {budget:g}s", served, Kind.TIMEOUT
         except ProviderError as exc:
-            return (*health_of(exc, deep=deep), served)
+            return (*health_of(exc, deep=deep), served, exc.kind)
         if deep:
-            return "ready", "generated a token", served
+            return "ready", "generated a token", served, None
         if self.model and served and self.model not in served:
             missing = f"{self.provider}: model {self.model!r} is not served here (served: {', '.join(served)})"
-            return "unhealthy", missing, served
-        return "ready", "GET /health and /v1/models answered", served
+            return "unhealthy", missing, served, Kind.NOT_FOUND
+        return "ready", "GET /health and /v1/models answered", served, None
 
     async def metrics(self) -> dict[str, float] | None:
         """vllm:* values from /metrics (num_requests_running, token counters, ...), or None

@@ -136,7 +136,7 @@ class Router:
         if waking is not None:
             self.state.set_metric(slot.name, "waking", None)
         if health.status == "unhealthy":
-            reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"))
+            reason = Reason.failed(without_name(slot.name, health.detail or "health check failed"), health.error_kind)
             self.failed(slot.name, reason)
             log_event("vllm_health_check_failed", provider=slot.name, detail=reason.text)
             return Attempt(slot.name, reason)

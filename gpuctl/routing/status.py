@@ -43,6 +43,7 @@ class ProviderStatus:
     breaker: BreakerView
     detail: str
     models: tuple[str, ...] = ()
+    error_kind: str | None = None  # the check's ProviderError kind: "auth" = the key was refused
 
     @property
     def latency_ms(self) -> float | None:
@@ -94,6 +95,13 @@ class StatusReport:
     @property
     def chosen(self) -> ProviderStatus | None:
         return next((p for p in self.providers if p.name == self.current), None)
+
+    @property
+    def keys_refused(self) -> bool:
+        """Nobody can answer, and every configured provider that is down refused its key: a
+        credentials problem (exit 3), as the same failure is in chat."""
+        down = [p for p in self.providers if p.configured and p.status not in ("ready", "cold")]
+        return self.current is None and bool(down) and all(p.error_kind == "auth" for p in down)
 
     @property
     def reason(self) -> str:
@@ -159,7 +167,8 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
         record = router.state.get_breaker(slot.name)
         detail = without_name(slot.name, health.detail)
         rows.append(ProviderStatus(slot.name, True, health.status, health.endpoint or slot.endpoint,
-                                   health.latency_s, breaker.view(record, now), detail, health.models))
+                                   health.latency_s, breaker.view(record, now), detail, health.models,
+                                   health.error_kind))
         allowed, why = breaker.check(record, now)
         if not allowed:
             notes.append(Note(slot.name, Standing.BLOCKED, why or ""))
@@ -208,7 +217,7 @@ async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) 
     except TimeoutError:
         return Health(slot.name, "cold", endpoint=slot.endpoint, detail="no answer in time (waking up?)")
     except ProviderError as exc:
-        return Health(slot.name, "unhealthy", endpoint=slot.endpoint, detail=exc.message)
+        return Health(slot.name, "unhealthy", endpoint=slot.endpoint, detail=exc.message, error_kind=exc.kind)
 
 
 def _remember(router: Router, slot: Slot, health: Health, now: float, *, deep: bool) -> None:
