@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from gpuctl.costs.money import money_str
 from gpuctl.errors import StreamBrokenError, UsageError
 from gpuctl.providers.base import ChatRequest, Message, Usage
 
@@ -79,7 +80,7 @@ class Answer:
             "provider": self.provider,
             "model": self.model,
             "usage": (self.usage or Usage()).as_dict(),
-            "cost": None if self.cost is None else format(self.cost, "f"),  # never "3E-7"
+            "cost": money_str(self.cost),  # the one --json money formatter: never "3E-7", never 28 digits
             "fallback_reason": self.fallback_reason,
             "conversation_id": self.conversation_id,
             "ttft_s": _round(self.ttft_s),
@@ -270,7 +271,9 @@ class ChatSession:
                 partial: bool) -> Answer:
         conv = self._ensure_conversation(question)
         q_id = self.state.add_message(conv, "user", question)
-        a_id = self.state.add_message(conv, "assistant", text, partial=partial, provider=provider, model=model)
+        tokens = None if usage is None or not usage.total_tokens else (usage.prompt_tokens, usage.completion_tokens)
+        a_id = self.state.add_message(conv, "assistant", text, partial=partial, provider=provider, model=model,
+                                      tokens=tokens)
         self.turns += [Turn("user", question, id=q_id), Turn("assistant", text, partial, provider, model, a_id)]
         self._pending = None
         cost = None

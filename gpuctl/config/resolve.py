@@ -307,7 +307,7 @@ def load_settings(
     """Resolve every setting: flag > environment > profile > config.toml defaults > default.
 
     `flags` maps dotted keys to values given on the command line (None means not given);
-    `flag_names` the flag each was given by (`--scaledown-window`), for errors and sources.
+    `flag_names` the flag each was given by (`--scaledown-window`), so an error names it.
     With no profile at all gpuctl works from the environment alone, as the original package did.
     """
     env = os.environ if env is None else env
@@ -335,7 +335,7 @@ def load_settings(
         flag_value = flags.get(key.dotted)
         if flag_value is not None:
             flag = (flag_names or {}).get(key.dotted)
-            resolved = Resolved(coerce(key, flag_value, "command line", name=flag), f"flag {flag}" if flag else "flag")
+            resolved = Resolved(coerce(key, flag_value, "command line", name=flag), "flag")
         values[key.dotted] = resolved
     extra = {s: {**defaults_data.get(s, {}), **profile_data.get(s, {})} for s in FREE_SECTIONS}
     return Settings(home=home, profile=name, profile_file=pfile, values=values, extra=extra)

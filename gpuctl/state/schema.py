@@ -121,6 +121,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE instances ADD COLUMN warm_containers INTEGER;
     """,
+    # 9: the tokens each answer cost, so `gpuctl chat --list` can say what a conversation used.
+    """
+    ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;
+    ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
+    """,
 )
 
 
