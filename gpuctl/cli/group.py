@@ -25,7 +25,14 @@ from typer.core import TyperCommand, TyperGroup
 
 from gpuctl.cli.context import AppContext
 from gpuctl.cli.output import Output, silence_stdout
-from gpuctl.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, GpuctlError, PartialError, UsageError
+from gpuctl.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    GpuctlError,
+    PartialError,
+    UsageError,
+)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

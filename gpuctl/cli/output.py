@@ -179,21 +179,26 @@ class Output:
             silence_stdout()
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,
-              fixed: Sequence[str] | None = None) -> RenderableType:
-        """A plain table that fits the terminal. `fixed` names the columns that never wrap
-        (default: the first, the row labels, so no label breaks mid-phrase); the others wrap
-        by words, and a word longer than its cell (a URL) folds rather than being cut to "…".
-        The title is a paragraph above, wrapped by words to the full width."""
-        fixed = columns[:1] if fixed is None else fixed
+              fixed: Sequence[int] = (0,), fold: Sequence[int] = ()) -> RenderableType:
+        """A plain table that fits the terminal (80 columns when it is not one).
+
+        The `fixed` columns (default: the first, the row labels) and the columns of single
+        words (numbers, money, ids) never wrap, so no label breaks mid-phrase; columns of
+        prose wrap by words; the `fold` columns (an endpoint URL) fold where they must and are
+        never cut to "…". The title is a paragraph above, wrapped by words to the full width."""
+        cells = [["" if v is None else redact(show_value(v)) for v in row] for row in rows]
+        # Cells are redacted like JSON output is: a URL can carry user:password or ?api_key=.
         table = Table(show_header=any(columns), header_style="bold", box=None, pad_edge=False)
-        for col in columns:
-            if col in fixed:
+        for i, col in enumerate(columns):
+            words = all(not any(ch.isspace() for ch in row[i]) for row in cells if i < len(row))
+            if i in fold:
+                table.add_column(col, overflow="fold")
+            elif i in fixed or words:
                 table.add_column(col, no_wrap=True)
             else:
                 table.add_column(col, overflow="fold")
-        for row in rows:
-            # Cells are redacted like JSON output is: a URL can carry user:password or ?api_key=.
-            table.add_row(*("" if v is None else redact(show_value(v)) for v in row))
+        for row in cells:
+            table.add_row(*row)
         if not title:
             return table
         return Group(Text(title, style="bold"), table)

@@ -81,7 +81,7 @@ def _render(out: Output, report: StatusReport, *, clear: bool = False) -> None:
         # the table shows the breaker's label; why it is open goes in the detail lines below
         rows.append([marker, p.name, p.status, latency, p.breaker.label, p.endpoint or ""])
     # Only the endpoint may wrap (it folds: a URL is never cut to "…"), the labels never do.
-    out.print(out.table(COLUMNS, rows, fixed=COLUMNS[:-1]))
+    out.print(out.table(COLUMNS, rows, fixed=range(len(COLUMNS) - 1), fold=[len(COLUMNS) - 1]))
     out.print("")
     for p in report.providers:
         why = p.breaker.why or p.detail

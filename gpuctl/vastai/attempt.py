@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from gpuctl.config import Settings, new_api_key, set_profile_value, writable_profile
+from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.vastai import budget
@@ -267,8 +268,8 @@ class Attempter:
             log_event("vastai_machine_excluded", machine_id=o.machine_id, reason=reason)
         log_event("vastai_launch_attempt_failed", instance_id=instance_id, offer_id=o.id, machine_id=o.machine_id,
                   reason=reason, cost=None if cost is None else str(cost))
-        attempt = Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, "failed", reason,
-                          None if cost is None else str(cost))
+        attempt = Attempt(o.id, o.machine_id, o.gpu_name, money_str(o.dph_total) or "", instance_id, "failed", reason,
+                          money_str(cost))
         return AttemptFailed(attempt, fatal=fatal)
 
     def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:

@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gpuctl.costs.money import money_str
 from gpuctl.errors import PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.state import InstanceRow, State
@@ -90,7 +91,7 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.target.as_dict(), "result": self.result,
-                "cost": None if self.cost is None else str(self.cost), "error": self.error}
+                "cost": money_str(self.cost), "error": self.error}
 
 
 @dataclass(frozen=True)

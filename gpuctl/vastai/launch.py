@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpuctl.config import Settings
+from gpuctl.costs.money import money_str
 from gpuctl.errors import BudgetError, ProviderError
 from gpuctl.state import State
 from gpuctl.vastai.attempt import (
@@ -147,10 +148,10 @@ def launch(
             raise BudgetError(f"{len(attempts)} attempt(s) failed ({reasons(attempts)}); the next offer: "
                               f"{err.message}", hint=err.hint) from None
         o = cand.offer
-        done = Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), started.instance_id,
+        done = Attempt(o.id, o.machine_id, o.gpu_name, money_str(o.dph_total) or "", started.instance_id,
                        "ready" if started.ready else "unattended")
         return LaunchResult(started.instance_id, started.row_id, started.label, spec.profile, cand.tier.name,
-                            o.gpu_name, str(o.dph_total), started.endpoint, started.ready,
+                            o.gpu_name, money_str(o.dph_total) or "", started.endpoint, started.ready,
                             clock() - attempter.started, (*attempts, done))
     if len(attempts) >= max_attempts:
         raise ProviderError(

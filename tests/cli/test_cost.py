@@ -43,8 +43,8 @@ def test_no_flags_prints_the_comparison_without_credentials(cli) -> None:
     assert_exit(result, 0)
     out = result.stdout
     for needle in ("$ per month (30 days) at the original system's traffic levels", "$ per million tokens",
-                   "Break-even", "Assumptions", "low (2–3 GPU-h/day)", "medium (4–5 GPU-h/day)",
-                   "high (7–8 GPU-h/day)", "Modal L4", "Vast.ai RTX 3090", "Anthropic claude-haiku-4-5",
+                   "Break-even", "Assumptions", "GPU-h/day", "low      2–3", "medium   4–5",
+                   "high     7–8", "Modal L4", "Vast.ai RTX 3090", "Anthropic claude-haiku-4-5",
                    "scaledown window (s)", "35 output tok/s per stream"):
         assert needle in out, needle
     assert result.stderr == ""  # prices are fresh on the pinned day: no warning

@@ -23,7 +23,6 @@ import typer
 from gpuctl.cli.context import app_context
 from gpuctl.errors import GpuctlError, UsageError
 
-
 # The settings chat's flags set, and the flag each is typed as (errors name the flag).
 FLAGS = {"chat.temperature": "--temperature", "chat.max_tokens": "--max-tokens", "chat.markdown": "--markdown"}
 

@@ -31,7 +31,7 @@ def show_history(actx: AppContext, *, limit: int) -> None:
         return
     rows = [[str(c["id"]), _local(c["updated_at"]), str(c["messages"]), c["provider"] or "—",
              f"{c['tokens']:,}" if c["tokens"] else "—", c["first_line"]] for c in items]
-    out.print(out.table(COLUMNS, rows, fixed=COLUMNS[:-1]))
+    out.print(out.table(COLUMNS, rows, fixed=range(len(COLUMNS) - 1)))
     more = data["total"] - len(items)
     out.note("Resume one: gpuctl chat --conversation ID (or --continue for the last)."
              + (f" {more} older: --list --limit 0 shows all." if more > 0 else ""))
