@@ -17,7 +17,7 @@ import typer
 from gpuctl import __version__
 from gpuctl.cli.context import AppContext
 from gpuctl.cli.group import GpuctlGroup, new_app
-from gpuctl.cli.output import Output, no_color
+from gpuctl.cli.output import Output, no_color, raise_broken_pipe
 
 # (name, "module:attribute"): a Typer sub-app (a group) or a command function, in help order.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -123,8 +123,12 @@ _register()
 
 
 def run() -> None:
-    """Console-script entry point."""
-    if no_color():  # Typer's help console: no style at all, as gpuctl's own consoles
+    """Console-script entry point. Typer draws its help and errors on consoles of its own:
+    they follow gpuctl's rules too (NO_COLOR: no style at all; a closed pipe: exit 0)."""
+    import rich.console
+
+    rich.console.Console.on_broken_pipe = raise_broken_pipe  # type: ignore[method-assign]  # rich's hook
+    if no_color():
         import typer.rich_utils
 
         typer.rich_utils.COLOR_SYSTEM = None

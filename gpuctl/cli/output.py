@@ -34,6 +34,11 @@ from gpuctl.redact import redact
 RESULT_VERSION = 1
 
 
+def now() -> float:
+    """The wall clock the envelopes are stamped with (tests replace this function)."""
+    return time.time()
+
+
 def utc_timestamp(at: float) -> str:
     """Epoch seconds as the envelope's `timestamp`: ISO 8601 in UTC, to the second, 'Z'."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -50,7 +55,7 @@ def envelope(command: str, *, status: str, exit_code: int, data: Any = None,
         "command": command,
         "status": status,  # success | partial | error
         "exit_code": exit_code,
-        "timestamp": utc_timestamp(time.time() if at is None else at),
+        "timestamp": utc_timestamp(now() if at is None else at),
         "data": data,
         "errors": list(errors),
     }
@@ -66,12 +71,25 @@ def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+def raise_broken_pipe(console: Console | None = None) -> None:
+    """What a console does when its reader went away: raise, so that gpuctl decides (the
+    command goes on quietly, or ends with exit 0). rich's default exits with code 1."""
+    raise BrokenPipeError
+
+
+class PipeSafeConsole(Console):
+    """A rich Console whose closed pipe is a BrokenPipeError, not `SystemExit(1)`."""
+
+    def on_broken_pipe(self) -> None:
+        raise_broken_pipe(self)
+
+
 def new_console(*, stderr: bool = False) -> Console:
     """A console for one stream. With NO_COLOR no style at all is written, dim and bold
     included (rich alone keeps those); without a terminal rich writes none anyway."""
     if no_color():
-        return Console(stderr=stderr, soft_wrap=True, color_system=None, no_color=True)
-    return Console(stderr=stderr, soft_wrap=True)
+        return PipeSafeConsole(stderr=stderr, soft_wrap=True, color_system=None, no_color=True)
+    return PipeSafeConsole(stderr=stderr, soft_wrap=True)
 
 
 def show_value(value: Any) -> str:
@@ -125,7 +143,7 @@ class Output:
     emitted: bool = False
     streaming: bool = False  # one document per line (status --watch): an error is one more line
     stdout_closed: bool = False  # its reader went away: nothing more is written there
-    clock: Callable[[], float] = time.time  # the envelopes' timestamp
+    clock: Callable[[], float] = field(default=lambda: now())  # the envelopes' timestamp
 
     @property
     def command(self) -> str:
