@@ -286,7 +286,9 @@ class ChatSession:
 
     def _ensure_conversation(self, question: str) -> int:
         if self.conversation_id is None:
-            title = " ".join(question.split())[:TITLE_CHARS]
+            # The first line of the first question: what `gpuctl chat --list` shows to pick it by.
+            first = next((line for line in question.splitlines() if line.strip()), "")
+            title = " ".join(first.split())[:TITLE_CHARS]
             self.conversation_id = self.state.create_conversation(
                 title=title, profile=self.profile, system_prompt=self.system_prompt)
         return self.conversation_id

@@ -127,7 +127,7 @@ def run() -> None:
     they follow gpuctl's rules too (NO_COLOR: no style at all; a closed pipe: exit 0)."""
     import rich.console
 
-    rich.console.Console.on_broken_pipe = raise_broken_pipe  # type: ignore[method-assign]  # rich's hook
+    rich.console.Console.on_broken_pipe = raise_broken_pipe  # type: ignore[method-assign,assignment]  # rich's hook
     if no_color():
         import typer.rich_utils
 

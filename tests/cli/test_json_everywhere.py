@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -113,34 +114,46 @@ def claude() -> Iterator[FakeAnthropic]:
         yield fake
 
 
-def stop_after(monkeypatch: pytest.MonkeyPatch, rounds: int) -> None:
-    """`status --watch` sleeps between refreshes: the fake sleep ends it (Ctrl-C) after `rounds`."""
+def stop_after(monkeypatch: pytest.MonkeyPatch, home: Path, rounds: int) -> list[float]:
+    """End `status --watch` (as Ctrl-C does) when it starts refresh number `rounds + 1`; the
+    sleep between refreshes is a fake one. (A 1-second interval in config.toml bounds the wait
+    even for a watch that ignores the fake.)"""
+    from gpuctl.ops import status as ops_status
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text("[routing]\nhealth_interval_s = 1\n")
     slept: list[float] = []
+    collect = ops_status.collect_status
+    calls = []
 
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) >= rounds:  # the refresh after the last render would come next
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) > rounds:
             raise KeyboardInterrupt
+        return collect(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("gpuctl.ops.status.time.sleep", sleep)
+    monkeypatch.setattr(ops_status, "collect_status", counted)
+    monkeypatch.setattr("gpuctl.ops.status.time.sleep", slept.append)
+    return slept
 
 
-def test_status_watch_json_prints_one_envelope_per_refresh(cli, claude: FakeAnthropic,  # type: ignore[no-untyped-def]
+def test_status_watch_json_prints_one_envelope_per_refresh(cli, claude: FakeAnthropic, gpuctl_home: Path,  # type: ignore[no-untyped-def]
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    stop_after(monkeypatch, 3)
+    slept = stop_after(monkeypatch, gpuctl_home, 3)
     result = cli("status", "--watch", "--json", env={"ANTHROPIC_API_KEY": "sk-ant-watch",
                                                      "ANTHROPIC_BASE_URL": claude.url})
     assert_exit(result, 0)  # Ctrl-C is how a watch ends
     lines = result.stdout.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 3 and slept == [1.0, 1.0, 1.0]
     for line in lines:
         doc = json.loads(line)
         assert set(doc) == ENVELOPE and doc["command"] == "status" and doc["status"] == "success"
         assert doc["data"]["provider"] == "anthropic"
 
 
-def test_status_watch_json_lines_carry_each_refresh_verdict(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    stop_after(monkeypatch, 2)
+def test_status_watch_json_lines_carry_each_refresh_verdict(cli, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_after(monkeypatch, gpuctl_home, 2)
     with FakeVLLM(api_key="the-right-key") as vllm:
         result = cli("--json", "status", "--watch", env={"GPUCTL_ENDPOINT_URL": vllm.url, "GPUCTL_PRIORITY": "endpoint",
                                                          "GPUCTL_ENDPOINT_API_KEY": "a-wrong-key"})
