@@ -62,3 +62,12 @@ def test_every_gpuctl_example_runs(cli, mocker, monkeypatch: pytest.MonkeyPatch)
             assert_exit(result, 0)
         assert vast.live_ids() == set()  # the README's own sequence leaves nothing billing
         assert vllm.hits("/v1/chat/completions") >= 1
+
+
+def test_the_envelope_example_has_the_envelope_keys_in_order(cli) -> None:
+    """The README's JSON example is what `--json` prints: the same keys, in the same order."""
+    (example,) = re.findall(r"```json\n(\{.*?\})\n```", README, flags=re.S)
+    shown = re.findall(r'"(\w+)":', example)
+    printed = __import__("json").loads(cli("--json", "profile", "list").stdout)
+    assert shown == list(printed)
+    assert re.search(r'"timestamp": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', example)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from gpuctl.costs.money import money_str
 from gpuctl.errors import StreamBrokenError, UsageError
 from gpuctl.providers.base import EMPTY, ChatRequest, Message, ToolCall, Usage
 
@@ -80,7 +81,7 @@ class Answer:
             "provider": self.provider,
             "model": self.model,
             "usage": (self.usage or Usage()).as_dict(),
-            "cost": None if self.cost is None else format(self.cost, "f"),  # never "3E-7"
+            "cost": money_str(self.cost),  # the one --json money formatter: never "3E-7", never 28 digits
             "fallback_reason": self.fallback_reason,
             "conversation_id": self.conversation_id,
             "ttft_s": _round(self.ttft_s),
@@ -275,7 +276,9 @@ class ChatSession:
                 partial: bool, tool_calls: tuple[ToolCall, ...] = ()) -> Answer:
         conv = self._ensure_conversation(question)
         q_id = self.state.add_message(conv, "user", question)
-        a_id = self.state.add_message(conv, "assistant", text, partial=partial, provider=provider, model=model)
+        tokens = None if usage is None or not usage.total_tokens else (usage.prompt_tokens, usage.completion_tokens)
+        a_id = self.state.add_message(conv, "assistant", text, partial=partial, provider=provider, model=model,
+                                      tokens=tokens)
         self.turns += [Turn("user", question, id=q_id), Turn("assistant", text, partial, provider, model, a_id)]
         self._pending = None
         cost = None
@@ -288,7 +291,9 @@ class ChatSession:
 
     def _ensure_conversation(self, question: str) -> int:
         if self.conversation_id is None:
-            title = " ".join(question.split())[:TITLE_CHARS]
+            # The first line of the first question: what `gpuctl chat --list` shows to pick it by.
+            first = next((line for line in question.splitlines() if line.strip()), "")
+            title = " ".join(first.split())[:TITLE_CHARS]
             self.conversation_id = self.state.create_conversation(
                 title=title, profile=self.profile, system_prompt=self.system_prompt)
         return self.conversation_id

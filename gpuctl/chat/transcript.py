@@ -1,14 +1,16 @@
 """`/save FILE`: a conversation as a Markdown or JSON transcript, written atomically.
 
 Owns the two transcript formats and the atomic write (temp file in the same directory, then
-`os.replace`, so a crash never leaves half a file; an existing file is replaced whole). The file
-is created 0600: a transcript can hold whatever was pasted into the chat.
+linked into place, so a crash never leaves half a file). An existing file is never overwritten
+unless asked (`/save! FILE`), and then it is replaced whole. The file is created 0600: a
+transcript can hold whatever was pasted into the chat.
 Must not: read the database (it gets the turns) or print.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -57,8 +59,9 @@ def to_markdown(turns: Sequence[Turn], *, system_prompt: str, conversation_id: i
 
 
 def save(path: Path, turns: Sequence[Turn], *, system_prompt: str, conversation_id: int | None,
-         now: float | None = None) -> Path:
-    """Write the transcript; the format follows the suffix (.md or .json). Returns the path."""
+         now: float | None = None, replace: bool = False) -> Path:
+    """Write the transcript; the format follows the suffix (.md or .json). Returns the path.
+    An existing file is refused (UsageError naming `/save!`) unless `replace`."""
     path = path.expanduser()
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -69,11 +72,29 @@ def save(path: Path, turns: Sequence[Turn], *, system_prompt: str, conversation_
         text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     else:
         text = to_markdown(turns, system_prompt=system_prompt, conversation_id=conversation_id, saved_at=saved_at)
-    write_atomic(path, text)
+    write_atomic(path, text, replace=replace)
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
+def _place_new(tmp: str, path: Path) -> None:
+    """Move `tmp` to `path` only if nothing is there (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, path)  # atomic, and it cannot clobber: FileExistsError if a file is there
+    except FileExistsError:
+        raise
+    except OSError as exc:  # a file system without hard links (FAT, some FUSE mounts)
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def write_atomic(path: Path, text: str, *, replace: bool = True) -> None:
+    """`replace=False`: the file appears only if none is there (a link cannot clobber one, so a
+    file created meanwhile is not lost either)."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UsageError(f"cannot save to {path}: {directory} is not a directory")
@@ -84,7 +105,15 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _place_new(tmp, path)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UsageError(f"{path} already exists: not overwritten",
+                         hint=f"`/save! {path}` replaces it, or choose another name") from None
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

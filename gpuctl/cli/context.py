@@ -24,12 +24,14 @@ class AppContext:
     profile_flag: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
 
-    def settings(self, flags: dict[str, Any] | None = None) -> Settings:
-        """Resolve settings once per run; `flags` are this command's options as dotted keys."""
+    def settings(self, flags: dict[str, Any] | None = None, names: dict[str, str] | None = None) -> Settings:
+        """Resolve settings once per run; `flags` are this command's options as dotted keys,
+        `names` the flag each came from (`{"modal.gpu": "--gpu"}`), so a bad value is reported
+        as the flag the user typed."""
         from gpuctl.config import load_settings
 
         if flags or self._settings is None:
-            self._settings = load_settings(profile=self.profile_flag, flags=flags)
+            self._settings = load_settings(profile=self.profile_flag, flags=flags, flag_names=names)
         return self._settings
 
     def state(self) -> State:

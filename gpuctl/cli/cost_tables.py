@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from gpuctl.costs.money import money_cell as money
-from gpuctl.costs.money import money_str, plain
+from gpuctl.costs.money import money_str, money_text, plain, to_decimal
 
 if TYPE_CHECKING:
     from gpuctl.costs import Comparison, Estimate, Report
+    from gpuctl.costs.comparison import ComparisonRow
     from gpuctl.ops.cost import CostView
 
 PROVIDER_NAMES = {"modal": "Modal", "vastai": "Vast.ai", "anthropic": "Anthropic", "endpoint": "Endpoint"}
@@ -75,24 +76,35 @@ def _gpu_time(est: Estimate) -> list[ViewTable]:
     return [ViewTable("GPU time", cols, [row]), _assumption_table({"": a})]
 
 
+def _levels(row: ComparisonRow) -> list[str]:
+    """A traffic level as two short cells ("medium", "4–5"), so its row fits 80 columns."""
+    if row.level is None or row.level_range is None:
+        return [row.label]
+    low, high = row.level_range
+    return [row.level, f"{plain(low)}–{plain(high)}"]
+
+
 def _comparison(result: Comparison) -> list[ViewTable]:
     first = result.rows[0].estimates if result.rows else ()
     heads = [PROVIDER_NAMES[e.provider] for e in first]
     priced = ", ".join(_label(e.provider, e.key) for e in first)
+    levels = bool(result.rows) and all(r.level is not None and r.level_range is not None for r in result.rows)
+    labels = ["traffic", "GPU-h/day"] if levels else ["traffic"]
     monthly: list[list[str]] = []
     per_m: list[list[str]] = []
     for row in result.rows:
         cheapest = row.cheapest
-        monthly.append([row.label, _count(row.requests_per_day), _count(row.tokens_per_day),
+        label = _levels(row) if levels else [row.label]
+        monthly.append([*label, _count(row.requests_per_day), _count(row.tokens_per_day),
                         *[money(e.per_month if e.per_month is not None else e.total) for e in row.estimates],
                         PROVIDER_NAMES.get(cheapest.provider, "") if cheapest else ""])
-        per_m.append([row.label, *[per_million(e.per_million_tokens) for e in row.estimates]])
+        per_m.append([*label, *[per_million(e.per_million_tokens) for e in row.estimates]])
     what = {"levels": "at the original system's traffic levels", "traffic": "for your traffic",
             "replay": "for the ledger's real requests"}.get(result.kind, "")
     out = [
         ViewTable(f"$ per month (30 days) {what}\n{priced}; the same requests and tokens on each",
-                  ["traffic", "req/day", "tokens/day", *heads, "cheapest"], monthly),
-        ViewTable("$ per million tokens, on the same basis", ["traffic", *heads], per_m),
+                  [*labels, "req/day", "tokens/day", *heads, "cheapest"], monthly),
+        ViewTable("$ per million tokens, on the same basis", [*labels, *heads], per_m),
     ]
     if result.kind == "replay" and result.rows:
         days = result.assumptions.get("period_days", "?")
@@ -166,12 +178,14 @@ def _budgets(rep: Report) -> ViewTable:
     left = max(Decimal(0), vast.budget_limit - rep.vast_spent - rep.vast_held)
     over = max(Decimal(0), rep.vast_spent - vast.budget_limit)
     held = f" ({money(rep.vast_held)} held for creates of unknown outcome)" if rep.vast_held else ""
-    rows = [["total budget (vastai.budget_limit)", money(vast.budget_limit),
-             f"spent {money(rep.vast_spent)} on Vast.ai instances so far; "
+    # Short labels (the setting is named in the explanation), so no label wraps at 80 columns.
+    rows = [["total budget", money(vast.budget_limit),
+             f"vastai.budget_limit: spent {money(rep.vast_spent)} on Vast.ai instances so far; "
              + (f"over by {money(over)}" if over else f"{money(left)} left{held}")],
-            ["session budget (vastai.session_budget_limit)", money(vast.session_limit),
-             "per instance: `gpuctl cleanup` destroys one that has cost this much"]]
+            ["session budget", money(vast.session_limit),
+             "vastai.session_budget_limit, per instance: `gpuctl cleanup` destroys one that has cost this much"]]
     for inst, spent in rep.live:
-        rows.append([f"live instance #{inst.id} ({inst.gpu or '?'} at ${inst.dph}/h)", money(spent),
+        rows.append([f"instance #{inst.id}", money(spent),
+                     f"live, {inst.gpu or '?'} at ${money_text(to_decimal(inst.dph))}/h: "
                      f"{money(max(Decimal(0), vast.session_limit - spent))} left of the session budget"])
     return ViewTable("Vast.ai budgets", ["", "amount", ""], rows)

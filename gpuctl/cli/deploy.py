@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # annotations inside function bodies only, never in the Typer
 app = new_app(help="Deploy a vLLM endpoint.\n\nExample: [bold]gpuctl deploy modal --dry-run[/bold]")
 
 
+# The settings `deploy modal`'s flags set, and the flag each is typed as (errors name the flag).
+FLAGS = {"modal.model": "--model", "modal.gpu": "--gpu", "modal.scaledown_window_minutes": "--scaledown-window",
+         "modal.min_containers": "--min-containers", "modal.max_containers": "--max-containers",
+         "modal.app_name": "--app-name"}
+
+
 @app.command("modal")
 def modal(
     ctx: typer.Context,
@@ -41,10 +47,8 @@ def modal(
 
     actx = app_context(ctx)
     out = actx.out
-    settings = actx.settings({
-        "modal.model": model, "modal.gpu": gpu, "modal.scaledown_window_minutes": scaledown_window,
-        "modal.min_containers": min_containers, "modal.max_containers": max_containers, "modal.app_name": app_name,
-    })
+    values = (model, gpu, scaledown_window, min_containers, max_containers, app_name)
+    settings = actx.settings(dict(zip(FLAGS, values, strict=True)), FLAGS)
     plan = plan_modal_deploy(settings)
     if dry_run:
         out.result({"dry_run": True, "plan": plan.as_dict()})

@@ -109,7 +109,7 @@ def _show_attempts(out: Output, result: LaunchResult) -> None:
 
     rows = [[a.tier, a.offer_id, a.gpu, money(Decimal(a.dph)), a.outcome, a.reason] for a in result.attempts]
     out.print("")
-    out.print(out.table(["tier", "offer", "GPU", "$/h", "outcome", "why"], rows, title="Attempts", wrap=["why"]))
+    out.print(out.table(["tier", "offer", "GPU", "$/h", "outcome", "why"], rows, title="Attempts"))  # prose wraps by words
     for a in result.unconfirmed:
         out.warn(f"ledger row {a.ledger_row}: the create from offer {a.offer_id} may have made an instance all the "
                  "same; it is held against the budget until `gpuctl cleanup` sees it (and destroys it) or settles it.")

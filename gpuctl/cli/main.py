@@ -2,6 +2,8 @@
 
 Commands live in sibling modules and stay thin; they import their ops lazily so that
 `gpuctl --help` pays for Typer and nothing else (tests/test_startup.py keeps that true).
+`COMMANDS` is the one list of commands, in the order a user meets them: `--help` lists them
+so, and a new command (`serve`, `state`) is one more line there.
 """
 
 from __future__ import annotations
@@ -14,19 +16,42 @@ import typer
 
 from gpuctl import __version__
 from gpuctl.cli.context import AppContext
-from gpuctl.cli.group import new_app
-from gpuctl.cli.output import Output
+from gpuctl.cli.group import GpuctlGroup, new_app
+from gpuctl.cli.output import Output, no_color, raise_broken_pipe
+
+# (name, "module:attribute"): a Typer sub-app (a group) or a command function, in help order.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("deploy", "deploy:app"),
+    ("status", "status:status"),
+    ("chat", "chat:chat"),
+    ("launch", "launch:launch"),
+    ("destroy", "destroy:destroy"),
+    ("cleanup", "cleanup:cleanup"),
+    ("cost", "cost:app"),
+    ("profile", "profile:app"),
+    ("state", "state:app"),
+)
+
+
+class RootGroup(GpuctlGroup):
+    order = tuple(name for name, _ in COMMANDS)
+
 
 app = new_app(
+    cls=RootGroup,
     help="Run your own open-weight LLM endpoint cheaply: Modal first, Vast.ai when cheaper, "
     "Anthropic as the fallback that always answers.\n\n"
     "Example: [bold]gpuctl cost estimate[/bold]",
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gpuctl {__version__}")
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        if ctx.meta.get("gpuctl.json"):  # `gpuctl --json --version`: one document, like every --json
+            out = Output(json_mode=True, command_parts=["version"])
+            out.print_json(out.document({"version": __version__}))
+        else:
+            typer.echo(f"gpuctl {__version__}")
         raise typer.Exit()
 
 
@@ -34,8 +59,8 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     profile: str = typer.Option(None, "--profile", "-p", help="Profile to use (default: GPUCTL_PROFILE or the active one)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug logs on stderr."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout (errors included)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Logs on stderr: -v info, -vv debug."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for known errors too."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
@@ -84,22 +109,28 @@ class _RedactingFormatter(logging.Formatter):
 
 def _register() -> None:
     # Each module is tiny at import time; their work is imported inside the commands.
-    from gpuctl.cli import chat, cleanup, cost, deploy, destroy, launch, profile, state, status
+    import importlib
 
-    app.add_typer(deploy.app, name="deploy")
-    app.command("status")(status.status)
-    app.command("chat")(chat.chat)
-    app.command("launch")(launch.launch)
-    app.command("destroy")(destroy.destroy)
-    app.command("cleanup")(cleanup.cleanup)
-    app.add_typer(cost.app, name="cost")
-    app.add_typer(profile.app, name="profile")
-    app.add_typer(state.app, name="state")
+    for name, target in COMMANDS:
+        module, attribute = target.split(":")
+        thing = getattr(importlib.import_module(f"gpuctl.cli.{module}"), attribute)
+        if isinstance(thing, typer.Typer):
+            app.add_typer(thing, name=name)
+        else:
+            app.command(name)(thing)
 
 
 _register()
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Typer draws its help and errors on consoles of its own:
+    they follow gpuctl's rules too (NO_COLOR: no style at all; a closed pipe: exit 0)."""
+    import rich.console
+
+    rich.console.Console.on_broken_pipe = raise_broken_pipe  # type: ignore[method-assign,assignment]  # rich's hook
+    if no_color():
+        import typer.rich_utils
+
+        typer.rich_utils.COLOR_SYSTEM = None
     app(prog_name="gpuctl")

@@ -1,6 +1,8 @@
 """`gpuctl profile ...`: list, show, create, use, set, unset, delete TOML profiles.
 
 Each command parses, calls one `gpuctl.ops.profile` function and renders what it returns.
+Values are shown as TOML spells them (`true`, `["modal", "anthropic"]`): what a profile file
+holds and what `profile set` accepts, never a Python repr. `--json` keeps the typed values.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import typer
 
 from gpuctl.cli.context import app_context
 from gpuctl.cli.group import new_app
+from gpuctl.cli.output import show_value
 
 app = new_app(help="Manage TOML profiles (GPUCTL_HOME/profiles/NAME.toml).\n\nExample: [bold]gpuctl profile create dev[/bold]")
 
@@ -105,11 +108,15 @@ def use(ctx: typer.Context, name: str = typer.Argument(..., help="Profile to mak
 def set_(
     ctx: typer.Context,
     key: str = typer.Argument(..., help="Dotted key, e.g. modal.gpu."),
-    value: str = typer.Argument(..., help="New value (lists: modal,anthropic)."),
+    value: str = typer.Argument(..., help="New value (lists: modal,anthropic; a value starting with - needs -- first)."),
 ) -> None:
     """Set one value in the active profile (or --profile NAME).
 
     Example: gpuctl profile set modal.gpu A100-80GB
+
+    \b
+    Lists:    gpuctl profile set routing.priority modal,anthropic
+    A value starting with "-": gpuctl profile set -- KEY -10   (-- ends the options)
     """
     from gpuctl.ops import profile as profiles
 
@@ -118,7 +125,7 @@ def set_(
     data = profiles.set_value(key, value, profile=actx.profile_flag)
     out.result(data)
     if not out.json_mode:
-        out.info(f"{data['profile']}: {key} = {data['value']}")
+        out.info(f"{data['profile']}: {key} = {show_value(data['value'])}")
 
 
 @app.command("unset")

@@ -8,7 +8,7 @@ atomically with mode 0600.
 
 from __future__ import annotations
 
-from gpuctl.config.files import read_toml, write_toml_atomic
+from gpuctl.config.files import read_toml, toml_value, write_toml_atomic
 from gpuctl.config.keys import (
     FREE_SECTIONS,
     GPU_PROVIDERS,
@@ -91,6 +91,7 @@ __all__ = [
     "set_active_profile",
     "set_profile_value",
     "target_profile",
+    "toml_value",
     "unset_profile_value",
     "validate_profile_data",
     "writable_profile",

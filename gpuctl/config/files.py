@@ -3,13 +3,16 @@
 `read_toml` turns every failure (missing, unreadable, not UTF-8, a syntax error with its line
 and column) into one ConfigError line naming the file; `parse_float=Decimal` keeps prices out of
 binary floating point. `write_toml_atomic` leaves either the old file or the new one, created
-0600 because profiles hold keys. Must not: validate what is inside (resolve.py, costs and
+0600 because profiles hold keys. `toml_value` spells one value as TOML would (`true`,
+`["modal", "anthropic"]`), for every place a setting is shown to people. Must not: validate what is inside (resolve.py, costs and
 vastai check their own tables) or cache anything: files are read when a command runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 import tomllib
@@ -72,3 +75,23 @@ def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None:
             out[key] = value
     return out
+
+
+def toml_value(value: Any) -> str:
+    """One value as TOML spells it: `true`, `5.0`, `"L4"`, `["modal", "anthropic"]`,
+    `{ gpu = "L4" }`; never a Python repr (`True`, `['modal']`). None (unset) is ``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return ("nan" if math.isnan(value) else "inf" if value > 0 else "-inf") if not math.isfinite(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string escapes as JSON does
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }" if value else "{}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)  # Decimal, Path: their own text

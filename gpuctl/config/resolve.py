@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpuctl.config.files import read_toml
+from gpuctl.config.files import read_toml, toml_value
 from gpuctl.config.gpus import check_gpu_setting
 from gpuctl.config.keys import (
     FREE_SECTIONS,
@@ -87,15 +87,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- validation
 
 
-def coerce(key: Key, value: Any, origin: str) -> Any:
-    """Check and convert one value for `key`; `origin` names where it came from for the error."""
+def coerce(key: Key, value: Any, origin: str, *, name: str | None = None) -> Any:
+    """Check and convert one value for `key`; `origin` names where it came from for the error,
+    `name` what the user typed for it (a flag such as `--scaledown-window`; default the key)."""
     if value is None:
         return None
     try:
-        return _coerce(key, value, origin)
+        return _coerce(key, value, origin, name or key.dotted)
     except ConfigError as exc:
         if origin == "command line":  # a bad flag is a usage error (exit 2), not a broken config
-            raise UsageError(exc.message.removeprefix("command line: "), hint=exc.hint) from None
+            hint = exc.hint or (f"{name} sets {key.dotted}" if name and name != key.dotted else None)
+            raise UsageError(exc.message.removeprefix("command line: "), hint=hint) from None
         raise
 
 
@@ -131,34 +133,34 @@ def _convert(typ: type, value: Any) -> Any:
     return value
 
 
-def _coerce(key: Key, value: Any, origin: str) -> Any:
+def _coerce(key: Key, value: Any, origin: str, what: str) -> Any:
     try:
         result = _convert(key.type, value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"{origin}: {key.dotted} must be {_type_word(key.type)}, got {_show(key, value)}"
+            f"{origin}: {what} must be {_type_word(key.type)}, got {_show(key, value)}"
         ) from None
     if isinstance(result, (int, float)) and not isinstance(result, bool):
         if key.minimum is not None and result < key.minimum:
             if key.minimum == 0:
-                raise ConfigError(f"{origin}: {key.dotted} must not be negative, got {result}")
-            raise ConfigError(f"{origin}: {key.dotted} must be at least {key.minimum:g}, got {result}")
+                raise ConfigError(f"{origin}: {what} must not be negative, got {result}")
+            raise ConfigError(f"{origin}: {what} must be at least {key.minimum:g}, got {result}")
         if key.maximum is not None and result > key.maximum:
-            raise ConfigError(f"{origin}: {key.dotted} must be at most {key.maximum:g}, got {result}")
+            raise ConfigError(f"{origin}: {what} must be at most {key.maximum:g}, got {result}")
     if key.dotted == "routing.priority":
         result = _priority(result, origin)
     if key.gpu_of is not None and result:
         try:
             result = check_gpu_setting(key.gpu_of, result)
         except UsageError as exc:
-            raise ConfigError(f"{origin}: {key.dotted}: {exc.message}", hint=exc.hint) from None
+            raise ConfigError(f"{origin}: {what}: {exc.message}", hint=exc.hint) from None
     if key.dotted == "vastai.gpu_tiers":
         _gpu_tiers(result, origin)
     if key.dotted == "state.url":
         if result and not re.match(r"^(postgres(ql)?|sqlite)://", result, flags=re.I):
             raise ConfigError(f"{origin}: state.url must be a postgresql:// (or sqlite://) URL, got {_show(key, value)}")
     elif key.type is str and key.name.endswith("url") and result and not re.match(r"^https?://", result):
-        raise ConfigError(f"{origin}: {key.dotted} must be an http(s) URL, got {_show(key, value)}")
+        raise ConfigError(f"{origin}: {what} must be an http(s) URL, got {_show(key, value)}")
     return result
 
 
@@ -201,9 +203,10 @@ def _type_word(typ: type) -> str:
 
 
 def _show(key: Key, value: Any) -> str:
+    """A rejected value as TOML spells it (`"abc"`, `true`, `["x"]`), secrets masked."""
     if key.secret and isinstance(value, str):
-        return repr(mask_secret(value))
-    return repr(value)
+        return toml_value(mask_secret(value))
+    return toml_value(value)
 
 
 def validate_profile_data(data: Mapping[str, Any], origin: str, *, is_config: bool = False) -> dict[str, Any]:
@@ -333,12 +336,14 @@ def load_settings(
     *,
     profile: str | None = None,
     flags: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> Settings:
     """Resolve every setting: flag > environment > profile > config.toml defaults > default.
 
-    `flags` maps dotted keys to values given on the command line (None means not given).
+    `flags` maps dotted keys to values given on the command line (None means not given);
+    `flag_names` the flag each was given by (`--scaledown-window`), so an error names it.
     With no profile at all gpuctl works from the environment alone, as the original package did.
     """
     env = os.environ if env is None else env
@@ -365,7 +370,8 @@ def load_settings(
                 break
         flag_value = flags.get(key.dotted)
         if flag_value is not None:
-            resolved = Resolved(coerce(key, flag_value, "command line"), "flag")
+            flag = (flag_names or {}).get(key.dotted)
+            resolved = Resolved(coerce(key, flag_value, "command line", name=flag), "flag")
         values[key.dotted] = resolved
     extra = {s: {**defaults_data.get(s, {}), **profile_data.get(s, {})} for s in FREE_SECTIONS}
     return Settings(home=home, profile=name, profile_file=pfile, values=values, extra=extra)

@@ -76,6 +76,7 @@ class ComparisonRow:
     level_range: tuple[Decimal, Decimal] | None = None
     requests_per_day: Decimal | None = None
     tokens_per_day: Decimal | None = None
+    level: str | None = None  # the level's name alone ("medium"), for a narrow table
 
     @property
     def cheapest(self) -> Estimate | None:
@@ -288,7 +289,7 @@ def compare(
         rows.append(ComparisonRow(
             f"{level.label} ({plain(level.low_hours)}–{plain(level.high_hours)} GPU-h/day)",
             _estimates(s, traffic, PROVIDERS), hours, (level.low_hours, level.high_hours),
-            r, r * base.tokens_per_request))
+            r, r * base.tokens_per_request, level.label))
     assumptions = {
         **{k: v for k, v in base.describe().items() if k != "requests_per_day"},
         "levels": "GPU-hours/day of generation on the Modal GPU, priced at each level's midpoint; the same "

@@ -4,14 +4,15 @@ rate by a time or a token count, and rounds or formats money.
 Owns the units (`DAYS_PER_MONTH`, `SECONDS_PER_HOUR`); the one parser (`to_decimal`) and the
 validators of user input built on it (`number`, `whole_number`); the formulas ($/h × time in
 `hourly_cost` and `lifetime_cost`, $/s × seconds in `modal_cost`, tokens × $/M in `token_cost`);
-and every way money is rounded or shown (`round_money`, `money_str` for --json, the strings for
-people). Pure: no I/O, no clock, nothing printed; bad input raises a one-line `UsageError`.
+and every way money is rounded or shown (`round_money`; `money_str`, the one formatter of money
+in --json; the strings for people). Pure: no I/O, no clock, nothing printed; bad input raises a
+one-line `UsageError`.
 It imports nothing from the rest of `gpuctl.costs` (everything there builds on it).
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Protocol
 
 from gpuctl.errors import UsageError
@@ -21,6 +22,10 @@ SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 
 MILLION = Decimal(1_000_000)
+# Money in --json is rounded to 7 places, the catalog's precision: its finest prices have 7
+# (Modal CPU $0.0000131/s; one token at $0.10/M is $0.0000001). Exact products and quotients
+# ($/h × seconds / 3600) would otherwise carry up to 28 digits into every JSON document.
+JSON_PLACES = 7
 RATIO_PLACES = Decimal("0.0001")  # $/M tokens and GPU-hours are derived ratios: to 1/100 of a cent
 _CENT = Decimal("0.01")
 
@@ -119,8 +124,16 @@ def tidy_money(d: Decimal) -> Decimal:
 
 
 def money_str(d: Decimal | None) -> str | None:
-    """Exact money as a JSON string: '48.00', '0.105', '0.3996'."""
-    return None if d is None else format(tidy_money(d), "f")
+    """The one formatter of money in --json: a string rounded half-up to the catalog's
+    precision (`JSON_PLACES`), at least cents, no exponent: '48.00', '0.105', '0.0128738'.
+    Every amount a --json document carries (cost, estimate, chat, launch, destroy, cleanup,
+    status) goes through here."""
+    if d is None:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 60  # quantize must not fail on a large sum: 10^12 with 7 places needs 19 digits
+        rounded = d.quantize(Decimal(1).scaleb(-JSON_PLACES), rounding=ROUND_HALF_UP)
+    return format(tidy_money(rounded) if rounded else Decimal("0.00"), "f")  # never "-0.00"
 
 
 def price_str(d: Decimal) -> str:

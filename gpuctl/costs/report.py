@@ -121,7 +121,7 @@ class Report:
                 "vastai_budget_left": _m(max(Decimal(0), budget - spent - held)),
                 "vastai_over_budget_by": _m(max(Decimal(0), spent - budget)),
                 "vastai_session_budget_limit": _m(session),
-                "live_instances": [{"id": i.id, "remote_id": i.remote_id, "gpu": i.gpu, "dph": i.dph,
+                "live_instances": [{"id": i.id, "remote_id": i.remote_id, "gpu": i.gpu, "dph": money_str(to_decimal(i.dph)),
                                     "status": i.status, "spent": _m(cost),
                                     "session_left": _m(max(Decimal(0), session - cost))} for i, cost in self.live],
                 "vastai_held_unconfirmed": _m(held),

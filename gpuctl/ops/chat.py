@@ -2,7 +2,7 @@
 
 Owns opening a `ChatSession` for resolved settings — the state (`gpuctl.state.open_for`), the
 backend manager, a stored conversation to resume, the provider choice checked before anyone
-types — and closing them after. Asking, retrying and spend are the session's
+types — and closing them after; and the list of stored conversations (`gpuctl chat --list`). Asking, retrying and spend are the session's
 (`gpuctl.chat.session`); input, Ctrl-C and rendering are the CLI's (`gpuctl.cli.chat`).
 
 Must not: print, read input or know about terminals.
@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from gpuctl.chat.session import ChatSession
 from gpuctl.config import Settings
@@ -55,3 +57,18 @@ def open_session(
             runner.run(manager.aclose())
         finally:
             state.close()
+
+
+def list_conversations(settings: Settings, *, limit: int | None = 20) -> dict[str, Any]:
+    """The stored conversations, most recently active first (`limit` None: all), for
+    `--conversation ID`: id, when, first line, who answered last, tokens used."""
+    with open_for(settings) as state:
+        rows, total = state.conversations(limit)
+
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+    return {"conversations": [{"id": r.id, "created_at": iso(r.created_at), "updated_at": iso(r.updated_at),
+                               "first_line": r.title or "", "provider": r.provider, "messages": r.messages,
+                               "tokens": r.tokens, "profile": r.profile} for r in rows],
+            "total": total}

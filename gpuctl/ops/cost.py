@@ -191,6 +191,25 @@ def _check_modes(req: EstimateRequest) -> None:
                                                             else "--hours is a one-off"))
 
 
+def _checked_numbers(req: EstimateRequest) -> EstimateRequest:
+    """The numeric flags checked here, so a bad one is named as typed (`--hours-per-day must be
+    at most 24`); the cost math then gets exact decimals (the same bounds it would apply)."""
+    import dataclasses
+
+    from gpuctl.costs.money import number, plain, whole_number
+
+    def dec(value: str | None, flag: str, **bounds: Any) -> str | None:
+        return None if value is None else plain(number(value, flag, **bounds))
+
+    tokens = req.tokens_per_request
+    return dataclasses.replace(
+        req, hours_per_day=dec(req.hours_per_day, "--hours-per-day", maximum=24), hours=dec(req.hours, "--hours"),
+        days=dec(req.days, "--days", minimum=None, positive=True), dph=dec(req.dph, "--dph", positive=True),
+        requests_per_day=dec(req.requests_per_day, "--requests-per-day"),
+        tokens_per_request=None if tokens is None else str(whole_number(tokens, "--tokens-per-request", minimum=1)),  # type: ignore[arg-type]
+        bursts_per_day=dec(req.bursts_per_day, "--bursts-per-day", positive=True))
+
+
 def cost_estimate(settings: Settings, req: EstimateRequest, *, now: float | None = None) -> CostView:
     """By GPU time (`--hours-per-day`/`--hours`), by traffic (`--requests-per-day`), by replay of
     the ledger (`--from-usage`), or — with no flags — Modal vs Vast.ai vs Anthropic at the
@@ -200,6 +219,7 @@ def cost_estimate(settings: Settings, req: EstimateRequest, *, now: float | None
     now = clock() if now is None else now
     provider = None if req.provider is None else costs.resolve_provider(req.provider)
     _check_modes(req)
+    req = _checked_numbers(req)
     catalog = load_prices(settings, req.prices)
     prof = Profile.of(settings)
     warnings = [] if prof.modal_gpu_count == 1 else [

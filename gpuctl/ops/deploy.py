@@ -27,6 +27,7 @@ from gpuctl.config import (
     unset_profile_value,
     writable_profile,
 )
+from gpuctl.costs.money import money_str
 from gpuctl.errors import GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.modal.deploy import (
@@ -77,9 +78,9 @@ class DeployPlan:
             "scaledown_window_s": s.scaledown_window_s, "min_containers": s.min_containers,
             "max_containers": s.max_containers, "max_inputs_per_container": s.max_inputs,
             "max_model_len": s.max_model_len, "enforce_eager": s.enforce_eager,
-            "dollars_per_hour": None if self.dollars_per_hour is None else str(self.dollars_per_hour),
+            "dollars_per_hour": money_str(self.dollars_per_hour),
             "price_note": self.price_note,
-            "warm_cost_per_month": None if self.warm_cost_per_month is None else str(self.warm_cost_per_month),
+            "warm_cost_per_month": money_str(self.warm_cost_per_month),
             "profile": self.profile,
         }
 

@@ -27,8 +27,10 @@ def collect_status(settings: Settings, *, deep: bool = False, wake: bool = False
 
 
 def watch_status(settings: Settings, *, deep: bool, render: Callable[[StatusReport], None], wake: bool = False,
-                 sleep: Callable[[float], None] = time.sleep, rounds: int | None = None) -> None:
-    """Refresh every `routing.health_interval_s` (60 s by default) until Ctrl-C (or `rounds`)."""
+                 sleep: Callable[[float], None] | None = None, rounds: int | None = None) -> None:
+    """Refresh every `routing.health_interval_s` (60 s by default) until Ctrl-C (or `rounds`).
+    `sleep` defaults to `time.sleep`, looked up when the watch starts (tests replace it)."""
+    sleep = time.sleep if sleep is None else sleep
     done = 0
     while rounds is None or done < rounds:
         render(collect_status(settings, deep=deep, wake=wake))

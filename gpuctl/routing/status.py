@@ -255,7 +255,7 @@ async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) 
     except TimeoutError:
         return Health(slot.name, "cold", endpoint=slot.endpoint, detail="no answer in time (waking up?)")
     except ProviderError as exc:
-        return Health(slot.name, "unhealthy", endpoint=slot.endpoint, detail=exc.message)
+        return Health(slot.name, "unhealthy", endpoint=slot.endpoint, detail=exc.message, error_kind=exc.kind)
 
 
 def _remember(router: Router, slot: Slot, health: Health, now: float, *, deep: bool) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from gpuctl.state.errors import StateUnavailableError
 from gpuctl.state.memory import Db
-from gpuctl.state.rows import ConversationRow, MessageRow
+from gpuctl.state.rows import ConversationRow, ConversationSummary, MessageRow
 
 logger = logging.getLogger("gpuctl.state")
 
@@ -69,15 +69,18 @@ class ConversationStore:
                                  (system_prompt, conversation_id))
 
     def add_message(self, conversation_id: int, role: str, content: str, *, partial: bool = False,
-                    provider: str | None = None, model: str | None = None) -> int:
+                    provider: str | None = None, model: str | None = None,
+                    tokens: tuple[int, int] | None = None) -> int:
+        """`tokens`: an answer's (prompt, completion) usage, when the provider reported it."""
         now = self.clock()
         if not conversation_id:  # a conversation that could not be saved (see create_conversation)
             return 0
+        prompt, completion = tokens if tokens is not None else (None, None)
         with self._unsaved_if_down(), self._db.transaction():
             message_id = self._db.insert(
-                "INSERT INTO messages (conversation_id, ts, role, content, partial, provider, model)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, now, role, content, 1 if partial else 0, provider, model),
+                "INSERT INTO messages (conversation_id, ts, role, content, partial, provider, model, prompt_tokens,"
+                " completion_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, now, role, content, 1 if partial else 0, provider, model, prompt, completion),
             )
             self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
             return message_id
@@ -89,6 +92,22 @@ class ConversationStore:
             data["partial"] = bool(data["partial"])
             out.append(MessageRow(**data))
         return out
+
+    def conversations(self, limit: int | None = None) -> tuple[list[ConversationSummary], int]:
+        """The stored conversations, most recently active first (at most `limit`), and how many
+        there are in all."""
+        total = int(self._db.query("SELECT COUNT(*) AS n FROM conversations")[0]["n"])
+        rows = self._db.query(
+            "SELECT c.id, c.created_at, c.updated_at, c.title, c.profile, COUNT(m.id) AS messages, "
+            "COALESCE(SUM(COALESCE(m.prompt_tokens, 0) + COALESCE(m.completion_tokens, 0)), 0) AS tokens, "
+            "(SELECT l.provider FROM messages l WHERE l.conversation_id = c.id AND l.provider IS NOT NULL "
+            " ORDER BY l.id DESC LIMIT 1) AS provider "
+            "FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id "
+            "GROUP BY c.id, c.created_at, c.updated_at, c.title, c.profile "
+            "ORDER BY c.updated_at DESC, c.id DESC" + ("" if limit is None else " LIMIT ?"),
+            () if limit is None else (limit,))
+        return [ConversationSummary(**{**r, "messages": int(r["messages"]), "tokens": int(r["tokens"])})
+                for r in rows], total
 
     def clear_messages(self, conversation_id: int) -> None:
         with self._db.transaction():

@@ -117,6 +117,8 @@ class MessageRow:
     partial: bool
     provider: str | None
     model: str | None
+    prompt_tokens: int | None = None  # an answer's usage (None: a question, or not reported)
+    completion_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,20 @@ class ConversationRow:
     title: str | None
     profile: str | None
     system_prompt: str | None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One line of `gpuctl chat --list`: a stored conversation and what it used."""
+
+    id: int
+    created_at: float
+    updated_at: float
+    title: str | None
+    profile: str | None
+    messages: int
+    provider: str | None  # who gave the last answer
+    tokens: int  # prompt + completion tokens of its answers (what was billed)
 
 
 def rows_as_dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:

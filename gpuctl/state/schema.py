@@ -140,6 +140,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX usage_endpoint_ts ON usage(provider, endpoint, ok, ts);
     """,
+    # 12: the tokens each answer cost, so `gpuctl chat --list` can say what a conversation used.
+    """
+    ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;
+    ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
+    """,
 )
 
 

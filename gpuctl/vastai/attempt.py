@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuctl.config import Settings
+from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.vastai import budget
@@ -168,7 +169,7 @@ class Attempter:
     def attempt(self, cand: Candidate, instance_id: int | None, outcome: str, reason: str = "",
                 cost: str | None = None, row_id: int | None = None) -> Attempt:
         o = cand.offer
-        return Attempt(o.id, o.machine_id, o.gpu_name, str(o.dph_total), instance_id, outcome, reason, cost,
+        return Attempt(o.id, o.machine_id, o.gpu_name, money_str(o.dph_total) or "", instance_id, outcome, reason, cost,
                        cand.tier.name, row_id)
 
     def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> AttemptFailed:
@@ -273,7 +274,7 @@ class Attempter:
             log_event("vastai_machine_excluded", machine_id=o.machine_id, reason=reason)
         log_event("vastai_launch_attempt_failed", instance_id=instance_id, offer_id=o.id, machine_id=o.machine_id,
                   reason=reason, cost=None if cost is None else str(cost))
-        return AttemptFailed(self.attempt(cand, instance_id, "failed", reason, None if cost is None else str(cost),
+        return AttemptFailed(self.attempt(cand, instance_id, "failed", reason, money_str(cost),
                                           row_id), fatal=fatal)
 
     def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:

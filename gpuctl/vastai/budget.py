@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gpuctl.costs.money import hourly_cost, lifetime_cost, money_text, to_decimal
+from gpuctl.costs.money import hourly_cost, lifetime_cost, money_str, money_text, to_decimal
 from gpuctl.errors import BudgetError
 from gpuctl.state import InstanceRow
 
@@ -105,10 +105,10 @@ class BudgetCheck:
         return min(self.session_limit, self.left) / hours
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dph": str(self.dph), "keep_alive_minutes": self.keep_alive_minutes,
-                "projection": str(self.projection), "session_limit": str(self.session_limit),
-                "total_limit": str(self.total_limit), "spent": str(self.spent), "reserved": str(self.reserved),
-                "left": str(self.left),
+        return {"dph": money_str(self.dph), "keep_alive_minutes": self.keep_alive_minutes,
+                "projection": money_str(self.projection), "session_limit": money_str(self.session_limit),
+                "total_limit": money_str(self.total_limit), "spent": money_str(self.spent),
+                "reserved": money_str(self.reserved), "left": money_str(self.left),
                 "session_ok": self.session_ok, "total_ok": self.total_ok, "ok": self.ok}
 
     def _used(self) -> str:

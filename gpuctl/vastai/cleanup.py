@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings
+from gpuctl.costs.money import money_str
 from gpuctl.errors import CredentialsError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.providers.base import Health
@@ -189,7 +190,7 @@ class _Cleanup:
                 continue
             actions.append(self.unlisted(row))
         spent = budget.spent(self.state.instances(PROVIDER), self.now)
-        return CleanupReport(self.dry_run, tuple(actions), spent=money(spent), budget_limit=money(self.total_limit))
+        return CleanupReport(self.dry_run, tuple(actions), spent=money_str(spent), budget_limit=money_str(self.total_limit))
 
     # -- deciding --------------------------------------------------------------------------
 
@@ -319,7 +320,7 @@ class _Cleanup:
         elif is_gpuctl_label(inst.label):
             cost = record_untracked(self.state, inst, self.now, note=note)
         return self.record(_with(base, result="destroyed" if destroyed_now else "already_gone",
-                                 cost=None if cost is None else str(cost)))
+                                 cost=money_str(cost)))
 
     def mark(self, row: InstanceRow, inst: Instance | None, action: str, reason: str) -> Action:
         base = Action(_int(row.remote_id), row.id, row.label, row.gpu, None, action, reason)
@@ -327,7 +328,7 @@ class _Cleanup:
             return self.record(_with(base, result="would_mark"))
         cost = mark_destroyed(self.state, row, self.now, note=f"cleanup: {reason}",
                               never_created=action == "mark_never_created")
-        return self.record(_with(base, result="marked", cost=None if cost is None else str(cost)))
+        return self.record(_with(base, result="marked", cost=money_str(cost)))
 
     def record(self, action: Action) -> Action:
         log_event("vastai_cleanup_action", instance_id=action.instance_id, ledger_row=action.ledger_row,

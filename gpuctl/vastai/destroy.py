@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
 from gpuctl.state import InstanceRow, State
@@ -94,7 +95,7 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.target.as_dict(), "result": self.result,
-                "cost": None if self.cost is None else str(self.cost), "error": self.error}
+                "cost": money_str(self.cost), "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
         row = state.instance_by_remote(PROVIDER, str(instance_id))
         remote = client.get_instance(instance_id)
         if remote is None and (row is None or not row.live):
-            raise UsageError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
+            # Not a usage error (the command was well formed): what it names is not there. Exit 1.
+            raise GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
                              hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
         # A ledger row with this id means gpuctl created it, whatever its label says now.
         foreign = remote is not None and row is None and not is_gpuctl_label(remote.label)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuctl.costs.money import money_str
 from gpuctl.vastai.api_types import Offer
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.tiers import Tier
@@ -24,7 +25,7 @@ class Candidate:
 
     def as_dict(self) -> dict[str, Any]:
         o = self.offer
-        return {"tier": self.tier.name, "offer_id": o.id, "gpu": o.gpu_name, "dph": str(o.dph_total),
+        return {"tier": self.tier.name, "offer_id": o.id, "gpu": o.gpu_name, "dph": money_str(o.dph_total),
                 "reliability": o.reliability, "location": o.geolocation, "machine_id": o.machine_id,
                 "gpu_ram_gb": round(o.gpu_ram_mb / 1000, 1), "inet_down": o.inet_down, "cuda": o.cuda_max_good}
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from gpuctl.config import Settings
+from gpuctl.costs.money import money_str
 from gpuctl.errors import BudgetError, ProviderError, UsageError
 from gpuctl.state import InstanceRow, State
 from gpuctl.vastai import budget
@@ -70,11 +71,11 @@ class LaunchPlan:
             "candidates": [c.as_dict() for c in self.search.candidates],
             "choice": self.choice.as_dict() if self.choice else None,
             "budget": self.budget.as_dict() if self.budget else None,
-            "spent": str(self.spent),
-            "reserved": str(self.reserved),
+            "spent": money_str(self.spent),
+            "reserved": money_str(self.reserved),
             "live_instances": [r.remote_id or f"intent:{r.id}" for r in self.live],
             "excluded_machines": sorted(self.excluded),
-            "retry_max_dph": None if self.retry_max_dph is None else format(self.retry_max_dph.normalize(), "f"),
+            "retry_max_dph": money_str(self.retry_max_dph),
         }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuctl.config import Settings, did_you_mean, read_toml
+from gpuctl.costs.money import money_str
 from gpuctl.errors import ConfigError, UsageError
 
 _FIELDS = ("name", "gpu_names", "min_vram_gb", "max_dph", "min_reliability", "min_inet_down", "min_cuda")
@@ -35,7 +36,7 @@ class Tier:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "gpu_names": list(self.gpu_names), "min_vram_gb": self.min_vram_gb,
-                "max_dph": str(self.max_dph), "min_reliability": self.min_reliability,
+                "max_dph": money_str(self.max_dph), "min_reliability": self.min_reliability,
                 "min_inet_down": self.min_inet_down, "min_cuda": self.min_cuda}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from gpuctl import __version__
 from tests.support import assert_exit
 
 COMMANDS = ["deploy", "status", "chat", "launch", "destroy", "cleanup", "cost", "profile"]
+ENVELOPE_KEYS = ["gpuctl_result_version", "command", "status", "exit_code", "timestamp", "data", "errors"]
 
 
 def test_help_lists_every_command(cli) -> None:
@@ -44,8 +46,10 @@ def test_json_envelope_contract_success(cli) -> None:
     result = cli("--json", "profile", "list")
     assert_exit(result, 0)
     doc = json.loads(result.stdout)
-    assert set(doc) == {"gpuctl_result_version", "command", "status", "exit_code", "data", "errors"}
+    assert set(doc) == {"gpuctl_result_version", "command", "status", "exit_code", "timestamp", "data", "errors"}
+    assert list(doc) == ENVELOPE_KEYS  # the README's order
     assert doc["gpuctl_result_version"] == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["timestamp"])  # UTC, for cron logs
     assert doc["command"] == "profile list"
     assert doc["status"] == "success" and doc["exit_code"] == 0 and doc["errors"] == []
 

@@ -1,5 +1,5 @@
 """`gpuctl cost estimate` through the real app: no credentials needed, the seed's arithmetic in
---json (exact decimal strings), traffic and ledger replays worked out by hand, stale prices on
+--json (decimal strings to the catalog's precision), traffic and ledger replays worked out by hand, stale prices on
 stderr, price overrides, and one `Error:` line (exit 2) for every bad input."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -43,8 +43,8 @@ def test_no_flags_prints_the_comparison_without_credentials(cli) -> None:
     assert_exit(result, 0)
     out = result.stdout
     for needle in ("$ per month (30 days) at the original system's traffic levels", "$ per million tokens",
-                   "Break-even", "Assumptions", "low (2–3 GPU-h/day)", "medium (4–5 GPU-h/day)",
-                   "high (7–8 GPU-h/day)", "Modal L4", "Vast.ai RTX 3090", "Anthropic claude-haiku-4-5",
+                   "Break-even", "Assumptions", "GPU-h/day", "low      2–3", "medium   4–5",
+                   "high     7–8", "Modal L4", "Vast.ai RTX 3090", "Anthropic claude-haiku-4-5",
                    "scaledown window (s)", "35 output tok/s per stream"):
         assert needle in out, needle
     assert result.stderr == ""  # prices are fresh on the pinned day: no warning
@@ -131,6 +131,11 @@ def _hand_modal_traffic(requests: D, out_tokens: int, bursts: D = D(8), days: in
     return bursts * per_burst * days * D("0.000222")
 
 
+def _json_places(d: D) -> D:
+    """--json carries money to the catalog's precision (7 places), not 28 digits."""
+    return d.quantize(D("0.0000001"), rounding=ROUND_HALF_UP)
+
+
 def test_by_traffic_prices_each_provider(cli) -> None:
     data = data_of(cli("cost", "estimate", "--requests-per-day", "500", "--tokens-per-request", "1000", "--json"))
     assert data["kind"] == "traffic"
@@ -139,7 +144,7 @@ def test_by_traffic_prices_each_provider(cli) -> None:
     assert set(by) == {"modal", "vastai", "anthropic"}
     # 1000 tokens split 3:1 → 750 in, 250 out; Haiku $1/M in, $5/M out: $0.002 a request.
     assert by["anthropic"]["total"] == "30.00" and by["anthropic"]["per_million_tokens"] == "2.00"
-    assert D(by["modal"]["total"]) == _hand_modal_traffic(D(500), 250)
+    assert D(by["modal"]["total"]) == _json_places(_hand_modal_traffic(D(500), 250))
     assert row["tokens_per_day"] == "500000"
     assert data["assumptions"]["input_tokens_per_request"] == "750"
     assert data["assumptions"]["output_tokens_per_request"] == "250"
@@ -153,7 +158,7 @@ def test_by_traffic_one_provider_bursts_and_gpu(cli) -> None:
                        "--bursts-per-day", "16", "--tokens-per-request", "1000", "--json"))
     (row,) = data["rows"]
     assert [e["provider"] for e in row["estimates"]] == ["modal"]
-    assert D(row["estimates"][0]["total"]) == _hand_modal_traffic(D(16), 250, bursts=D(16))
+    assert D(row["estimates"][0]["total"]) == _json_places(_hand_modal_traffic(D(16), 250, bursts=D(16)))
     assert data["break_even"] == []  # no API in the comparison
 
 

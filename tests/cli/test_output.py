@@ -30,7 +30,7 @@ def test_every_error_entry_has_type_message_and_hint(cli) -> None:  # type: igno
     usage = json.loads(cli("--json", "profile", "bogus").stdout)["errors"][0]
     assert set(known) == set(usage) == {"type", "message", "hint"}
     assert known["type"] == "ConfigError" and known["hint"] == "see `gpuctl profile list`"
-    assert usage["type"] == "UsageError" and usage["hint"] is None
+    assert usage["type"] == "UsageError" and usage["hint"] == "see `gpuctl profile --help`"
 
 
 def test_fail_prints_nothing_after_a_document(capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,7 +117,7 @@ def test_intent_is_marked_never_created_only_past_the_grace_and_two_listings_apa
     assert (first.action, first.result) == ("keep", "kept") and "10 min from now" in first.reason
     clock.advance(10 * MIN)
     report = cleanup(settings, client, state, clock)
-    assert [(a.action, a.result, a.cost) for a in report.actions] == [("mark_never_created", "marked", "0")]
+    assert [(a.action, a.result, a.cost) for a in report.actions] == [("mark_never_created", "marked", "0.00")]
     assert not state.get_instance(row_id).live  # type: ignore[union-attr]
 
 

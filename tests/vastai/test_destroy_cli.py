@@ -22,7 +22,9 @@ def test_destroy_one_id_and_unknown_ids(cli, vast_env: FakeVast, gpuctl_home: Pa
     assert vast_env.live_ids() == set()
     with open_state(gpuctl_home) as st:
         assert st.live_instances("vastai") == [] and st.instances("vastai")[0].cost is not None
-    assert_exit(cli("destroy", str(iid), "--yes"), 2)  # already destroyed and marked: nothing to do
+    gone = cli("--json", "destroy", str(iid), "--yes")  # already destroyed and marked: it does not exist
+    assert_exit(gone, 1)  # a failure, not a usage error (issue 11, item 8)
+    assert json.loads(gone.stdout)["errors"][0]["message"].endswith("does not exist (or is already destroyed)")
     assert_exit(cli("destroy", "--yes"), 2)  # neither an id nor --all
     assert_exit(cli("destroy", "12", "--all", "--yes"), 2)
 

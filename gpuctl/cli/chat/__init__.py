@@ -9,6 +9,7 @@ lines.py     where input comes from: prompt, pipe, plain terminal, prompt_toolki
 commands.py  the slash commands (/help, /retry, /save, /cost, ...)
 ui.py        the two UIs (people: stdout + stderr; --json: NDJSON) and the stats/cost lines
 render.py    an answer as it streams (plain, or Markdown by block) and the wait spinner
+history.py   `--list`: the stored conversations, for `--conversation ID`
 
 Only the command is imported for `gpuctl --help`; the rest loads when a chat starts.
 """
@@ -20,7 +21,10 @@ from pathlib import Path
 import typer
 
 from gpuctl.cli.context import app_context
-from gpuctl.errors import GpuctlError
+from gpuctl.errors import GpuctlError, UsageError
+
+# The settings chat's flags set, and the flag each is typed as (errors name the flag).
+FLAGS = {"chat.temperature": "--temperature", "chat.max_tokens": "--max-tokens", "chat.markdown": "--markdown"}
 
 
 def chat(
@@ -34,9 +38,11 @@ def chat(
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer."),
     markdown: bool = typer.Option(None, "--markdown/--plain", help="Render Markdown by block in a terminal (default: chat.markdown, off)."),
     continue_: bool = typer.Option(False, "--continue", "-c", help="Resume the last conversation."),
-    conversation: int = typer.Option(None, "--conversation", help="Resume conversation ID."),
+    conversation: int = typer.Option(None, "--conversation", metavar="ID", help="Resume conversation ID (see --list)."),
     json_schema: Path = typer.Option(None, "--json-schema", metavar="FILE",
                                      help="Ask for JSON answers matching the JSON Schema in FILE."),
+    list_: bool = typer.Option(False, "--list", help="List the stored conversations (id, date, first line, provider, tokens)."),
+    limit: int = typer.Option(20, "--limit", metavar="N", help="With --list: how many, most recent first (0: all)."),
 ) -> None:
     """Chat with the best available provider: a REPL, or one answer and exit.
 
@@ -49,6 +55,7 @@ def chat(
       gpuctl chat -f prompt.txt         ask once, the prompt from a file
       echo "question" | gpuctl chat     piped stdin is ONE prompt, unless its last line is /exit
                                         (or /quit): then each line is REPL input
+      gpuctl chat --list                the stored conversations; resume one with --conversation ID
     In the REPL: Esc-Enter (or text between \"\"\" lines) for multi-line input; Ctrl-C stops an
     answer (the partial answer is kept, marked partial); Ctrl-C at an empty prompt or Ctrl-D exits.
     --json-schema FILE asks every answer to be JSON matching that schema (response_format). A tool
@@ -61,10 +68,18 @@ def chat(
     from gpuctl.cli.chat.ui import make_ui
 
     actx = app_context(ctx)
+    if list_:
+        from gpuctl.cli.chat.history import show_history
+
+        if prompt is not None or file is not None or continue_ or conversation is not None:
+            raise UsageError("--list lists conversations: it takes no prompt, --file, --continue or --conversation",
+                             hint="gpuctl chat --list, then gpuctl chat --conversation ID")
+        show_history(actx, limit=limit)
+        return
     ui = make_ui(actx.out)
     try:
         settings = actx.settings({"chat.temperature": temperature, "chat.max_tokens": max_tokens,
-                                  "chat.markdown": markdown})
+                                  "chat.markdown": markdown}, FLAGS)
     except GpuctlError as exc:
         ui.error(exc, final=True)  # --json: even this ends with a {"type": "error"} line
         raise

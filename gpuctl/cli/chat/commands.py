@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gpuctl.chat import transcript
 from gpuctl.cli.chat.ui import cost_line
+from gpuctl.costs.money import money_str
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,14 +26,15 @@ HELP = (
     ("/system TEXT", "set the system prompt (no TEXT: show it)"),
     ("/provider NAME|auto", "answer from one provider, or auto (the priority order)"),
     ("/retry", "ask the last question again, replacing its answer"),
-    ("/save FILE", "save the transcript: FILE.md (Markdown) or FILE.json"),
+    ("/save FILE", "save the transcript: FILE.md (Markdown) or FILE.json (never over a file)"),
+    ("/save! FILE", "save it, replacing FILE if it exists"),
     ("/cost", "this session's estimated spend, per provider"),
     ("/exit", "leave (also /quit, Ctrl-D, or Ctrl-C at an empty prompt)"),
 )
 NAMES = ("help", "reset", "system", "provider", "retry", "save", "cost", "exit", "quit")
-WITH_ARGUMENT = frozenset({"/system", "/provider", "/save"})
+WITH_ARGUMENT = frozenset({"/system", "/provider", "/save", "/save!"})
 # A line that is one of our commands (used to tell piped REPL input from a piped prompt).
-COMMAND_LINE = re.compile(r"^/(" + "|".join(NAMES) + r")(\s|$)")
+COMMAND_LINE = re.compile(r"^/(" + "|".join(NAMES) + r")!?(\s|$)")
 INPUT_HELP = ('Multi-line: Esc-Enter for a new line, or wrap the text in """ lines. '
               "A line starting with // is sent as a question starting with /.")
 
@@ -67,18 +69,18 @@ def handle(session: ChatSession, ui: ChatUI, line: str) -> str | None:
         else:
             session.set_provider(None if arg.lower() == "auto" else arg.lower())
             ui.note(f"Answers now come from {session.provider or 'the priority order (auto)'}.")
-    elif name == "save":
+    elif name in ("save", "save!"):
         if not arg:
-            raise UsageError("/save needs a file name", hint="e.g. /save chat.md or /save chat.json")
+            raise UsageError(f"/{name} needs a file name", hint=f"e.g. /{name} chat.md or /{name} chat.json")
         path = transcript.save(Path(arg), session.turns, system_prompt=session.system_prompt,
-                               conversation_id=session.conversation_id)
+                               conversation_id=session.conversation_id, replace=name == "save!")
         ui.note(f"Saved {len(session.turns)} messages to {path}.")
     elif name == "cost":
         total = session.total_spend()
         ui.show(cost_line(session.spend, total), {
-            "type": "cost", "cost": format(total.cost, "f"), "answers": total.answers, "unpriced": total.unpriced,
+            "type": "cost", "cost": money_str(total.cost), "answers": total.answers, "unpriced": total.unpriced,
             "providers": {k: {"answers": v.answers, "prompt_tokens": v.prompt_tokens,
-                              "completion_tokens": v.completion_tokens, "cost": format(v.cost, "f")}
+                              "completion_tokens": v.completion_tokens, "cost": money_str(v.cost)}
                           for k, v in session.spend.items()},
         })
     else:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from gpuctl.routing.outcomes import Fallback
 
 
-
 def fallback_lines(fallback: Fallback | None) -> list[str]:
     """One 'fell back from modal: waking up (…)' line per provider that did not answer."""
     if fallback is None:
@@ -167,14 +166,27 @@ class HumanUI:
 
 
 class JsonUI:
-    """One JSON object per line on stdout: chunks, then a summary (or an error) per answer."""
+    """One JSON object per line on stdout: chunks, then a summary (or an error) per answer.
+
+    An error line is the envelope every `--json` command prints (`gpuctl_result_version`,
+    `command`, `status`, `exit_code`, `timestamp`, `data`, `errors`) plus `"type": "error"`, so
+    a script reads it as it reads any gpuctl failure; `final` says whether the chat ended
+    (then `exit_code` is the process's) or goes on (a failed answer in the REPL: null)."""
 
     json_mode = True
     interactive = False
     markdown = False  # answers are JSON; kept so every UI has the same attributes
 
-    def __init__(self, emit: Callable[[Any], None]) -> None:
+    def __init__(self, emit: Callable[[Any], None], out: Output | None = None) -> None:
+        from gpuctl.cli.output import Output
+
         self.emit = emit
+        self.out = Output(json_mode=True, command_parts=["chat"]) if out is None else out
+
+    def _error_line(self, kind: str, message: str, hint: str | None, exit_code: int, *, final: bool) -> dict[str, Any]:
+        doc = self.out.error_document(kind, message, hint=hint, exit_code=exit_code)
+        return {"type": "error", **doc, "exit_code": exit_code if final else None, "final": final,
+                "error": kind, "message": message, "hint": hint}
 
     def begin(self, trying: Callable[[], str | None], likely_cold: Callable[[str], bool] = lambda name: False) -> None:
         pass
@@ -200,12 +212,10 @@ class JsonUI:
             self.emit({"type": "stopped", "partial_kept": answer is not None})
 
     def error(self, exc: GpuctlError, *, final: bool) -> None:
-        self.emit({"type": "error", "error": type(exc).__name__, "message": exc.message, "hint": exc.hint,
-                   "exit_code": exc.exit_code if final else None})
+        self.emit(self._error_line(type(exc).__name__, exc.message, exc.hint, exc.exit_code, final=final))
 
     def interrupted(self) -> None:
-        self.emit({"type": "error", "error": "Interrupted", "message": "interrupted", "hint": None,
-                   "exit_code": EXIT_INTERRUPTED})
+        self.emit(self._error_line("Interrupted", "interrupted", None, EXIT_INTERRUPTED, final=True))
 
     def show(self, text: str, data: dict[str, Any] | None = None) -> None:
         self.emit({"type": "info", "message": text, **(data or {})})
@@ -222,4 +232,4 @@ ChatUI = HumanUI | JsonUI
 
 def make_ui(out: Output) -> ChatUI:
     """The UI for this run: NDJSON with --json, else for people, on the command's consoles."""
-    return JsonUI(out.print_json) if out.json_mode else HumanUI(out.stdout, out.stderr)
+    return JsonUI(out.print_json, out) if out.json_mode else HumanUI(out.stdout, out.stderr)
