@@ -49,7 +49,7 @@ def test_an_unconfirmed_row_on_an_empty_account_is_settled_never_held_forever(
     assert again.result == "kept" and "missing from the listings for 5 min" in again.reason
     clock.advance(5 * MIN)
     (done,) = cleanup(settings, client, state, clock).actions
-    assert (done.action, done.result, done.cost) == ("mark_never_created", "marked", "0")
+    assert (done.action, done.result, done.cost) == ("mark_never_created", "marked", "0.00")
     row = state.get_instance(row_id)
     assert row is not None and not row.live and row.cost == "0"
     assert budget.reserved(state.live_instances("vastai"), 45) == 0  # no longer held
