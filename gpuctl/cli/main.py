@@ -84,7 +84,7 @@ class _RedactingFormatter(logging.Formatter):
 
 def _register() -> None:
     # Each module is tiny at import time; their work is imported inside the commands.
-    from gpuctl.cli import chat, cleanup, cost, deploy, destroy, launch, profile, status
+    from gpuctl.cli import chat, cleanup, cost, deploy, destroy, launch, profile, serve, status
 
     app.add_typer(deploy.app, name="deploy")
     app.command("status")(status.status)
@@ -94,6 +94,7 @@ def _register() -> None:
     app.command("cleanup")(cleanup.cleanup)
     app.add_typer(cost.app, name="cost")
     app.add_typer(profile.app, name="profile")
+    app.command("serve")(serve.serve)
 
 
 _register()

@@ -4,6 +4,10 @@ Owns: writing `UsageRecord`s to the state, the per-answer event and request coun
 price of one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds ×
 $/s, both computed by `gpuctl.costs` (the one place for money math).
 
+Also `CLIENT_KEY`: who asked, for the row's `key_name`. `gpuctl serve` sets it per request to
+the name of the client's key (a context variable: it follows the request's task through every
+await and into its stream, and nothing between the gateway and the ledger has to carry it).
+
 Must not: decide anything about routing, reimplement a price formula, or let pricing break an
 answer (a row without a cost is better than no answer).
 """
@@ -11,6 +15,7 @@ answer (a row without a cost is better than no answer).
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +27,10 @@ from gpuctl.routing.registry import Billing, Slot
 from gpuctl.state import State, UsageRecord
 
 logger = logging.getLogger("gpuctl.router")
+
+# The name (never the key) of the client key the current request came with; None outside
+# `gpuctl serve` or without client keys.
+CLIENT_KEY: ContextVar[str | None] = ContextVar("gpuctl_client_key", default=None)
 
 
 class Ledger:
@@ -50,7 +59,7 @@ class Ledger:
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,
             fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
-            profile=self.settings.profile,
+            profile=self.settings.profile, key_name=CLIENT_KEY.get(),
         ))
         if error is None:
             total = self.state.bump_metric(slot.name, "total_requests")

@@ -52,6 +52,7 @@ class UsageRecord:
     fallback_reason: str | None = None
     endpoint: str | None = None
     profile: str | None = None
+    key_name: str | None = None  # the `gpuctl serve` client key's name (migration 9), never the key
 
 
 @dataclass(frozen=True)

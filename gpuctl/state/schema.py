@@ -121,6 +121,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE instances ADD COLUMN warm_containers INTEGER;
     """,
+    # 9: the name of the client key a `gpuctl serve` request came with (`cost report --by key`).
+    """
+    ALTER TABLE usage ADD COLUMN key_name TEXT;
+    """,
 )
 
 
