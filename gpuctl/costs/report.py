@@ -32,7 +32,12 @@ from gpuctl.errors import UsageError
 if TYPE_CHECKING:
     from gpuctl.state import InstanceRow, UsageRecord
 
-REPORT_BY = ("provider", "day", "model")
+REPORT_BY = ("provider", "day", "model", "key")
+# With --by key: requests group by the `gpuctl serve` client key's name; what no key asked for
+# (gpuctl chat, the Python API) and what bills by time rather than per request get these.
+NO_KEY = "(no key)"
+MODAL_CONTAINERS = "(modal container time)"
+VAST_INSTANCES = "(vastai instances)"
 
 
 def check_by(by: str) -> str:
@@ -43,7 +48,7 @@ def check_by(by: str) -> str:
 
 @dataclass
 class Group:
-    """One line of the report: a provider, a UTC day or a provider's model."""
+    """One line of the report: a provider, a UTC day, a provider's model or a client key."""
 
     requests: int = 0
     failed: int = 0
@@ -83,11 +88,13 @@ class Report:
     def group(self, key: str) -> Group:
         return self.groups.setdefault(key, Group())
 
-    def key_of(self, provider: str, model: str | None, ts: float) -> str:
+    def key_of(self, provider: str, model: str | None, ts: float, key_name: str | None = None) -> str:
         if self.by == "provider":
             return provider
         if self.by == "day":
             return utc_day(ts)
+        if self.by == "key":
+            return key_name or NO_KEY
         return f"{provider} {model or '?'}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,7 +124,8 @@ def build_report(records: Sequence[UsageRecord], *, catalog: Catalog, modal_gpu:
                  vast: VastLedger, modal_deployments: Iterable[InstanceRow], start: float, days: Decimal,
                  now: float, by: str, label: str) -> Report:
     """Spend from `records` (the ledger's requests in [start, now]) and the instances, grouped
-    `by` provider, day (UTC) or model.
+    `by` provider, day (UTC), model, or the client key of `gpuctl serve` (time-billed spend in
+    groups of its own).
 
     Billed estimate per provider: Anthropic = the requests' token costs; Modal = container time
     replayed from the real request times (cold start + scaledown tail per period), which is
@@ -149,7 +157,7 @@ def _requests(rep: Report, records: Iterable[UsageRecord], catalog: Catalog, mod
     """Count and price each request into its group; the per-request sum per provider."""
     per_request: dict[str, Decimal] = {}
     for rec in records:
-        g = rep.group(rep.key_of(rec.provider, rec.model, rec.ts))
+        g = rep.group(rep.key_of(rec.provider, rec.model, rec.ts, rec.key_name))
         g.requests += 1
         g.failed += 0 if rec.ok else 1
         g.tokens += (rec.prompt_tokens or 0) + (rec.completion_tokens or 0)
@@ -194,7 +202,8 @@ def _modal_container(rep: Report, records: Sequence[UsageRecord], catalog: Catal
     startup = catalog.startup_for("modal").seconds
     model = next((r.model for r in records if r.model), None)
     for up in up_periods(events, window_s=rep.scaledown_window_s, startup_s=startup):
-        rep.group(rep.key_of("modal", model, float(up.start))).billed += up.billed_s * price.dollars_per_second
+        key = MODAL_CONTAINERS if rep.by == "key" else rep.key_of("modal", model, float(up.start))
+        rep.group(key).billed += up.billed_s * price.dollars_per_second
     replay = replay_usage(events, catalog=catalog, modal_gpu=modal_gpu, providers=["modal"],
                           scaledown_window_s=rep.scaledown_window_s, period_days=rep.days)
     rep.modal_model = replay.rows[0].estimates[0].as_dict()
@@ -254,6 +263,8 @@ def split_instance(inst: InstanceRow, start: float, now: float, by: str, amount:
         return [("vastai", amount)]
     if by == "model":
         return [(f"vastai {inst.gpu or '?'} instances", amount)]
+    if by == "key":
+        return [(VAST_INSTANCES, amount)]
     begin = max(inst.created_at, start)
     end = min(inst.destroyed_at if inst.destroyed_at is not None else now, now)
     span = Decimal(str(end - begin))

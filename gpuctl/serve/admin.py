@@ -21,7 +21,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qs
 
-from gpuctl.errors import PartialError, ProviderError, UsageError
+from gpuctl.errors import NoProviderError, PartialError, ProviderError, UsageError
 from gpuctl.serve.asgi import Receive, Scope, Send, bearer, read_body, send_bytes
 from gpuctl.serve.errors import ApiError, api_error
 from gpuctl.serve.gateway import WWW_AUTHENTICATE, Gateway
@@ -46,7 +46,13 @@ def check(gw: Gateway, scope: Scope) -> None:
 async def status(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:
     check(gw, scope)
     assert gw.manager is not None
-    data = await gw.manager.get_vllm_status()
+    try:
+        data = await gw.manager.get_vllm_status()
+    except NoProviderError as exc:  # nothing to route to yet (e.g. only a Vast.ai key): say so, 200
+        data = {"status": "unconfigured", "endpoint": None, "provider": None, "reason": exc.message,
+                "hint": exc.hint, "providers": [{"provider": s.name, "configured": False,
+                                                 "status": s.idle_note or "unconfigured", "detail": s.why_not}
+                                                for s in gw.manager.slots()]}
     data["launch"] = gw.launches.running()
     return await _json(send, 200, data)
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gpuctl.errors import GpuctlError
 from gpuctl.serve import admin, chat
 from gpuctl.serve.asgi import ClientGone, Receive, Scope, Send, send_bytes, send_error
 from gpuctl.serve.errors import ApiError, api_error
@@ -95,7 +96,7 @@ class App:
             log = {"status": chat.CLIENT_CLOSED}
         except Exception as exc:
             error = api_error(exc)
-            if not isinstance(exc, ApiError):
+            if not isinstance(exc, ApiError | GpuctlError):  # a bug: its traceback goes to the log only
                 logger.error("%s %s failed", method, path, exc_info=exc)
             elif path in CHAT_PATHS:  # refused before routing: still a request to count
                 gw.metrics.requests.labels("none", "overloaded" if error.status == 429 else "rejected").inc()

@@ -45,7 +45,7 @@ class Running:
         return self.url + "/v1"
 
     def client(self, api_key: str = CLIENT_KEY, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=10, **kw)
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, **{"max_retries": 0, "timeout": 10, **kw})
 
     def http(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kw)
