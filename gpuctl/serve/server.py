@@ -38,6 +38,8 @@ from gpuctl.serve.gateway import Gateway, OnReady
 from gpuctl.serve.metrics import MULTIPROC_ENV
 from gpuctl.serve.options import ServeOptions
 
+BACKLOG = 2048
+
 
 def bind(options: ServeOptions) -> socket.socket:
     """The listening socket (port 0: any free port), or a ConfigError saying why not."""
@@ -50,6 +52,9 @@ def bind(options: ServeOptions) -> socket.socket:
         sock.close()
         raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror}",
                           hint="another process may use that port: pick one with --port") from None
+    # Listening now: a client that connects while the workers start waits in the backlog
+    # instead of being refused.
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -66,8 +71,9 @@ def config(app: Any, options: ServeOptions, **extra: Any) -> uvicorn.Config:
         app, loop="uvloop", http="httptools", lifespan="on", ws="none", interface="asgi3",
         # gpuctl writes its own JSON access log; uvicorn's goes quiet but for warnings.
         access_log=False, log_config=None, log_level="warning", server_header=False,
-        timeout_graceful_shutdown=int(options.drain_s) if options.drain_s >= 1 else 1,
-        timeout_keep_alive=5, backlog=2048, **extra)
+        # uvicorn types it an int, and uses it as asyncio.wait_for's timeout: a float is exact.
+        timeout_graceful_shutdown=options.drain_s,  # type: ignore[arg-type]
+        timeout_keep_alive=5, backlog=BACKLOG, **extra)
 
 
 class Server(uvicorn.Server):

@@ -17,7 +17,15 @@ from gpuctl.state import open_state
 from gpuctl.vastai import launch as vast_launch
 from tests.fakes.vastai_server import FakeVast
 from tests.fakes.vllm_server import FakeVLLM
-from tests.support.serve import ADMIN_TOKEN, CLIENT_KEY, MODEL, Running, chain_env, running_gateway, wait_for
+from tests.support.serve import (
+    ADMIN_TOKEN,
+    CLIENT_KEY,
+    MODEL,
+    Running,
+    chain_env,
+    running_gateway,
+    wait_for,
+)
 from tests.support.vast import KEY, market
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

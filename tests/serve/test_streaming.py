@@ -14,7 +14,7 @@ from tests.fakes.vllm_server import FakeVLLM
 from tests.support.routing import ledger
 from tests.support.serve import CLIENT_KEY, MODEL, chain_env, running_gateway, wait_for
 
-LONG = " ".join(f"word{i}" for i in range(60))
+LONG = " ".join(f"word{i}" for i in range(30))
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story"}], "stream": True}
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
@@ -24,19 +24,19 @@ def _stopped_rows(home: Path) -> list:  # type: ignore[type-arg]
 
 
 def test_the_first_token_is_passed_on_while_the_gpu_still_generates(gpuctl_home: Path, vllm: FakeVLLM) -> None:
-    vllm.answer, vllm.chunk_delay = LONG, 0.02
-    with running_gateway(gpuctl_home, chain_env(vllm)) as gw, gw.http() as http:
-        with http.stream("POST", "/v1/chat/completions", json=BODY, headers=AUTH) as response:
-            lines = response.iter_lines()
-            first = next(line for line in lines if '"content":"word0"' in line)
-            assert vllm.running == 1  # upstream is still generating: nothing was buffered
-            rest = [line for line in lines if line]
+    vllm.answer, vllm.chunk_delay = LONG, 0.01
+    with running_gateway(gpuctl_home, chain_env(vllm)) as gw, gw.http() as http, \
+            http.stream("POST", "/v1/chat/completions", json=BODY, headers=AUTH) as response:
+        lines = response.iter_lines()
+        first = next(line for line in lines if '"content":"word0"' in line)
+        assert vllm.running == 1  # upstream is still generating: nothing was buffered
+        rest = [line for line in lines if line]
     assert first.startswith("data: ") and rest[-1] == "data: [DONE]"
 
 
 def test_a_client_hanging_up_mid_stream_cancels_upstream_and_the_ledger_says_stopped(
         gpuctl_home: Path, vllm: FakeVLLM) -> None:
-    vllm.answer, vllm.chunk_delay = LONG, 0.02
+    vllm.answer, vllm.chunk_delay = LONG, 0.01
     with running_gateway(gpuctl_home, chain_env(vllm)) as gw, gw.client() as client:
         stream = client.chat.completions.create(**BODY)  # type: ignore[call-overload]
         got = [next(stream), next(stream), next(stream)]
@@ -63,7 +63,7 @@ def test_a_client_giving_up_on_a_whole_answer_cancels_it_and_keeps_the_row(gpuct
 
 
 def test_past_the_in_flight_limit_the_answer_is_429_with_retry_after(gpuctl_home: Path, vllm: FakeVLLM) -> None:
-    vllm.answer, vllm.chunk_delay = LONG, 0.02
+    vllm.answer, vllm.chunk_delay = LONG, 0.01
     with running_gateway(gpuctl_home, chain_env(vllm), max_inflight=1, retry_after_s=2) as gw, gw.client() as client:
         stream = client.chat.completions.create(**BODY)  # type: ignore[call-overload]
         next(stream)  # one request in flight: the limit
@@ -73,7 +73,7 @@ def test_past_the_in_flight_limit_the_answer_is_429_with_retry_after(gpuctl_home
         assert caught.value.response.json()["error"]["code"] == "overloaded"
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         answer = client.chat.completions.create(model=MODEL, messages=BODY["messages"])  # type: ignore[arg-type]
-    assert text.endswith("word59") and answer.choices[0].message.content == LONG
+    assert text.endswith("word29") and answer.choices[0].message.content == LONG
     assert vllm.hits("/v1/chat/completions") == 2  # the refused request never reached the GPU
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -97,3 +101,39 @@ def chain_env(vllm: FakeVLLM | None, claude: FakeAnthropic | None = None, **extr
         env["ANTHROPIC_API_KEY"] = KEY
         env["ANTHROPIC_BASE_URL"] = claude.url
     return {**env, **extra}
+
+
+@dataclass
+class Spawned:
+    """`python -m gpuctl --json serve --port 0` in a process of its own."""
+
+    proc: subprocess.Popen[str]
+    started: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return str(self.started["url"])
+
+
+@contextlib.contextmanager
+def spawned_gateway(home: Path, env: dict[str, str], *args: str, timeout: float = 30.0) -> Iterator[Spawned]:
+    """Start the real command; its first stdout line (the --json start-up event) gives the URL."""
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "ANTHROPIC_", "MODAL_", "VAST"))},
+            "GPUCTL_HOME": str(home), "GPUCTL_EVENT_LOG": "0", "PYTHONUNBUFFERED": "1", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "gpuctl", "--json", "serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""
+        if not line:
+            proc.kill()
+            raise AssertionError(f"gpuctl serve did not start: {proc.communicate(timeout=10)[1][-2000:]}")
+        yield Spawned(proc, json.loads(line))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
