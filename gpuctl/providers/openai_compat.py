@@ -109,6 +109,7 @@ class VLLMEndpoint:
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        self._endpoint: str | None = None
 
     @property
     def provider(self) -> str:
@@ -124,8 +125,10 @@ class VLLMEndpoint:
     @property
     def endpoint(self) -> str:
         """The OpenAI base URL users paste into other tools: "<root>/v1", without credentials."""
-        url = httpx.URL(self._root).copy_with(username=None, password=None, query=None, fragment=None)
-        return redact(str(url).rstrip("/")) + "/v1"
+        if self._endpoint is None:  # a URL parse and a redaction: once, not per answer
+            url = httpx.URL(self._root).copy_with(username=None, password=None, query=None, fragment=None)
+            self._endpoint = redact(str(url).rstrip("/")) + "/v1"
+        return self._endpoint
 
     def _http(self) -> httpx.AsyncClient:
         # Built on first use so an endpoint that is configured but never called holds no pool.

@@ -7,6 +7,8 @@ $/s, both computed by `gpuctl.costs` (the one place for money math).
 Also `CLIENT_KEY`: who asked, for the row's `key_name`. `gpuctl serve` sets it per request to
 the name of the client's key (a context variable: it follows the request's task through every
 await and into its stream, and nothing between the gateway and the ledger has to carry it).
+A `Ledger.sink` takes finished rows instead of writing them in the caller's thread (the
+gateway's writer thread); `write` is what storing one row means, either way.
 
 Must not: decide anything about routing, reimplement a price formula, or let pricing break an
 answer (a row without a cost is better than no answer).
@@ -15,6 +17,7 @@ answer (a row without a cost is better than no answer).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
@@ -41,6 +44,9 @@ class Ledger:
         self.state = state
         self.enabled = enabled
         self._prices: Any = None  # the catalog, loaded on the first priced row
+        # Where finished rows go instead of this thread's state (`write` is the default): the
+        # gateway hands them to a writer thread, so no request waits on the database.
+        self.sink: Callable[[UsageRecord, str | None], None] | None = None
 
     def record(self, slot: Slot, request: ChatRequest, *, latency: float, started_at: float,
                response: ChatResponse | None = None, error: str | None = None, fallback: Fallback | None = None,
@@ -53,19 +59,18 @@ class Ledger:
         model = model or (response.model if response else request.model)
         # An answer stopped mid-way still used the GPU (and tokens): price it too.
         cost = self.estimate_cost(slot, model, usage, latency) if error in (None, STOPPED) else None
-        self.state.record_usage(UsageRecord(
+        row = UsageRecord(
             ts=started_at, provider=slot.name, model=model,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,
             fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
             profile=self.settings.profile, key_name=CLIENT_KEY.get(),
-        ))
-        if error is None:
-            total = self.state.bump_metric(slot.name, "total_requests")
-            if slot.event_prefix:
-                log_event(f"{slot.event_prefix}_chat_completion", model=model, tokens=usage.total_tokens,
-                          total_requests=int(total))
+        )
+        if self.sink is not None:
+            self.sink(row, slot.event_prefix)
+        else:
+            write(self.state, row, slot.event_prefix)
 
     def estimate_cost(self, slot: Slot, model: str | None, usage: Usage, seconds: float) -> Decimal | None:
         """Estimated $ for one request, or None when the slot does not bill per request (or the
@@ -88,3 +93,13 @@ class Ledger:
         except Exception:  # pricing must never break an answer; the row just lacks a cost
             logger.debug("cost estimate failed", exc_info=True)
             return None
+
+
+def write(state: State, row: UsageRecord, event_prefix: str | None) -> None:
+    """Store one row, count an answer, and log its `<prefix>_chat_completion` event."""
+    state.record_usage(row)
+    if row.ok:
+        total = state.bump_metric(row.provider, "total_requests")
+        if event_prefix:
+            log_event(f"{event_prefix}_chat_completion", model=row.model,
+                      tokens=row.prompt_tokens + row.completion_tokens, total_requests=int(total))

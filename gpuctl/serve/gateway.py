@@ -5,7 +5,8 @@ in-flight bound, which manager a request uses).
 A reload (SIGHUP, or after a launch or destroy changed what is available) reads the settings
 again and swaps in a new `BackendManager` (what `BackendManager.reload()` does, without
 closing providers under requests still in flight: the old manager closes when its last
-request ends). The state database is opened once and shared by every manager.
+request ends). The state database is opened once and shared by every manager; usage rows go
+through the ledger writer's thread (`ledger_writer`).
 
 Must not: translate HTTP (that is `chat`, `admin` and `app`), or route (that is `routing`).
 """
@@ -27,10 +28,11 @@ from gpuctl.routing.manager import BackendManager
 from gpuctl.routing.outcomes import Attempt, ReasonKind
 from gpuctl.routing.policy import WAKE_GRACE_S
 from gpuctl.routing.status import StatusReport
-from gpuctl.serve.accesslog import AccessLog
+from gpuctl.serve.accesslog import FLUSH_S, AccessLog
 from gpuctl.serve.asgi import Scope, bearer
 from gpuctl.serve.errors import ApiError
 from gpuctl.serve.launches import Launches
+from gpuctl.serve.ledger_writer import LedgerWriter
 from gpuctl.serve.metrics import Metrics, Snapshot, dph_sum
 from gpuctl.serve.monitor import Readiness
 from gpuctl.serve.options import ServeOptions, options_from_flags
@@ -54,6 +56,7 @@ class Gateway:
         self.clock = clock
         self.access = access_log if access_log is not None else AccessLog(options.access_log)
         self.state: State | None = None
+        self.writer: LedgerWriter | None = None
         self.manager: BackendManager | None = None
         self.users: dict[BackendManager, int] = {}
         self.retired: set[BackendManager] = set()
@@ -66,25 +69,33 @@ class Gateway:
         self.started_at = clock()
         self.closing = False
         self._reloading: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.state = open_for(self.settings)
+        settings = self.settings
+        self.writer = LedgerWriter(lambda: open_for(settings), lambda: self._state())
         self.manager = self._new_manager(self.settings)
         self.readiness.start()
+        self._flusher = asyncio.ensure_future(self._flush_access_log())
 
     async def shutdown(self) -> None:
         """After the server drained: stop the monitor and any launch (it destroys what it
         created), close providers, flush the ledger (the state's last writes) and close it."""
         self.closing = True
+        if self._flusher is not None:
+            self._flusher.cancel()
         await self.readiness.stop()
         await asyncio.to_thread(self.launches.shutdown, max(self.options.drain_s, 15.0))
         for manager in [*self.retired, *([self.manager] if self.manager else [])]:
             await manager.aclose()
         self.retired.clear()
         self.manager = None
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)  # flush the ledger
         if self.state is not None:
             self.state.close()
             self.state = None
@@ -96,6 +107,8 @@ class Gateway:
         # Not `require_configured()`: a gateway with only a Vast.ai key starts with nothing to
         # route to, and its admin API launches the instance.
         manager = BackendManager(settings, state=self.state, clock=self.clock)
+        assert self.writer is not None
+        manager.router.ledger.sink = self.writer.put  # rows are stored off the event loop
         manager.prefetch()  # Anthropic's SDK takes ~1 s to import: not on the first fallback
         return manager
 
@@ -125,6 +138,11 @@ class Gateway:
             await self.reload()
         except GpuctlError as exc:  # a broken profile: keep serving with what was loaded
             logger.error("reload failed, still serving the previous settings: %s", exc.message)
+
+    async def _flush_access_log(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            self.access.flush()
 
     def _changed_from_thread(self) -> None:
         if self.loop is not None and not self.loop.is_closed():
@@ -214,6 +232,10 @@ class Gateway:
         breakers = {slot.name: state.get_breaker(slot.name).state for slot in manager.slots() if slot.configured}
         live = state.live_instances("vastai")
         return Snapshot(breakers, len(live), dph_sum(row.dph for row in live))
+
+    def _state(self) -> State:
+        assert self.state is not None
+        return self.state
 
     def _first_report(self, report: StatusReport | None, error: GpuctlError | None) -> None:
         if self.on_ready is not None:

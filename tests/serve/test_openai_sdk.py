@@ -31,7 +31,7 @@ def test_a_whole_answer_comes_back_in_openai_shape_from_the_first_provider(
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + 6
     sent = [r.json() for r in vllm.requests if r.path == "/v1/chat/completions"][-1]
     assert sent["messages"] == MESSAGES and sent["max_tokens"] == 64 and sent["model"] == MODEL
-    (row,) = ledger(gpuctl_home)
+    (row,) = gateway.ledger()
     assert row.ok and row.provider == "modal" and row.key_name == "alice" and row.completion_tokens == 6
 
 
@@ -47,7 +47,7 @@ def test_a_stream_arrives_chunk_by_chunk_with_the_usage_chunk_last(gateway: Runn
     assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
     assert all(c.usage is None for c in chunks[:-1])
     assert len({c.id for c in chunks}) == 1 and all(c.object == "chat.completion.chunk" for c in chunks)
-    (row,) = ledger(gpuctl_home)
+    (row,) = gateway.ledger()
     assert row.ok and row.ttft_s is not None and row.key_name == "alice" and row.completion_tokens == 6
 
 

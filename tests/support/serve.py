@@ -12,7 +12,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,9 +27,11 @@ from gpuctl.serve.app import App
 from gpuctl.serve.gateway import Gateway
 from gpuctl.serve.options import serve_options
 from gpuctl.serve.server import bind, bound, config
+from gpuctl.state import UsageRecord
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
-from tests.support.routing import KEY
+from tests.support import wait_for
+from tests.support.routing import KEY, ledger
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 CLIENT_KEY = "sk-test-client-key-0123456789"
@@ -54,17 +55,14 @@ class Running:
     def http(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kw)
 
+    def ledger(self) -> list[UsageRecord]:
+        """The ledger once every row the gateway handed to its writer is stored."""
+        assert self.gateway.writer is not None
+        self.gateway.writer.flush()
+        return ledger(self.gateway.settings.home)
+
     def access_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.getvalue().splitlines() if line.strip()]
-
-
-def wait_for(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll `condition()` every 10 ms until true (a loopback event, not a timed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @contextlib.contextmanager
