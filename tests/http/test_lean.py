@@ -95,6 +95,7 @@ def test_a_large_body_is_read_whole_through_flow_control() -> None:
             await _read_request(reader)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload)
             await writer.drain()
+            writer.close()
 
         server, url = await _serve(big)
         async with server, _client(url) as client, client.stream("GET", "/") as response:
@@ -144,6 +145,7 @@ def test_errors_are_httpx_errors(fake_vllm: FakeVLLM) -> None:
             await _read_request(reader)
             writer.write(b"NOT HTTP AT ALL\r\n\r\n")
             await writer.drain()
+            writer.close()
 
         server, url = await _serve(garbage)
         async with server, _client(url) as client:
