@@ -24,6 +24,14 @@ MODEL = "bench-model"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
+def _transport() -> httpx.AsyncBaseTransport:
+    """The baseline's transport is the one gpuctl's clients use for http:// (gpuctl/http/lean.py),
+    so the rows measure the router, not a difference of transports."""
+    from gpuctl.http.lean import LeanTransport
+
+    return LeanTransport()
+
+
 def _closed_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,7 +80,7 @@ async def _timed(coro_fn: Any) -> float:
 
 async def _single(url: str, home: Path, n: int) -> tuple[float, float]:
     manager = _manager(home, "endpoint", GPUCTL_ENDPOINT_URL=url, GPUCTL_ENDPOINT_MODEL=MODEL)
-    async with httpx.AsyncClient(base_url=url) as bare:
+    async with httpx.AsyncClient(base_url=url, transport=_transport()) as bare:
         for _ in range(20):  # warm both: connections, catalog, SQLite pages
             await _bare_request(bare)
             await manager.chat_completion(MESSAGES)
@@ -92,7 +100,7 @@ async def _streaming(url: str, home: Path, n: int) -> tuple[float, float]:
         async for _ in stream:
             pass
 
-    async with httpx.AsyncClient(base_url=url) as bare:
+    async with httpx.AsyncClient(base_url=url, transport=_transport()) as bare:
         await _bare_stream(bare)
         await routed()
         base, ours = [], []
@@ -128,7 +136,7 @@ async def _failover(url: str, home: Path, n: int) -> tuple[float, float, float]:
 async def _concurrent(url: str, home: Path, batches: int, width: int = 32) -> tuple[float, float]:
     manager = _manager(home, "endpoint", GPUCTL_ENDPOINT_URL=url, GPUCTL_ENDPOINT_MODEL=MODEL)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=width)
-    async with httpx.AsyncClient(base_url=url, limits=limits) as bare:
+    async with httpx.AsyncClient(base_url=url, limits=limits, transport=_transport()) as bare:
         await asyncio.gather(*(_bare_request(bare) for _ in range(width)))
         await asyncio.gather(*(manager.chat_completion(MESSAGES) for _ in range(width)))
         base_t = ours_t = 0.0

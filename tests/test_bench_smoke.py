@@ -17,6 +17,7 @@ def test_bench_runs_tiny() -> None:
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) >= 1 + 4 + 5 + 4  # header + startup + router + render rows
-    for needle in ("--help", "non-streaming", "streaming", "refused", "breaker open", "32 concurrent", "rendering"):
+    assert len(rows) >= 1 + 4 + 5 + 4 + 7  # header + startup + router + render + serve rows
+    for needle in ("--help", "non-streaming", "streaming", "refused", "breaker open", "32 concurrent", "rendering",
+                   "gpuctl serve: added latency", "time to first token", "start to ready", "RSS"):
         assert any(needle in row for row in rows), needle

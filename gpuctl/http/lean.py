@@ -24,6 +24,7 @@ import httpx
 
 HIGH_WATER = 256 * 1024  # unread body bytes before the connection stops reading
 MAX_IDLE = 32  # kept-alive connections per host
+SETTLE_S = 1.0  # how long the end of a message that was read to its last byte may take
 
 
 def enabled() -> bool:
@@ -161,6 +162,8 @@ class _Body(httpx.AsyncByteStream):
                 if conn.error is not None:
                     raise conn.error
                 await conn.wait(self.timeout)
+        except GeneratorExit:
+            raise  # the reader stopped (an SSE reader at `[DONE]`): `aclose` decides
         except BaseException:
             conn.close()  # cancelled or failed mid-body: never reuse it
             raise
@@ -169,10 +172,14 @@ class _Body(httpx.AsyncByteStream):
         conn, self.conn = self.conn, None  # type: ignore[assignment]
         if conn is None:
             return
-        if self.done and conn.reusable():
-            self.owner.release(self.key, conn)
-        else:
+        if conn.complete and conn.reusable():
+            self.owner.release(self.key, conn)  # a reader may stop before the end: discarded
+        elif conn.chunks or conn.closed or conn.error is not None:
             conn.close()  # an answer not read to its end: the server may still be sending
+        else:
+            # Everything that arrived was read (an SSE stream at `[DONE]`), but the end of the
+            # message (the last chunk's terminator) is still on its way: settle it apart.
+            self.owner.settle(self.key, conn)
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -181,6 +188,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
         self.closed = False
+        self.settling: set[asyncio.Task[None]] = set()
 
     def release(self, key: tuple[str, int], conn: _Connection) -> None:
         pool = self.idle.setdefault(key, [])
@@ -189,6 +197,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return
         conn.reset()
         pool.append(conn)
+
+    def settle(self, key: tuple[str, int], conn: _Connection) -> None:
+        task = asyncio.ensure_future(self._settle(key, conn))
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+
+    async def _settle(self, key: tuple[str, int], conn: _Connection) -> None:
+        """Keep the connection if its message ends with no more body (up to SETTLE_S); more
+        body means the server is still generating for a reader that left: close, so it stops."""
+        try:
+            while not conn.complete and not conn.chunks and conn.error is None and not conn.closed:
+                await conn.wait(SETTLE_S)
+        except (httpx.ReadTimeout, asyncio.CancelledError):
+            pass
+        if conn.complete and not conn.chunks and conn.reusable():
+            self.release(key, conn)
+        else:
+            conn.close()
 
     async def _connect(self, host: str, port: int, timeout: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -237,6 +263,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self.closed = True
+        for task in list(self.settling):
+            task.cancel()
         for pool in self.idle.values():
             for conn in pool:
                 conn.close()

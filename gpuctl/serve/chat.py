@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import time
 from typing import Any
@@ -160,8 +161,13 @@ def _routing_headers(provider: str, fallback_reason: str | None) -> Headers:
     return headers
 
 
+# Unique per process (random) and per answer (a counter): no system call per request.
+_IDS = itertools.count()
+_ID_PREFIX = "chatcmpl-" + secrets.token_hex(6)
+
+
 def _completion_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
+    return f"{_ID_PREFIX}{next(_IDS):012x}"
 
 
 def _observe(gw: Gateway, manager: BackendManager, log: dict[str, Any], seconds: float) -> None:

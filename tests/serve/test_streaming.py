@@ -84,7 +84,7 @@ def test_a_stream_that_breaks_after_text_ends_with_an_error_event(gpuctl_home: P
         texts = []
         with pytest.raises(openai.APIError) as caught:
             for chunk in stream:
-                texts.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+                texts.append((chunk.choices[0].delta.content or "") if chunk.choices else "")
     assert "".join(texts).startswith("word0") and "broke off" in str(caught.value.message)
     (row,) = ledger(gpuctl_home)
     assert row.provider == "modal" and not row.ok and row.error
