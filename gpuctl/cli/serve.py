@@ -82,7 +82,5 @@ def _started(out: Output, options: ServeOptions, report: StatusReport | None, er
         out.info(f"  answering now: {report.current or 'nobody'} — {report.reason}")
     elif error is not None:
         out.warn(f"no provider can answer yet: {error.message}" + (f" ({error.hint})" if error.hint else ""))
-    if options.keys and not options.insecure:
-        return
-    if options.insecure:
-        out.warn("--insecure: no client keys on a non-loopback address; anyone who reaches it spends your money")
+    if options.insecure and not options.keys:
+        out.warn("--insecure: no client keys; anyone who reaches this address spends your GPUs and tokens")

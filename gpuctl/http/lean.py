@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import weakref
 from collections.abc import AsyncIterator
 
 import httptools
@@ -189,6 +190,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.idle: dict[tuple[str, int], list[_Connection]] = {}
         self.closed = False
         self.settling: set[asyncio.Task[None]] = set()
+        # Every connection, idle or answering: closing the client closes them all, as httpcore's
+        # pool does (an answer nobody closed must not leak its socket past the client).
+        self.everyone: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
     def release(self, key: tuple[str, int], conn: _Connection) -> None:
         pool = self.idle.setdefault(key, [])
@@ -225,12 +229,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} took longer than {timeout:g}s") from None
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
+        self.everyone.add(conn)
         return conn
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme != "http":
             raise httpx.UnsupportedProtocol(f"the lean transport is for http://, not {url.scheme}://")
+        if request.method == "HEAD":  # an answer without a body its headers announce: not parsed here
+            raise httpx.UnsupportedProtocol("the lean transport does not send HEAD requests")
         timeouts = request.extensions.get("timeout") or {}
         key = (url.host, url.port or 80)
         pool = self.idle.get(key)
@@ -244,8 +251,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
             conn = await self._connect(url.host, key[1], timeouts.get("connect"))
         body = await request.aread()
         head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        sized = False
         for name, value in request.headers.raw:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                continue  # a streamed body was read whole above: it goes with its length
+            sized = sized or lower == b"content-length"
             head += (name, b": ", value, b"\r\n")
+        if not sized and (body or request.method in ("POST", "PUT", "PATCH")):
+            head.append(b"Content-Length: %d\r\n" % len(body))
         head.append(b"\r\n")
         try:
             assert conn.transport is not None
@@ -265,7 +279,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.closed = True
         for task in list(self.settling):
             task.cancel()
-        for pool in self.idle.values():
-            for conn in pool:
-                conn.close()
+        for conn in list(self.everyone):
+            conn.close()
         self.idle.clear()

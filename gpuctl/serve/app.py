@@ -100,7 +100,7 @@ class App:
                 logger.error("%s %s failed", method, path, exc_info=exc)
             elif path in CHAT_PATHS:  # refused before routing: still a request to count
                 gw.metrics.requests.labels("none", "overloaded" if error.status == 429 else "rejected").inc()
-            log = {"status": error.status, "error": error.message}
+            log = {"status": error.status, "error": error.message, "key": scope.get("gpuctl.key")}
             with contextlib.suppress(RuntimeError):  # the answer had started: uvicorn closes the connection
                 await send_error(send, error)
         gw.access.write({"method": method, "path": path, **log,

@@ -156,7 +156,7 @@ class Gateway:
         if not keys:
             return None
         token = bearer(scope)
-        name = keys.match(token)
+        name = scope["gpuctl.key"] = keys.match(token)  # for the access log of a refused request
         if name is None:
             message = ("You didn't provide an API key: send Authorization: Bearer KEY" if token is None
                        else "Incorrect API key provided")

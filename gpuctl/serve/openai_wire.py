@@ -8,7 +8,7 @@ answer → the `chat.completion` body; stream chunks → `data: {json}\\n\\n` ev
 
 The request model grows with the fidelity work (tools, JSON output, content parts): when it
 does, only this module changes. Until then fields the request model cannot carry yet (`tools`,
-`response_format`, `top_p`, `seed`, `user`, …) are accepted and not forwarded.
+`response_format`, `top_p`, `user`, …) are accepted and not forwarded.
 
 Must not: do I/O, know a provider, or add work per streamed chunk beyond one string join
 (bench/bench_serve.py measures it).

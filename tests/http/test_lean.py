@@ -164,3 +164,28 @@ def test_https_and_the_switch_stay_on_httpcore(monkeypatch: pytest.MonkeyPatch) 
             assert not isinstance(off._transport._inner, lean.LeanTransport)  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+def test_a_streamed_request_body_is_sent_with_its_length() -> None:
+    async def main() -> bytes:
+        seen: list[bytes] = []
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(await _read_request(reader))
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        async def parts():  # type: ignore[no-untyped-def]
+            yield b"hello "
+            yield b"world"
+
+        server, url = await _serve(echo)
+        async with server, _client(url) as client:
+            response = await client.post("/", content=parts())
+        assert response.status_code == 204
+        return seen[0]
+
+    request = asyncio.run(main())
+    assert request.endswith(b"\r\n\r\nhello world") and b"content-length: 11" in request.lower()
+    assert b"transfer-encoding" not in request.lower()

@@ -149,3 +149,15 @@ def test_no_traceback_ever_reaches_a_response(gateway: Running) -> None:
     for response in bodies:
         assert response.status_code == 400, response.text
         assert "Traceback" not in response.text and response.json()["error"]["message"]
+
+
+def test_no_answer_within_the_request_timeout_is_a_504(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    vllm.slow(30, paths=["/v1/chat/completions"])
+    with running_gateway(gpuctl_home, chain_env(vllm), request_timeout_s=0.3) as gw, gw.client() as client:
+        with pytest.raises(openai.APIStatusError) as whole:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        with pytest.raises(openai.APIStatusError) as streamed:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    assert whole.value.status_code == 504 and streamed.value.status_code == 504
+    assert _error(whole.value)["code"] == "request_timeout"
+    assert [r.error for r in ledger(gpuctl_home)] == ["stopped by user"] * 2  # the GPU's work is on record

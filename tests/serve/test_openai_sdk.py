@@ -97,3 +97,22 @@ def test_models_lists_the_public_name_and_needs_a_key(gateway: Running) -> None:
             assert exc.status_code == 401 and exc.response.headers["www-authenticate"].startswith("Bearer")
         else:
             raise AssertionError("a wrong key was accepted")
+
+
+def test_concurrent_streams_through_the_async_sdk(gateway: Running, vllm: FakeVLLM) -> None:
+    import asyncio
+
+    async def main() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0,
+                                      timeout=10) as client:
+            async def one() -> str:
+                stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+                return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+            return await asyncio.gather(*(one() for _ in range(12)))
+
+    vllm.chunk_delay = 0.005  # they overlap
+    answers = asyncio.run(main())
+    assert answers == ["Hello from the fake vLLM server"] * 12
+    rows = gateway.ledger()
+    assert len(rows) == 12 and all(r.ok and r.key_name == "alice" for r in rows)
