@@ -117,3 +117,35 @@ def test_a_port_in_use_is_one_line(cli, vllm: FakeVLLM) -> None:  # type: ignore
     result = cli("serve", "--port", str(vllm.port))
     assert_exit(result, 3)
     assert f"cannot listen on 127.0.0.1:{vllm.port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_startup_says_where_it_listens_and_who_answers_now(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    import os
+    import select
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GPUCTL_", "MODAL_"))},
+           **chain_env(vllm), "GPUCTL_HOME": str(gpuctl_home), "ADMIN_TOKEN": "admin-token-0123456789abcdef"}
+    proc = subprocess.Popen([sys.executable, "-m", "gpuctl", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        while not any(line.startswith("  answering now:") for line in lines):
+            ready, _, _ = select.select([proc.stderr], [], [], 30)
+            assert ready, f"no start-up lines: {lines}"
+            lines.append(proc.stderr.readline())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    text = "".join(lines)
+    assert "gpuctl serve on http://127.0.0.1:" in text and "/v1, model Qwen/Qwen2.5-7B-Instruct" in text
+    assert "client keys: alice" in text and "admin API: on" in text and "admin-token" not in text
+    assert "→ modal: ready" in text and "answering now: modal" in text
