@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from tests.support.serve import MODEL, Running, chain_env, running_gateway
 @pytest.fixture(autouse=True)
 def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS",
-                 "ADMIN_TOKEN", "GPUCTL_SERVE_API_KEYS", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+                 "ADMIN_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("GPUCTL_SERVE_")]:  # a developer's own gateway settings
         monkeypatch.delenv(name, raising=False)
 
 
