@@ -16,7 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="toy sizes: check the scripts run, measure nothing")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
-    from bench import bench_fidelity, bench_render, bench_router, bench_startup, bench_state
+    from bench import (
+        bench_fidelity,
+        bench_render,
+        bench_router,
+        bench_serve,
+        bench_startup,
+        bench_state,
+    )
 
     rows: list[Row] = []
     if args.tiny:
@@ -25,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_fidelity.run(n=20, repeats=1)
         rows += bench_render.run(tokens=500, repeats=1)
         rows += bench_state.run(requests=50, report_rows=2000, runs=1, open_runs=3)
+        rows += bench_serve.run(requests=5, streams=2, seconds=0.2, starts=1)
     else:
         rows += bench_startup.run(runs=15)
         rows += bench_router.run()
         rows += bench_fidelity.run()
         rows += bench_render.run()
         rows += bench_state.run()
+        rows += bench_serve.run()
     info = machine()
     header = ["| what | baseline (same run) | measured | target | met |", "|---|---|---|---|---|"]
     table = "\n".join(header + [r.as_markdown() for r in rows])

@@ -17,7 +17,8 @@ def test_bench_runs_tiny() -> None:
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) >= 1 + 4 + 5 + 2 + 4  # header + startup + router + fidelity + render rows
+    assert len(rows) >= 1 + 4 + 5 + 2 + 4 + 7  # header + startup + router + fidelity + render + serve rows
     for needle in ("--help", "non-streaming", "streaming", "refused", "breaker open", "32 concurrent", "rendering",
-                   "10 tools mapped to Anthropic", "passed through to vLLM"):
+                   "10 tools mapped to Anthropic", "passed through to vLLM",
+                   "gpuctl serve: added latency", "time to first token", "start to ready", "RSS"):
         assert any(needle in row for row in rows), needle

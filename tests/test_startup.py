@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("httpx", "modal", "anthropic", "httpx_sse", "prompt_toolkit", "sqlite3", "psycopg")
+HEAVY = ("httpx", "modal", "anthropic", "httpx_sse", "prompt_toolkit", "sqlite3", "psycopg", "openai", "uvicorn",
+         "starlette", "prometheus_client", "uvloop", "httptools")
 
 
 def test_cli_import_and_help_load_no_heavy_modules() -> None:

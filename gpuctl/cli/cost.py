@@ -56,7 +56,7 @@ def estimate(
 def report(
     ctx: typer.Context,
     since: str = typer.Option("30d", "--since", metavar="WHEN", help="7d, 30d, 12h, or a date like 2026-11-01."),
-    by: str = typer.Option("provider", "--by", metavar="GROUP", help="Group by provider, day, model or host."),
+    by: str = typer.Option("provider", "--by", metavar="GROUP", help="Group by provider, day, model, host, or key (gpuctl serve's client keys)."),
     prices: Path = typer.Option(None, "--prices", metavar="FILE", help=_PRICES_HELP),
 ) -> None:
     """Actual spend from the ledger, with the Vast.ai budgets and what is left.

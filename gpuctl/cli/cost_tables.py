@@ -144,7 +144,7 @@ def _assumption_table(groups: Mapping[str, Mapping[str, str]]) -> ViewTable:
 def _report(rep: Report) -> list[ViewTable]:
     from gpuctl.costs.report import iso
 
-    first = {"provider": "provider", "day": "day (UTC)", "model": "provider / model"}[rep.by]
+    first = {"provider": "provider", "day": "day (UTC)", "model": "provider / model", "key": "client key"}[rep.by]
     groups = sorted(rep.groups.items())
     rows = [[k, _count(g.requests) if g.requests else "", _count(g.failed) if g.failed else "",
              _count(g.tokens) if g.tokens else "", money(g.request_cost) if g.requests else "",

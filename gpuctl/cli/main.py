@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("cleanup", "cleanup:cleanup"),
     ("cost", "cost:app"),
     ("profile", "profile:app"),
+    ("serve", "serve:serve"),
     ("state", "state:app"),
 )
 

@@ -114,6 +114,26 @@ KEYS: tuple[Key, ...] = (
     # Off by default: streaming raw text costs what printing it does; Markdown by block costs
     # ~100x more CPU per token (docs/benchmarks.md), still linear.
     _k("chat", "markdown", bool, False, doc="render answers as Markdown (by block) in a terminal"),
+    # `gpuctl serve` (docs/serve.md). Flags --host/--port/--workers win over these.
+    _k("serve", "host", str, "127.0.0.1", "GPUCTL_SERVE_HOST",
+       doc="address to listen on; a non-loopback one needs serve.api_keys (or --insecure)"),
+    _k("serve", "port", int, 8080, "GPUCTL_SERVE_PORT", minimum=0, maximum=65535),
+    _k("serve", "workers", int, 1, "GPUCTL_SERVE_WORKERS", minimum=1, maximum=64),
+    _k("serve", "model", str, None, "GPUCTL_SERVE_MODEL",
+       doc="the public model name clients ask for (default: modal.model); each provider maps it to its own"),
+    _k("serve", "api_keys", str, None, "GPUCTL_SERVE_API_KEYS", secret=True,
+       doc="client keys for /v1/*, as 'name:key,name:key' (the name goes in the ledger)"),
+    _k("serve", "admin_token", str, None, "ADMIN_TOKEN", secret=True,
+       doc="bearer token for /api/admin/* (unset: the admin API is off)"),
+    _k("serve", "max_inflight", int, 64, "GPUCTL_SERVE_MAX_INFLIGHT", minimum=1,
+       doc="chat requests in flight per worker; past it: 429 with Retry-After"),
+    _k("serve", "max_body_bytes", int, 4 * 1024 * 1024, minimum=1024, doc="larger request bodies get 413"),
+    _k("serve", "request_timeout_s", float, 300.0, minimum=1,
+       doc="a whole non-stream answer, or a stream's first token, within this or 504"),
+    _k("serve", "drain_s", float, 30.0, minimum=0, doc="on SIGTERM, how long streams in flight may finish"),
+    _k("serve", "retry_after_s", int, 1, minimum=1, doc="the Retry-After of a 429 at the in-flight limit"),
+    _k("serve", "access_log", str, "stdout", "GPUCTL_SERVE_ACCESS_LOG",
+       doc="JSON access log: stdout, stderr, off, or a file path"),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.dotted: k for k in KEYS}
 SECTIONS = tuple(dict.fromkeys(k.section for k in KEYS))

@@ -33,7 +33,12 @@ from gpuctl.errors import UsageError
 if TYPE_CHECKING:
     from gpuctl.state import InstanceRow, UsageEventRow, UsageRecord, UsageSummary
 
-REPORT_BY = ("provider", "day", "model", "host")
+REPORT_BY = ("provider", "day", "model", "host", "key")
+# With --by key: requests group by the `gpuctl serve` client key's name; what no key asked for
+# (gpuctl chat, the Python API) and what bills by time rather than per request get these.
+NO_KEY = "(no key)"
+MODAL_CONTAINERS = "(modal container time)"
+VAST_INSTANCES = "(vastai instances)"
 PRICED_NOW = ("anthropic", "modal")  # rows without a cost that `_request_cost` can still price
 
 
@@ -45,7 +50,7 @@ def check_by(by: str) -> str:
 
 @dataclass
 class Group:
-    """One line of the report: a provider, a UTC day, a provider's model or a host."""
+    """One line of the report: a provider, a UTC day, a provider's model, a host or a client key."""
 
     requests: int = 0
     failed: int = 0
@@ -96,13 +101,16 @@ class Report:
     def group(self, key: str) -> Group:
         return self.groups.setdefault(key, Group())
 
-    def key_of(self, provider: str, model: str | None, ts: float, host: str | None = None) -> str:
+    def key_of(self, provider: str, model: str | None, ts: float, host: str | None = None,
+               key_name: str | None = None) -> str:
         if self.by == "provider":
             return provider
         if self.by == "day":
             return utc_day(ts)
         if self.by == "host":
             return host or "unknown host"  # rows written before hosts were recorded
+        if self.by == "key":
+            return key_name or NO_KEY
         return f"{provider} {model or '?'}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,7 +146,8 @@ def build_report(usage: UsageSummary, *, catalog: Catalog, modal_gpu: str, scale
                  now: float, by: str, label: str) -> Report:
     """Spend from `usage` (the ledger's requests in [start, now], summed by the database:
     `State.usage_summary` with `priced_now=PRICED_NOW, replay="modal"`) and the instances,
-    grouped `by` provider, day (UTC), model or host.
+    grouped `by` provider, day (UTC), model, host, or the client key of `gpuctl serve` (time-billed
+    spend in groups of its own).
 
     Billed estimate per provider: Anthropic = the requests' token costs; Modal = container time
     replayed from the real request times (cold start + scaledown tail per period), which is
@@ -177,13 +186,13 @@ def _requests(rep: Report, usage: UsageSummary, catalog: Catalog, modal_gpu: str
             g.billed += cost
 
     for grp in usage.groups:
-        g = rep.group(rep.key_of(grp.provider, grp.model, (grp.day or 0) * 86400.0, grp.host))
+        g = rep.group(rep.key_of(grp.provider, grp.model, (grp.day or 0) * 86400.0, grp.host, grp.key_name))
         g.requests += grp.requests
         g.failed += grp.failed
         g.tokens += grp.tokens
         add(g, grp.provider, grp.cost)
     for rec in usage.unpriced:  # counted above; the router could not price them: priced now
-        add(rep.group(rep.key_of(rec.provider, rec.model, rec.ts, rec.host)), rec.provider,
+        add(rep.group(rep.key_of(rec.provider, rec.model, rec.ts, rec.host, rec.key_name)), rec.provider,
             _request_cost(rep, rec, catalog, modal_gpu))
     return per_request
 
@@ -228,7 +237,7 @@ def _modal_container(rep: Report, records: Sequence[UsageEventRow], catalog: Cat
         for rec, ev in zip(records, events, strict=True):
             hosts.setdefault(ev.started_at, rec.host)
     for up in up_periods(events, window_s=rep.scaledown_window_s, startup_s=startup):
-        key = rep.key_of("modal", model, float(up.start), hosts.get(up.start))
+        key = MODAL_CONTAINERS if rep.by == "key" else rep.key_of("modal", model, float(up.start), hosts.get(up.start))
         rep.group(key).billed += up.billed_s * price.dollars_per_second
     replay = replay_usage(events, catalog=catalog, modal_gpu=modal_gpu, providers=["modal"],
                           scaledown_window_s=rep.scaledown_window_s, period_days=rep.days)
@@ -299,6 +308,8 @@ def split_instance(inst: InstanceRow, start: float, now: float, by: str, amount:
         return [(f"vastai {inst.gpu or '?'} instances", amount)]
     if by == "host":
         return [(inst.host or "unknown host", amount)]
+    if by == "key":
+        return [(VAST_INSTANCES, amount)]
     begin = max(inst.created_at, start)
     end = min(inst.destroyed_at if inst.destroyed_at is not None else now, now)
     span = Decimal(str(end - begin))

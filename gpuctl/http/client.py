@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from gpuctl.http import lean
 from gpuctl.redact import redact
 
 log = logging.getLogger("gpuctl.http")
@@ -327,6 +328,8 @@ def build_async_client(
     if transport is None:
         for pattern, proxy in _env_proxy_mounts().items():
             mounts[pattern] = wrap(httpx.AsyncHTTPTransport(proxy=proxy, verify=_ssl_context()))
+        if base_url.startswith("http://") and lean.enabled():
+            transport = lean.LeanTransport()  # a vLLM on this host or LAN: see http/lean.py
     return httpx.AsyncClient(
         base_url=base_url,
         headers=dict(headers or {}),

@@ -324,7 +324,7 @@ def _comparison_notes(result: Comparison) -> list[str]:
 
 def cost_report(settings: Settings, state: State | None = None, *, since: str = "30d", by: str = "provider",
                 prices: Path | None = None, now: float | None = None) -> CostView:
-    """Actual spend from the ledger since `since`, grouped `by` provider, day (UTC), model or host,
+    """Actual spend from the ledger since `since`, grouped `by` provider, day (UTC), model, host or key,
     with the totals, the Vast.ai budgets and what is left of the total budget (see
     `gpuctl.costs.build_report`). `state`: an open state to read (default: `open_for(settings)`)."""
     from gpuctl import costs

@@ -81,6 +81,7 @@ class VLLMEndpoint:
         self._client: httpx.AsyncClient | None = None
         self._served: str | None = None  # with no model configured: the first one /v1/models lists
         self._no_tools: str | None = None  # set once the server refused `tools` (started without tool calling)
+        self._endpoint: str | None = None
 
     provider = property(lambda self: self.name)  # the older name of `name`
 
@@ -100,8 +101,10 @@ class VLLMEndpoint:
     @property
     def endpoint(self) -> str:
         """The OpenAI base URL users paste into other tools: "<root>/v1", without credentials."""
-        url = httpx.URL(self._root).copy_with(username=None, password=None, query=None, fragment=None)
-        return redact(str(url).rstrip("/")) + "/v1"
+        if self._endpoint is None:  # a URL parse and a redaction: once, not per answer
+            url = httpx.URL(self._root).copy_with(username=None, password=None, query=None, fragment=None)
+            self._endpoint = redact(str(url).rstrip("/")) + "/v1"
+        return self._endpoint
 
     def _http(self) -> httpx.AsyncClient:
         # Built on first use so an endpoint that is configured but never called holds no pool.

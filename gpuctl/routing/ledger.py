@@ -6,6 +6,12 @@ Owns: writing `UsageRecord`s to the state, the per-answer events (the same
 one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds × $/s, both
 computed by `gpuctl.costs` (the one place for money math).
 
+Also `CLIENT_KEY`: who asked, for the row's `key_name`. `gpuctl serve` sets it per request to
+the name of the client's key (a context variable: it follows the request's task through every
+await and into its stream, and nothing between the gateway and the ledger has to carry it).
+A `Ledger.sink` takes finished rows (and their events) instead of writing them in the caller's
+thread (the gateway's writer thread); `write` is what storing one row means, either way.
+
 Must not: decide anything about routing, reimplement a price formula, or let pricing break an
 answer (a row without a cost is better than no answer).
 """
@@ -13,6 +19,8 @@ answer (a row without a cost is better than no answer).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +33,14 @@ from gpuctl.state import State, UsageRecord
 
 logger = logging.getLogger("gpuctl.router")
 
+# The name (never the key) of the client key the current request came with; None outside
+# `gpuctl serve` or without client keys.
+CLIENT_KEY: ContextVar[str | None] = ContextVar("gpuctl_client_key", default=None)
+
+# The events one row makes: (name, fields); the `<prefix>_chat_completion` of an answer also
+# gets the request counter when the row is written.
+Events = tuple[tuple[str, dict[str, Any]], ...]
+
 
 class Ledger:
     """Writes usage rows for one manager. With `enabled=False` nothing is written (benchmarks)."""
@@ -34,6 +50,9 @@ class Ledger:
         self.state = state
         self.enabled = enabled
         self._prices: Any = None  # the catalog, loaded on the first priced row
+        # Where finished rows go instead of this thread's state (`write` is the default): the
+        # gateway hands them to a writer thread, so no request waits on the database.
+        self.sink: Callable[[UsageRecord, Events], None] | None = None
 
     def record(self, slot: Slot, request: ChatRequest, *, latency: float, started_at: float,
                response: ChatResponse | None = None, error: str | None = None, fallback: Fallback | None = None,
@@ -46,29 +65,32 @@ class Ledger:
         model = model or (response.model if response else request.model)
         # An answer stopped mid-way still used the GPU (and tokens): price it too.
         cost = self.estimate_cost(slot, model, usage, latency) if error in (None, STOPPED) else None
-        self.state.record_usage(UsageRecord(
+        row = UsageRecord(
             ts=started_at, provider=slot.name, model=model,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             latency_s=latency, ttft_s=ttft if ttft is not None else (response.ttft_s if response else None),
             cost=None if cost is None else str(cost), ok=error is None, error=error,
             fallback_reason=None if fallback is None else fallback.text, endpoint=slot.endpoint,
-            profile=self.settings.profile, tokens_estimated=usage.estimated,
-        ))
+            profile=self.settings.profile, tokens_estimated=usage.estimated, key_name=CLIENT_KEY.get(),
+        )
         prefix = slot.event_prefix or slot.name
         fields = {"provider": slot.name, "model": model, "endpoint": slot.endpoint, "tokens": usage.total_tokens,
                   "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "latency_s": round(latency, 4), "cost": None if cost is None else str(cost)}
+        events: Events
         if error is None:
-            total = self.state.bump_metric(slot.name, "total_requests")
-            log_event(f"{prefix}_chat_completion", **fields, total_requests=int(total),
-                      fallback=None if fallback is None else fallback.text)
+            events = ((f"{prefix}_chat_completion", {**fields, "fallback": None if fallback is None else fallback.text}),)
             if fallback is not None:
-                log_event("routing_fallback", provider=slot.name, passed_over=[a.provider for a in fallback.attempts],
-                          reason=fallback.text)
+                events += (("routing_fallback", {"provider": slot.name, "reason": fallback.text,
+                                                 "passed_over": [a.provider for a in fallback.attempts]}),)
         elif error == STOPPED:
-            log_event(f"{prefix}_chat_completion_stopped", **fields)
+            events = ((f"{prefix}_chat_completion_stopped", fields),)
         else:
-            log_event(f"{prefix}_chat_completion_failed", **fields, error=error)
+            events = ((f"{prefix}_chat_completion_failed", {**fields, "error": error}),)
+        if self.sink is not None:
+            self.sink(row, events)
+        else:
+            write(self.state, row, events)
 
     def estimate_cost(self, slot: Slot, model: str | None, usage: Usage, seconds: float) -> Decimal | None:
         """Estimated $ for one request, or None when the slot does not bill per request (or the
@@ -91,3 +113,13 @@ class Ledger:
         except Exception:  # pricing must never break an answer; the row just lacks a cost
             logger.debug("cost estimate failed", exc_info=True)
             return None
+
+
+def write(state: State, row: UsageRecord, events: Events) -> None:
+    """Store one row, count an answer, and log its events."""
+    state.record_usage(row)
+    total = state.bump_metric(row.provider, "total_requests") if row.ok else None
+    for name, fields in events:
+        if total is not None and name.endswith("_chat_completion"):
+            fields = {**fields, "total_requests": int(total)}
+        log_event(name, **fields)

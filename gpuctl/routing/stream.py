@@ -12,6 +12,7 @@ per-chunk calls to the streaming loop (bench/bench_router.py measures it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -41,6 +42,12 @@ async def complete(router: Router, request: ChatRequest, *, only: str | None = N
                 if exc.failover and has_next:
                     continue
                 raise give_up(attempts, exc) from None
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                # The caller gave up (a gateway client hung up, Ctrl-C): the provider worked
+                # for it all the same, so the ledger keeps a row, as for a stopped stream.
+                router.ledger.record(slot, request, latency=router.timer() - started, started_at=started_at,
+                                     error=STOPPED)
+                raise
             router.succeeded(slot.name)
             fallback = Fallback.of(attempts)
             routed = RoutedResponse.of(response, provider=slot.name, fallback=fallback,
@@ -162,6 +169,13 @@ class RoutedStream:
             if exc.failover and has_next:
                 return None
             raise give_up(self.attempts, exc) from None
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Given up on before the first token (a gateway client hung up, Ctrl-C while a cold
+            # GPU wakes): the provider was working on it, so the ledger keeps a row.
+            await _close(chunks)
+            router.ledger.record(slot, self.request, latency=router.timer() - started, started_at=self._started_at,
+                                 error=STOPPED)
+            raise
         return chunks, buffered, started
 
     def _broke(self, slot: Slot, exc: ProviderError) -> NoReturn:

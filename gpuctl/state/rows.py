@@ -56,6 +56,7 @@ class UsageRecord:
     profile: str | None = None
     tokens_estimated: bool = False  # the server reported no usage: the counts are gpuctl's estimate
     host: str | None = None  # the machine that wrote it (migration 9; default: state.host)
+    key_name: str | None = None  # the `gpuctl serve` client key's name (migration 13), never the key
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class UsageGroup:
     failed: int
     tokens: int
     cost: Decimal  # the sum of the costs the rows carry (a row without one adds 0 here)
+    key_name: str | None = None  # with --by key: the `gpuctl serve` client key's name
 
 
 class UsageEventRow(NamedTuple):

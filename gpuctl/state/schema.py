@@ -145,6 +145,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;
     ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
     """,
+    # 13: the name of the client key a `gpuctl serve` request came with (`cost report --by key`).
+    """
+    ALTER TABLE usage ADD COLUMN key_name TEXT;
+    """,
 )
 
 

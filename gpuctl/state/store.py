@@ -219,15 +219,17 @@ class State(ConversationStore, RoutingMemory):
         pg = self._db.kind == "postgresql"
         day = "CAST(FLOOR(ts / 86400) AS BIGINT)" if pg else "CAST(ts / 86400 AS INTEGER)"
         # By provider, model or host the groups follow the covering index usage_report: one pass.
-        cols = {"provider": ("provider", "NULL", "NULL", "NULL"), "model": ("provider", "model", "NULL", "NULL"),
-                "host": ("provider", "model", "host", "NULL"), "day": ("provider", "NULL", "NULL", day)}[by]
+        cols = {"provider": ("provider", "NULL", "NULL", "NULL", "NULL"),
+                "model": ("provider", "model", "NULL", "NULL", "NULL"),
+                "host": ("provider", "model", "host", "NULL", "NULL"), "day": ("provider", "NULL", "NULL", day, "NULL"),
+                "key": ("provider", "NULL", "NULL", "NULL", "key_name")}[by]
         keys = ", ".join(c for c in cols if c != "NULL")
         # Costs are decimal text, summed exactly: PostgreSQL as NUMERIC; SQLite has no decimal
         # type, so its groups hand the texts over joined (in C: faster than any per-row callback).
         total = "SUM(CAST(cost AS NUMERIC))" if pg else "group_concat(cost, ',')"
         # `+ts`: the period bound must not steer the planner away from the covering index.
-        groups = [UsageGroup(p, m, h, None if d is None else int(d), int(n), int(f or 0), int(t or 0), _sum(c))
-                  for p, m, h, d, n, f, t, c in self._db.rows(
+        groups = [UsageGroup(p, m, h, None if d is None else int(d), int(n), int(f or 0), int(t or 0), _sum(c), k)
+                  for p, m, h, d, k, n, f, t, c in self._db.rows(
                       f"SELECT {', '.join(cols)}, COUNT(*), SUM(CASE WHEN ok = 0 THEN 1 ELSE 0 END),"
                       f" SUM(prompt_tokens + completion_tokens), {total} FROM usage WHERE +ts >= ? AND +ts <= ?"
                       f" GROUP BY {keys}", (since, until))]

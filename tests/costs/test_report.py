@@ -170,6 +170,25 @@ def test_report_by_model(cli, ledger: Path) -> None:
     assert "provider / model" in human.stdout and "anthropic claude-haiku-4-5" in human.stdout
 
 
+def test_report_by_key(cli, ledger: Path) -> None:
+    """`gpuctl serve` records each request's client key name; what bills by time has its own lines."""
+    with open_state(ledger) as st:
+        for name, cost in (("alice", "0.010"), ("alice", "0.020"), ("ci", "0.005")):
+            st.record_usage(UsageRecord(ts=ts(26, 10), provider="anthropic", model="claude-haiku-4-5",
+                                        prompt_tokens=10, completion_tokens=10, cost=cost, key_name=name))
+    data = report(cli, "--by", "key")
+    groups = {g["key"]: g for g in data["groups"]}
+    assert groups["alice"]["requests"] == 2 and D(groups["alice"]["request_cost"]) == D("0.030")
+    assert groups["ci"]["requests"] == 1 and D(groups["ci"]["billed"]) == D("0.005")
+    assert groups["(no key)"]["requests"] == 5  # the fixture's rows: gpuctl chat, not the gateway
+    assert D(groups["(modal container time)"]["billed"]) == MODAL_MODELLED
+    assert D(groups["(vastai instances)"]["billed"]) == D("1.78")
+    assert sum(D(g["billed"]) for g in data["groups"]) == D(data["totals"]["total"])
+    human = cli("cost", "report", "--by", "key")
+    assert_exit(human, 0)
+    assert "client key" in human.stdout and "alice" in human.stdout
+
+
 def test_report_since_a_date_and_hours(cli, ledger: Path) -> None:
     data = report(cli, "--since", "2026-11-25")
     assert {g["key"] for g in data["groups"]} == {"anthropic", "modal", "vastai"}

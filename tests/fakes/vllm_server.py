@@ -136,6 +136,9 @@ class FakeVLLM:
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.finished: collections.Counter[str] = collections.Counter()
+        # Streams whose client went away before the end: vLLM aborts such a request (its
+        # `finished_reason="abort"`), so a GPU stops generating for nobody.
+        self.cancelled = 0
 
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -373,6 +376,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _client_gone(self) -> bool:
+        """Has the client closed its side? (Readable with nothing to read: EOF.)"""
+        import select
+
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _cut(self) -> None:
         """Drop the connection without finishing the response, like a crashed server."""
@@ -684,7 +699,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._cut()
                 return False
             data = ("data: " + event + "\n\n").encode()
-            write(b"%x\r\n%s\r\n" % (len(data), data))
+            try:
+                if self._client_gone():
+                    raise ConnectionResetError
+                write(b"%x\r\n%s\r\n" % (len(data), data))
+            except OSError:  # the client hung up mid-stream: abort, as vLLM does
+                with fake._lock:
+                    fake.cancelled += 1
+                    fake.finished["abort"] += 1
+                self.close_connection = True
+                return False
         if not fake.omit_done:
             done = b"data: [DONE]\n\n"
             write(b"%x\r\n%s\r\n" % (len(done), done))

@@ -1,10 +1,12 @@
 """Helpers shared by tests (never import one test module from another): a port nothing
-listens on, settings from a dict, the exit-code assertion."""
+listens on, settings from a dict, the exit-code assertion, waiting for a loopback event."""
 
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 from gpuctl.config import Settings, load_settings
 
@@ -26,3 +28,12 @@ def assert_exit(result, code: int) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == code, (
         f"exit {result.exit_code} != {code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
+
+
+def wait_for(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll `condition()` every 10 ms until true (a loopback event, not a timed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
