@@ -14,7 +14,7 @@ from gpuctl.cli.group import GpuctlGroup
 from gpuctl.cli.main import COMMANDS
 from tests.support import assert_exit
 
-IN_ORDER = ["deploy", "status", "chat", "launch", "destroy", "cleanup", "cost", "profile", "state"]
+IN_ORDER = ["deploy", "status", "chat", "launch", "destroy", "cleanup", "cost", "profile", "serve", "state"]
 
 
 def option_line(page: str, flag: str) -> str:
