@@ -11,6 +11,7 @@ Must not: do I/O, know a provider, or touch the streaming hot path beyond one ch
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
@@ -54,8 +55,8 @@ def _number(body: Mapping[str, Any], name: str, low: float | None = None, high: 
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(name, "must be a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _bad(name, "must be a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
         raise _bad(name, f"must be between {low:g} and {high:g}")
 

@@ -116,7 +116,7 @@ async def _stream(gw: Gateway, manager: BackendManager, asked: wire.WireRequest,
             await send({"type": "http.response.start", "status": 200,
                         "headers": SSE_HEADERS + _routing_headers(stream.provider, stream.fallback_reason)})
             finished = first.finish_reason is not None
-            await send({"type": "http.response.body", "body": encoder.role() + encoder.chunk(first), "more_body": True})
+            await send({"type": "http.response.body", "body": encoder.start(first), "more_body": True})
             try:
                 async for chunk in chunks:
                     finished = chunk.finish_reason is not None

@@ -70,6 +70,7 @@ STATUSES: tuple[tuple[type[GpuctlError], int, str, str | None], ...] = (
 
 PROVIDER_STATUSES: dict[str, tuple[int, str]] = {
     Kind.BAD_REQUEST: (400, "invalid_request_error"),  # the provider says the request is wrong
+    Kind.UNSUPPORTED: (400, "invalid_request_error"),  # the one provider asked cannot serve it
     Kind.RATE_LIMIT: (429, "rate_limit_exceeded"),
     Kind.TIMEOUT: (504, "upstream_timeout"),
     Kind.NOT_FOUND: (404, "not_found_error"),
@@ -84,11 +85,13 @@ def api_error(exc: BaseException) -> ApiError:
         return nobody_answered(exc)
     if isinstance(exc, ProviderError) and not isinstance(exc, StreamBrokenError):
         status, kind_type = PROVIDER_STATUSES.get(exc.kind, (502, "upstream_error"))
-        return ApiError(status, _with_hint(exc), kind_type, str(exc.kind), extra={"provider": exc.provider})
+        return ApiError(status, _with_hint(exc), kind_type, str(exc.kind), param=getattr(exc, "param", None),
+                        extra={"provider": exc.provider})
     if isinstance(exc, GpuctlError):
         for cls, status, err_type, code in STATUSES:
             if isinstance(exc, cls):
-                error = ApiError(status, _with_hint(exc), err_type, code)
+                # A request no provider can serve names the parameter (`n`, `tools`), as OpenAI's 400s do.
+                error = ApiError(status, _with_hint(exc), err_type, code, param=getattr(exc, "param", None))
                 data = getattr(exc, "data", None)
                 if data is not None:
                     error.extra["data"] = data

@@ -197,7 +197,9 @@ class Gateway:
             if not isinstance(attempt, Attempt):
                 continue
             if attempt.reason.kind is ReasonKind.BREAKER_OPEN:
-                until = self.state.get_breaker(attempt.provider).open_until
+                # The breaker of the provider as it is set up now (its endpoint, key and model).
+                record = self.manager.breaker(attempt.provider) if self.manager is not None else None
+                until = record.open_until if record is not None else None
                 if until is not None:
                     waits.append(until - now)
             elif attempt.reason.kind in (ReasonKind.WAKING, ReasonKind.STILL_WAKING):

@@ -48,7 +48,7 @@ def test_a_full_queue_writes_in_place_and_close_writes_the_rest(gpuctl_home: Pat
 
         writer = LedgerWriter(slow_state, lambda: here)
         for n in range(50):
-            writer.put(row(n), None)
+            writer.put(row(n), ())
         writer.close()
         assert sorted(r.completion_tokens for r in ledger(gpuctl_home)) == list(range(50))
         assert here.metrics("endpoint")["total_requests"] == 50 and opened == [1]
@@ -62,6 +62,6 @@ def test_a_writer_that_cannot_open_the_database_hands_rows_back(gpuctl_home: Pat
 
         writer = LedgerWriter(broken, lambda: here)
         writer.thread.join(5)
-        writer.put(row(1), None)
+        writer.put(row(1), ())
         writer.close()
         assert [r.completion_tokens for r in ledger(gpuctl_home)] == [1]

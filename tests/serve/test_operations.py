@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gpuctl.config import load_settings
 from gpuctl.errors import NoProviderError
+from gpuctl.routing.registry import build_modal
 from gpuctl.serve.monitor import Readiness
 from gpuctl.state import open_state
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -32,10 +34,13 @@ def test_health_answers_without_asking_any_provider(gateway: Running, vllm: Fake
 
 def test_ready_never_wakes_an_idle_modal(gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
     gpuctl_home.mkdir(parents=True, exist_ok=True)
+    env = chain_env(vllm, claude)
+    # The health memory belongs to the provider and what it talks to (its breaker key).
+    modal = build_modal(load_settings(env=env, home=gpuctl_home), None).breaker_key
     with open_state(gpuctl_home) as st:  # probed ready an hour ago, no answer since: scaled to zero now
-        st.set_metric("modal", "last_health", {"status": "ready", "latency_s": 0.1, "at": time.time() - 3600,
-                                               "models": [MODEL]})
-    with running_gateway(gpuctl_home, chain_env(vllm, claude)) as gw, gw.http() as http:
+        st.set_metric(modal, "last_health", {"status": "ready", "latency_s": 0.1, "at": time.time() - 3600,
+                                             "models": [MODEL]})
+    with running_gateway(gpuctl_home, env) as gw, gw.http() as http:
         ready = [http.get("/ready") for _ in range(3)]
     assert all(r.status_code == 200 for r in ready)
     data = ready[-1].json()

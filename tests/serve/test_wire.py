@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gpuctl.errors import ConfigError, UsageError
-from gpuctl.providers.base import ChatResponse, Message, StreamChunk, Usage
+from gpuctl.providers.base import ChatResponse, StreamChunk, Usage
 from gpuctl.serve import openai_wire as wire
 from gpuctl.serve.errors import ApiError
 from gpuctl.serve.options import is_loopback, parse_keys, serve_options
@@ -22,16 +22,21 @@ def parse(body: dict) -> wire.WireRequest:  # type: ignore[type-arg]
 
 
 def test_a_request_becomes_a_chat_request_for_the_providers_own_models() -> None:
+    parts = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]
     asked = parse({"model": "team-model", "messages": [
         {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]},
-        {"role": "assistant", "content": None}],
+        {"role": "user", "content": parts},
+        {"role": "assistant", "content": "Hi."}],
         "temperature": 0, "max_completion_tokens": 9, "max_tokens": 99, "stop": "\n", "stream": True,
-        "stream_options": {"include_usage": True}, "top_p": 0.5, "user": "u1"})
-    assert asked.chat.messages == (Message("system", "Be brief."), Message("user", "Hello there"),
-                                   Message("assistant", ""))
-    assert asked.chat.model is None  # each provider answers with its configured model
-    assert asked.chat.temperature == 0.0 and asked.chat.max_tokens == 9 and asked.chat.stop == ("\n",)
+        "stream_options": {"include_usage": True}, "top_p": 0.5, "user": "u1", "top_k": 5})
+    # The whole OpenAI request travels as data: roles and content parts as given.
+    assert [(m.role, m.data["content"]) for m in asked.chat.messages] == [
+        ("developer", "Be brief."), ("user", parts), ("assistant", "Hi.")]
+    assert asked.chat.model is None  # each provider answers with its configured model: the public name stays here
+    assert asked.chat.temperature == 0 and asked.chat.stop == ("\n",) and asked.chat.stream
+    assert {k: asked.chat.params[k] for k in ("max_completion_tokens", "top_p", "user", "top_k", "stream_options")} == {
+        "max_completion_tokens": 9, "top_p": 0.5, "user": "u1", "top_k": 5, "stream_options": {"include_usage": True}}
+    assert "model" not in asked.chat.params
     assert asked.stream and asked.include_usage and asked.model == "team-model"
 
 
