@@ -122,6 +122,15 @@ def test_a_503_from_a_provider_that_does_not_scale_to_zero_opens_its_breaker(
     assert (after.fallback_reason or "").startswith("vastai: breaker open")
 
 
+def test_a_503_from_the_only_provider_says_unavailable(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    vllm.fail(503, paths=["/v1/chat/completions"])
+    env = {**_vast_ready(gpuctl_home, vllm.url), "GPUCTL_PRIORITY": "vastai"}
+    with pytest.raises(AllProvidersFailedError) as info:
+        ask(manager(gpuctl_home, modal_url=None, **env))
+    assert info.value.exit_code == 1 and "vastai: unavailable (HTTP 503 from" in info.value.message
+    assert "cold start" not in info.value.message and "`gpuctl status`" in (info.value.hint or "")
+
+
 def test_a_503_from_modal_is_still_a_cold_start_that_does_not_count(gpuctl_home: Path, vllm: FakeVLLM,
                                                                    claude: FakeAnthropic) -> None:
     vllm.fail(503, paths=["/v1/chat/completions"])
