@@ -41,7 +41,9 @@ def cleanup(
         elif not report.skipped and not report.message:
             out.info("No gpuctl instances on Vast.ai: nothing to do.")
         if report.spent is not None:
-            out.note(f"Vast.ai spend so far: ${report.spent} of ${report.budget_limit}."
+            held = (f" (plus ${report.held} held for creates of unknown outcome: not spent)"
+                    if report.held else "")
+            out.note(f"Vast.ai spend so far: ${report.spent} of ${report.budget_limit}{held}."
                      + (" Dry run: nothing was changed." if dry_run else ""))
     error = cleaned.error()  # exit 4 if some action was done, 1 if none was; --json gets the actions either way
     if error is not None:

@@ -1,7 +1,8 @@
 """`gpuctl status`: every provider's health and which one would answer now, and why.
 
 Exit codes: 0 when someone can answer; 1 when nobody can; 3 when nobody can because every
-provider that is down refused its key (a credentials problem, as in chat). `--watch --json`
+provider that is down refused its key (a credentials problem; chat's rule, `outcomes.keys_refused`:
+one kept out by its open breaker is an outage, so that is 1). `--watch --json`
 prints one envelope per refresh, one per line, each with its own status and exit code.
 """
 

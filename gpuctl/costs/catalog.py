@@ -10,6 +10,7 @@ never reads a file (that is `gpuctl.costs.loading`), prints or exits: an unknown
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ class VastPrice:
     note: str = ""
     aliases: tuple[str, ...] = ()
     unlisted_price: bool = False  # the catalog lists the GPU without a price: this is a live one
+    # Set when no typical price is known and `typical` is a GPU tier's cap (`UnpricedGpu.capped_at`):
+    # an upper bound, and this says whose ("the A40 tier's max_dph in configs/gpu_tiers.toml").
+    upper_bound: str = ""
 
     @property
     def given(self) -> str:
@@ -126,7 +130,16 @@ class VastPrice:
         return f"(given; the catalog knows no typical price for {self.gpu})" if self.unlisted_price else "(given)"
 
     @property
+    def bound(self) -> str:
+        """How an estimate at a tier's cap says so: an upper bound, and how to get the real one."""
+        return (f"at most: {self.upper_bound}, an upper bound (the catalog knows no typical price for {self.gpu}); "
+                "pass --dph for the live price")
+
+    @property
     def row(self) -> PriceRow:
+        if self.upper_bound:
+            return PriceRow("vastai", self.gpu, "$/h per GPU, at most (a GPU tier's cap)", {"max_dph": self.typical},
+                            None, self.upper_bound, self.note)
         return PriceRow("vastai", self.gpu, "$/h per GPU, on-demand",
                         {"low": self.low, "high": self.high, "typical": self.typical},
                         self.seen, self.source, self.note)
@@ -149,6 +162,11 @@ class UnpricedGpu:
         return VastPrice(self.gpu, dollars_per_hour, dollars_per_hour, dollars_per_hour, None,
                          f"the given $/h (the catalog knows no typical price for {self.gpu})", self.note, self.aliases,
                          unlisted_price=True)
+
+    def capped_at(self, cap: Decimal, whose: str) -> VastPrice:
+        """This GPU at the most a tier may pay for it (`whose` names the tier and file): what an
+        estimate without --dph uses, labelled an upper bound (`VastPrice.bound`)."""
+        return VastPrice(self.gpu, cap, cap, cap, None, whose, self.note, self.aliases, upper_bound=whose)
 
 
 @dataclass(frozen=True)
@@ -215,6 +233,8 @@ class Catalog:
     throughput: Mapping[str, Mapping[str, Throughput]] = field(default_factory=dict)  # provider → GPU →
     startup: Mapping[str, StartupTime] = field(default_factory=dict)  # provider →
     unpriced: Mapping[str, Mapping[str, UnpricedGpu]] = field(default_factory=dict)  # provider → GPU →
+    # An unpriced Vast.ai GPU → (the most a tier may pay for it, whose cap): `with_vast_caps`.
+    vast_caps: Mapping[str, tuple[Decimal, str]] = field(default_factory=dict)
     path: Path | None = None
     throughput_path: Path | None = None
 
@@ -235,11 +255,29 @@ class Catalog:
         if key in self.vastai:
             return self.vastai[key]
         row = self.unpriced["vastai"][key]
+        if live is None and key in self.vast_caps:
+            return row.capped_at(*self.vast_caps[key])
         if live is None:
             raise UsageError(f"no typical Vast.ai price is known for {key}: pass a live offer's $/h with --dph",
                              hint=f"the catalog lists {key} (a GPU tier rents it) without a price: {row.source}; "
                                   f'to keep one, add [prices.vastai."{key}"] typical = … to the profile')
         return row.priced_at(live)
+
+    def with_vast_caps(self, caps: Iterable[tuple[str, Decimal, str]], *, only: str | None = None) -> Catalog:
+        """This catalog, pricing each unpriced Vast.ai GPU that `caps` names ((GPU name, a tier's
+        max_dph, whose cap)), or just the one `only` names, at the highest such cap when no live
+        price is given."""
+        found: dict[str, tuple[Decimal, str]] = dict(self.vast_caps)
+        for name, cap, whose in caps:
+            try:
+                key = resolve_gpu(self, "vastai", name)
+            except UsageError:
+                continue  # a tier may name a GPU the catalog does not list: tiers.py says so itself
+            if only is not None and key != only:
+                continue
+            if key in self.unpriced.get("vastai", {}) and (key not in found or cap > found[key][0]):
+                found[key] = (cap, whose)
+        return dataclasses.replace(self, vast_caps=found)
 
     def token_price(self, model: str) -> TokenPrice:
         return self.anthropic[resolve_model(self, model)]

@@ -86,7 +86,7 @@ def estimate_gpu_time(
     """Cost of GPU time, stated in hours: either `hours_per_day` for `days` (a monthly
     estimate) or a one-off `hours`. Modal: its published $/h (see the module docstring: this
     is what makes 2 h/day × 30 = $48.00); Vast.ai: `dollars_per_hour` (a live offer, --dph) or
-    the catalog's typical $/h. Anthropic bills tokens, not time → `UsageError`."""
+    the catalog's typical $/h (for a GPU it knows no price for, a tier's cap, said to be one). Anthropic bills tokens, not time → `UsageError`."""
     provider = resolve_provider(provider)
     if provider == "anthropic":
         raise UsageError("anthropic bills tokens, not GPU time",
@@ -130,8 +130,7 @@ def estimate_gpu_time(
             assert vp is not None
             rate = vp.typical
             prices = (vp.row,)
-            assumptions["price"] = (f"{key} ${price_str(rate)}/h typical (range ${price_str(vp.low)}–${price_str(vp.high)}; "
-                                    f"{vp.row.provenance}); the live offer is the truth: pass its $/h")
+            assumptions["price"] = _catalog_price_note(vp)
         else:
             rate = live
             assumptions["price"] = f"{key} ${price_str(rate)}/h {vp.given if vp else '(given)'}"
@@ -154,3 +153,10 @@ def estimate_gpu_time(
     return Estimate(provider, key, tidy_money(total), tidy_money(per_month), d, hpd * d * SECONDS_PER_HOUR,
                     assumptions=assumptions, prices=prices)
 
+
+def _catalog_price_note(vp: VastPrice) -> str:
+    """How an estimate at the catalog's Vast.ai price says what it is: typical, or a tier's cap."""
+    if vp.upper_bound:
+        return f"{vp.gpu} ${price_str(vp.typical)}/h {vp.bound}"
+    return (f"{vp.gpu} ${price_str(vp.typical)}/h typical (range ${price_str(vp.low)}–${price_str(vp.high)}; "
+            f"{vp.row.provenance}); the live offer is the truth: pass its $/h")

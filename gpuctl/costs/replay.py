@@ -168,8 +168,8 @@ def replay_usage(
                                       tokens, per_million_tokens(total, tokens), {
                                           **common,
                                           "price": f"{s.vast.gpu} ${price_str(rate)}/h "
-                                                   + ("(given)" if s.vast_dph is not None
-                                                      else f"typical ({s.vast.row.provenance})"),
+                                                   + ("(given)" if s.vast_dph is not None else s.vast.bound
+                                                      if s.vast.upper_bound else f"typical ({s.vast.row.provenance})"),
                                           "keep_alive_s": plain(s.keep) or "0",
                                           "startup": f"{plain(s.vast_start.seconds)} s boot per launch; "
                                                      f"{s.vast_start.source}",

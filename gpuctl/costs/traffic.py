@@ -250,6 +250,7 @@ def vast_traffic_cost(
     per_month = hourly_cost(rate, day.billed_s * DAYS_PER_MONTH)
     tokens = traffic.requests_per_day * traffic.tokens_per_request * traffic.days
     price_note = (f"{price.gpu} ${price_str(rate)}/h {price.given}" if live is not None else
+                  f"{price.gpu} ${price_str(rate)}/h {price.bound}" if price.upper_bound else
                   f"{price.gpu} ${price_str(rate)}/h typical (range ${price_str(price.low)}–${price_str(price.high)}; "
                   f"{price.row.provenance})")
     assumptions = {

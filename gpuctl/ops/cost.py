@@ -220,17 +220,49 @@ def cost_estimate(settings: Settings, req: EstimateRequest, *, now: float | None
     provider = None if req.provider is None else costs.resolve_provider(req.provider)
     _check_modes(req)
     req = _checked_numbers(req)
-    catalog = load_prices(settings, req.prices)
+    catalog = _with_tier_caps(settings, load_prices(settings, req.prices), req, provider)
     prof = Profile.of(settings)
     warnings = [] if prof.modal_gpu_count == 1 else [
         f"modal.gpu = {settings['modal.gpu']}: Modal figures are for one {prof.modal_gpu}; "
         f"multiply them by {prof.modal_gpu_count}"]
     with _naming_settings(settings, catalog):
         view = _estimate(settings, catalog, req, provider, prof, now)
+    for gpu, (cap, whose) in catalog.vast_caps.items():  # set only when this estimate prices one
+        view.notes.append(f"Vast.ai {gpu} is priced at {whose}: ${cap}/h, an upper bound. The catalog knows no "
+                          "typical price for it: pass --dph with a live offer's $/h for the real figure.")
+        view.data["upper_bound"] = {"gpu": gpu, "max_dph": str(cap), "source": whose}
     stale, stale_data = _stale(view.result.prices, _today(now))
     view.warnings = warnings + stale
     view.data["stale_prices"] = stale_data
     return view
+
+
+def _with_tier_caps(settings: Settings, catalog: Catalog, req: EstimateRequest, provider: str | None) -> Catalog:
+    """A Vast.ai GPU the catalog knows no price for (A40, L40S…) is estimated without --dph at
+    the most its tier may cost (`max_dph` of the tiers in force: `vastai.gpu_tiers`), labelled an
+    upper bound. The tiers file is read only then, and a bad one is named by its setting."""
+    from gpuctl import costs
+
+    if req.dph is not None or req.gpu is None or provider not in (None, "vastai"):
+        return catalog
+    try:
+        key = costs.resolve_gpu(catalog, "vastai", req.gpu)
+    except UsageError:
+        return catalog  # not a Vast.ai GPU: the estimate says so itself
+    if key not in catalog.unpriced.get("vastai", {}):
+        return catalog
+    from gpuctl.vastai.tiers import default_tiers_file, load_tiers, tiers_file
+
+    path = tiers_file(settings)
+    try:
+        tiers = load_tiers(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"vastai.gpu_tiers = {str(path)!r} (from {settings.source('vastai.gpu_tiers')}): "
+                          f"{exc.message}", hint=exc.hint) from None
+    where = "configs/gpu_tiers.toml" if path == default_tiers_file() else str(path)
+    caps = [(name, tier.max_dph, f"the {tier.name} tier's cap (max_dph in {where})")
+            for tier in tiers for name in (tier.name, *tier.gpu_names)]
+    return catalog.with_vast_caps(caps, only=key)
 
 
 def _estimate(settings: Settings, catalog: Catalog, req: EstimateRequest, provider: str | None, prof: Profile,

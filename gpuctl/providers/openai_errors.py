@@ -163,7 +163,8 @@ class VLLMErrors:
         if status == 503:
             return self.error(
                 f"{p}: HTTP 503 from {where}: cold start or GPU quota ({detail})", kind=Kind.COLD, status=503,
-                hint="a scaled-to-zero container may be waking: retry in a minute; if it persists, check the provider's GPU quota",
+                hint="from a provider that scales to zero (Modal), a container may be waking: retry in a minute; "
+                     "otherwise (or if it persists) the server is overloaded or down: `gpuctl status` shows it",
             )
         if status == 429:
             after = response.headers.get("retry-after")

@@ -1,7 +1,8 @@
 """The usage ledger: one row per answer (or failure, or stopped answer) and its estimated price.
 
 Owns: writing `UsageRecord`s to the state, the per-answer events (the same
-`<prefix>_chat_completion`, `…_failed` and `…_stopped` for every provider, and
+`<prefix>_chat_completion`, `…_failed` and `…_stopped` for every provider, with the same fields:
+tokens marked `estimated` when the server reported none, as the row's `tokens_estimated`; and
 `routing_fallback` when a later provider answered) and the request counter, and the price of
 one request from the slot's `Billing`: tokens × $/M or the request's GPU-seconds × $/s, both
 computed by `gpuctl.costs` (the one place for money math).
@@ -76,6 +77,8 @@ class Ledger:
         prefix = slot.event_prefix or slot.name
         fields = {"provider": slot.name, "model": model, "endpoint": slot.endpoint, "tokens": usage.total_tokens,
                   "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  # the server sent no usage: the tokens were counted from the text (as the row says)
+                  "estimated": usage.estimated,
                   "latency_s": round(latency, 4), "cost": None if cost is None else str(cost)}
         events: Events
         if error is None:

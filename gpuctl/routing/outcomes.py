@@ -16,7 +16,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
-from gpuctl.errors import AllProvidersFailedError, NoProviderError, ProviderError
+from gpuctl.errors import AllProvidersFailedError, Kind, NoProviderError, ProviderError
 from gpuctl.providers.base import ChatResponse, Unsupported, UnsupportedError
 from gpuctl.providers.chat_api import RequestError
 from gpuctl.routing.registry import NO_PROVIDER_HINT
@@ -196,6 +196,25 @@ def fallback_reason(attempts: Sequence[Attempt]) -> str | None:
     return None if fallback is None else fallback.text
 
 
+def keys_refused(failures: Iterable[str | None]) -> bool:
+    """The one rule, for chat and `gpuctl status` alike, for "the key was refused" (exit 3): some
+    provider could not answer, and each that could not refused its key. `failures` holds the
+    `ProviderError.kind` of each provider that was tried and failed, and None for each one its
+    open breaker kept out (a breaker opens for an outage: never a refused key)."""
+    kinds = list(failures)
+    return bool(kinds) and all(kind == Kind.AUTH for kind in kinds)
+
+
+def join_hints(first: str | None, then: str) -> str:
+    """Two hints as one: "Set X in your profile. A breaker closes…", never "profile.; a breaker"."""
+    if not first:
+        return then
+    first = first.rstrip()
+    if first.endswith((".", "!", "?")):
+        return f"{first} {then[:1].upper()}{then[1:]}"
+    return f"{first}; {then}"
+
+
 def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exception:
     """The error for a request no provider answered: nothing configured (exit 3), a request
     no configured provider can serve (a `RequestError` naming the parameter: a 400), the one
@@ -215,10 +234,11 @@ def give_up(attempts: Sequence[Attempt], last: ProviderError | None) -> Exceptio
         return last
     reasons = [a.text for a in told]
     hint = last.hint if last is not None else "see `gpuctl status` for each provider's health"
-    if any(a.reason.kind in (ReasonKind.BREAKER_OPEN, ReasonKind.HALF_OPEN_PROBING) for a in told):
-        hint = (f"{hint}; " if last is not None and last.hint else "") + RETRY_NOW
-    # Every failure a refused key: a setting to fix (exit 3), whatever else was merely skipped.
-    credentials = bool(failed) and all(a.reason.error_kind == "auth" for a in failed)
+    blocked = [a for a in told if a.reason.kind in (ReasonKind.BREAKER_OPEN, ReasonKind.HALF_OPEN_PROBING)]
+    if blocked:
+        hint = join_hints(hint if last is not None and last.hint else None, RETRY_NOW)
+    # A breaker opens for an outage, never for a refused key (`keys_refused`: status's rule too).
+    credentials = keys_refused([a.reason.error_kind for a in failed] + [None for _ in blocked])
     if credentials:
         refused = "the key was refused" if len(failed) == 1 else "the keys were refused"
         message = f"{refused}: " + "; ".join(reasons)

@@ -6,6 +6,8 @@ another request), the cold gate for providers that scale to zero
 (`cold_gate`: a short /health probe first — a scaled-to-zero GPU is *waking up*, not *down*),
 the candidate walk (`candidates`: a waking provider is tried again last, when everyone else
 failed), and the bookkeeping every attempt leaves (`failed`, `succeeded`, `failed_before_text`).
+A 503 is a cold start only from a slot that scales to zero (`outage_503`): from any other it is
+a failure like a 500, and `status` judges a health check the same way.
 `Router` is the public face `RoutedStream`, `complete` and status use.
 
 Breakers and the "waking" memory are read and written under each slot's `breaker_key` (the
@@ -241,9 +243,23 @@ class Router:
                            started_at: float) -> Attempt:
         """A provider failed before its first token: breaker, ledger row, and the attempt."""
         reason = Reason.from_error(slot.name, exc)
+        counts = exc.counts_against_breaker
+        if outage_503(slot, exc.kind):
+            reason, counts = Reason.failed(unavailable(slot, exc.status), Kind.HTTP), True
         # A timeout from a GPU that had scaled to zero is a slow cold start, not a dead backend.
         cold = exc.kind == "timeout" and self.idle_past_window(slot)
-        if exc.counts_against_breaker and not cold:
+        if counts and not cold:
             self.failed(slot.name, reason)
         self.ledger.record(slot, request, latency=self.timer() - started, started_at=started_at, error=reason.text)
         return Attempt(slot.name, reason)
+
+
+def outage_503(slot: Slot, kind: str | None) -> bool:
+    """A 503 (`Kind.COLD`) means "waking up" only from a provider that scales to zero; from any
+    other (a Vast.ai box, your own server) it is an outage, and counts against the breaker."""
+    return kind == Kind.COLD and not slot.scales_to_zero
+
+
+def unavailable(slot: Slot, status: int | None) -> str:
+    """The words for `outage_503`: what answered, never "cold start or GPU quota"."""
+    return f"unavailable (HTTP {status or 503} from {slot.endpoint or slot.name})"

@@ -10,7 +10,8 @@ A slot is *configured* when its settings are present (the original package's rul
 Anthropic if `anthropic.api_key`, and `endpoint` if `endpoint.url`. Building a slot never
 touches the network; provider modules are imported only for configured slots. A provider that
 rents machines by the hour also gives its slot `rentals` (what bills now, configured or not),
-which only `gpuctl status` calls: it may ask the provider's API.
+which only `gpuctl status` calls: it may ask the provider's API. Status asks it even when
+`routing.priority` leaves the provider out (`RENTERS`, `renters_outside`): what bills is never hidden.
 
 Each configured slot also gets its `breaker_key` (`breaker_key`): the breaker, the "waking"
 memory and the last health check belong to a provider *and what it talks to* (endpoint, a hash
@@ -125,14 +126,19 @@ def build_modal(settings: Settings, state: State | None) -> Slot:
                 breaker_key=breaker_key("modal", url, key, model), **traits)
 
 
-def build_vastai(settings: Settings, state: State | None) -> Slot:
-    from gpuctl.vastai.container import find_vllm_key
-
+def vastai_rentals(settings: Settings, state: State | None, *, routed: bool = True) -> Callable[[], Awaitable[Rentals]]:
     async def rentals() -> Rentals:  # the ledger's live rows and, with a key, the account's list
         from gpuctl.vastai.inventory import rentals as vast_rentals
 
-        return await vast_rentals(settings, state)
+        return await vast_rentals(settings, state, routed=routed)
 
+    return rentals
+
+
+def build_vastai(settings: Settings, state: State | None) -> Slot:
+    from gpuctl.vastai.container import find_vllm_key
+
+    rentals = vastai_rentals(settings, state)
     if not settings.get("vastai.api_key"):
         return Slot("vastai", None, "set VASTAI_API_KEY, then `gpuctl launch`", rentals=rentals)
     try:
@@ -192,6 +198,23 @@ BUILDERS: dict[str, Callable[[Settings, State | None], Slot]] = {
     "anthropic": build_anthropic,
     "endpoint": build_endpoint,
 }
+
+
+# name → what it rents now, for providers that rent machines by the hour: `gpuctl status` lists
+# them whatever `routing.priority` says (`renters_outside`), because they bill all the same.
+RENTERS: dict[str, Callable[..., Callable[[], Awaitable[Rentals]]]] = {  # (settings, state, *, routed)
+    "vastai": vastai_rentals,
+}
+
+
+def renters_outside(settings: Settings, state: State | None, order: Sequence[str]) -> list[Slot]:
+    """A slot (never routable: no provider) for each renting provider `order` leaves out, so
+    status can show what it bills; building one touches no network."""
+    source = settings.source("routing.priority")
+    why = (f"not in routing.priority ({', '.join(order) or 'nothing'}, from "
+           f"{'the default' if source == 'default' else source}): the router never sends it requests")
+    return [Slot(name, None, why, rentals=make(settings, state, routed=False))
+            for name, make in RENTERS.items() if name not in order]
 
 
 def priority(settings: Settings) -> list[str]:

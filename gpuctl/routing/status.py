@@ -7,7 +7,9 @@ real probe moves it), the cold rules (a waking GPU is named with the provider th
 meanwhile) and the priority order, through the same `Router` requests use.
 
 Never hide what bills: a provider's rented machines (`Slot.rentals`) are listed on its row,
-configured or not, and while one exists the report never says "no provider is configured".
+configured or not, in `routing.priority` or not (`registry.renters_outside`), and while one
+exists the report never says "no provider is configured". A 503 is "cold" only from a slot
+that scales to zero (`policy.outage_503`); from any other the provider is unhealthy.
 
 Never wake an idle scale-to-zero provider: any request to it starts a GPU and bills its
 scaledown window, so `status` (and `--watch` every minute) reports what the last probe saw
@@ -19,6 +21,7 @@ Must not: print, or decide anything from a message's text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +31,9 @@ from gpuctl.events import log_event
 from gpuctl.providers.base import Health, Rental, Rentals
 from gpuctl.routing import breaker
 from gpuctl.routing.breaker import BreakerView
-from gpuctl.routing.outcomes import Reason, without_name
-from gpuctl.routing.policy import Router
-from gpuctl.routing.registry import Slot, nothing_configured
+from gpuctl.routing.outcomes import Reason, keys_refused, without_name
+from gpuctl.routing.policy import Router, outage_503, unavailable
+from gpuctl.routing.registry import Slot, nothing_configured, renters_outside
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,13 @@ class StatusReport:
 
     @property
     def keys_refused(self) -> bool:
-        """Nobody can answer and every configured provider that failed refused its key: a
-        setting to fix (exit 3, "the key was refused"), not an outage."""
-        failed = [p for p in self.providers if p.configured and p.status in ("unhealthy", "degraded")]
-        return self.current is None and bool(failed) and all(p.error_kind == Kind.AUTH for p in failed)
+        """Nobody can answer and each configured provider that cannot refused its key: a setting
+        to fix (exit 3, "the key was refused"), not an outage. Chat's rule (`outcomes.keys_refused`):
+        a provider its open breaker keeps out is an outage, whatever its health check says."""
+        blocked = {n.provider for n in self.notes if n.standing is Standing.BLOCKED}
+        kinds = [None if p.name in blocked else p.error_kind for p in self.providers
+                 if p.configured and (p.name in blocked or p.status in ("unhealthy", "degraded"))]
+        return self.current is None and keys_refused(kinds)
 
     @property
     def reason(self) -> str:
@@ -157,7 +163,9 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
 
     `deep` also generates a token; `wake` probes a scaled-to-zero provider even when that
     starts a GPU (both imply probing)."""
-    slots = router.slots
+    # What the priority leaves out still bills: its rentals are listed (never routed to).
+    routed = [s.name for s in router.slots]
+    slots = [*router.slots, *renters_outside(router.settings, router.state, routed)]
     at = router.clock()
     cached = {s.name: (None if deep or wake else unprobed(router, s, at)) for s in slots}
     healths, held = await asyncio.gather(asyncio.gather(*(_check(router, s, cached[s.name], deep) for s in slots)),
@@ -168,14 +176,15 @@ async def build_report(router: Router, *, deep: bool = False, wake: bool = False
     for slot, health, rented in zip(slots, healths, held, strict=True):
         if health is None:
             if rented.items:  # not routable, but billing: say so, and say it in the reason
-                summary = billing_summary(rented.items)
+                summary = billing_summary(rented.items, unused=None if slot.name in routed else slot.why_not)
                 rows.append(ProviderStatus(slot.name, False, rented.items[0].state if len(rented.items) == 1
                                            else "billing", None, None, BreakerView("-"), summary,
                                            rentals=rented.items, rentals_error=rented.error))
                 notes.append(Note(slot.name, Standing.DOWN, summary))
                 continue
-            rows.append(ProviderStatus(slot.name, False, slot.idle_note or "unconfigured", None, None,
-                                       BreakerView("-"), slot.why_not or "", rentals_error=rented.error))
+            if slot.name in routed or rented.error:
+                rows.append(ProviderStatus(slot.name, False, slot.idle_note or "unconfigured", None, None,
+                                           BreakerView("-"), slot.why_not or "", rentals_error=rented.error))
             continue
         if cached[slot.name] is None:
             _remember(router, slot, health, now, deep=deep)
@@ -235,13 +244,22 @@ async def _rentals(slot: Slot) -> Rentals:
         return Rentals(error=exc.message)
 
 
-def billing_summary(items: tuple[Rental, ...]) -> str:
-    """'instance 20000001 loading ($0.18/h, 3 min): billing, not answering yet'; several are counted."""
+def billing_summary(items: tuple[Rental, ...], *, unused: str | None = None) -> str:
+    """'instance 20000001 loading ($0.18/h, 3 min): billing, not answering yet'; several are
+    counted. Said of the first: a create of unknown outcome is held, not (known to be) billing;
+    a running box may answer, but the router does not use it (`unused`: why it never will)."""
     first = items[0]
     age = "" if first.age_s is None else f", {first.age_s / 60:.0f} min"
-    what = f"{first.id if first.id.startswith('ledger') else 'instance ' + first.id} {first.state}"
     more = f" and {len(items) - 1} more" if len(items) > 1 else ""
-    return f"{what} (${first.dph or '?'}/h{age}){more}: billing, not answering yet"
+    if first.id.startswith("ledger"):  # no instance id: nothing is known to exist
+        return (f"{first.id} {first.state} (${first.dph or '?'}/h{age}){more}: a create of unknown outcome, "
+                "held against the budget")
+    what = f"instance {first.id} {first.state} (${first.dph or '?'}/h{age}){more}"
+    if unused:
+        return f"{what}: billing; {unused}"
+    if first.state == "running":
+        return f"{what}: billing; the router does not use it (not ready in this ledger)"
+    return f"{what}: billing, not answering yet"
 
 
 async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) -> Health | None:
@@ -251,7 +269,10 @@ async def _check(router: Router, slot: Slot, cached: Health | None, deep: bool) 
         return cached
     timeout = router.settings["routing.health_timeout_s"]
     try:
-        return await asyncio.wait_for(slot.provider.health(deep=deep), timeout=timeout * (3 if deep else 1) + 1)
+        health = await asyncio.wait_for(slot.provider.health(deep=deep), timeout=timeout * (3 if deep else 1) + 1)
+        if health.status == "cold" and outage_503(slot, health.error_kind):  # not waking: down
+            return dataclasses.replace(health, status="unhealthy", detail=unavailable(slot, 503), error_kind=Kind.HTTP)
+        return health
     except TimeoutError:
         return Health(slot.name, "cold", endpoint=slot.endpoint, detail="no answer in time (waking up?)")
     except ProviderError as exc:

@@ -6,7 +6,10 @@ starts with `gpuctl:` is judged, in this order:
 
 - over budget: total spend (live instances up to now) reached `vastai.budget_limit`, or this
   instance alone has cost `vastai.session_budget_limit` → destroy;
-- a launch is still watching it (its launch lock is held) → keep;
+- a launch is still watching it (its launch lock is held) → keep, but only up to
+  `LAUNCH_WATCH_MAX_S` after the row's create (the loading and health deadlines plus a margin):
+  a launch paused with Ctrl-Z (SIGSTOP) holds its lock forever, so past that bound the
+  instance is judged as if no launch held it;
 - exited (a stopped instance still bills storage) → destroy;
 - its launch was abandoned (the launching process died before vLLM was ready) → destroy;
 - stuck loading past 10 minutes → destroy;
@@ -17,10 +20,15 @@ starts with `gpuctl:` is judged, in this order:
 - any other ledger status (neither ready nor unattended, no launch watching it) → destroy once
   older than the grace period;
 - orphaned (unknown to the ledger) and older than the grace period → destroy (younger ones
-  may be a launch that has not written its row yet).
+  may be a launch that has not written its row yet). An orphan the list gives no
+  `start_date` is aged from the first run that saw it (remembered in the state, as absent
+  labels are), never "0 s old" forever.
 
 Each listed instance's live $/h is recorded when it is higher than the ledger's (hosts raise
-prices at renewal), before any budget is judged. Ledger rows the list does not show are
+prices at renewal), before any budget is judged. The spend judged (and reported) is what the
+instances cost: a row without an instance id that no listed instance carries (an `unconfirmed`
+create) is held against the budget by launches, not charged, as in `gpuctl cost report`
+(`held` in the report). Ledger rows the list does not show are
 confirmed one by one (`show`) before being marked gone; a row that never got an instance id
 (an `unconfirmed` create of unknown outcome, or an intent cut off) is marked never-created only
 on evidence one outage cannot fake: older than the grace period, and two listings that show
@@ -36,6 +44,7 @@ action is one `vastai_cleanup_action` event. Must not print.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -67,17 +76,26 @@ from gpuctl.vastai.instances import (
 )
 from gpuctl.vastai.unconfirmed import (
     ABSENCE_CONFIRM_S,
+    charged,
     first_absent,
+    first_seen,
     forget_absent,
+    forget_seen,
+    held_rows,
     judge,
     minutes,
     note_absent,
+    note_seen,
 )
 from gpuctl.vastai.watch import HEALTH_TIMEOUT_S, LOADING_TIMEOUT_S, Probe, probe_vllm
 
 __all__ = ["ANOTHER_RUNNING", "Action", "CleanupReport", "check_max_idle", "failure_error", "run_cleanup"]
 
 READY_DEADLINE_S = LOADING_TIMEOUT_S + HEALTH_TIMEOUT_S
+# A launch watches one create for at most its loading and health deadlines, plus the create's
+# own look-up and a few polls: a lock held longer belongs to a launch that is stopped (Ctrl-Z),
+# not one that is watching. Cleanup then judges the instance as if no launch held it.
+LAUNCH_WATCH_MARGIN_S = 10 * 60
 _LAUNCHING = frozenset({"intent", "created", "loading", "running", "failed", "unconfirmed"})
 ANOTHER_RUNNING = "another cleanup is running"
 
@@ -134,6 +152,7 @@ class _Cleanup:
         self.max_idle_s, self.now, self.probe = max_idle_s, now, probe
         self.orphan_grace_s, self.loading_timeout_s, self.ready_deadline_s = orphan_grace_s, loading_timeout_s, ready_deadline_s
         self.absence_confirm_s = absence_confirm_s
+        self.launch_watch_max_s = ready_deadline_s + LAUNCH_WATCH_MARGIN_S
         self.home = settings.home
         self.total_limit = dec(settings["vastai.budget_limit"]) or Decimal(0)
         self.session_limit = dec(settings["vastai.session_budget_limit"]) or Decimal(0)
@@ -168,6 +187,7 @@ class _Cleanup:
             row = by_remote.get(str(inst.id))
             if row is None and inst.label in unmatched_intents:
                 row = unmatched_intents.pop(inst.label or "")
+                row = dataclasses.replace(row, remote_id=str(inst.id))  # it bills: charged from now on
                 if not self.dry_run:  # the crash came between the create and recording its id
                     self.state.update_instance(row.id, remote_id=str(inst.id))
                     forget_absent(self.state, row.label)
@@ -178,7 +198,7 @@ class _Cleanup:
             pairs.append((inst, row))
         # Budgets are judged on the refreshed prices (in a dry run, on the rows as they would be).
         refreshed = {row.id: row for _, row in pairs if row is not None}
-        self.spent = budget.spent([refreshed.get(r.id, r) for r in rows], self.now)
+        self.spent = budget.spent(charged([refreshed.get(r.id, r) for r in rows]), self.now)
         actions: list[Action] = []
         seen: set[int] = set()
         for inst, row in pairs:
@@ -189,19 +209,22 @@ class _Cleanup:
             if row.id in seen:
                 continue
             actions.append(self.unlisted(row))
-        spent = budget.spent(self.state.instances(PROVIDER), self.now)
-        return CleanupReport(self.dry_run, tuple(actions), spent=money_str(spent), budget_limit=money_str(self.total_limit))
+        if not self.dry_run:
+            gone = {a.instance_id for a in actions if a.result in ("destroyed", "already_gone")}
+            forget_seen(self.state, [i.id for i in remote if i.id not in gone])
+        after = [refreshed.get(r.id, r) if self.dry_run else r for r in self.state.instances(PROVIDER)]
+        spent, held = budget.spent(charged(after), self.now), budget.spent(held_rows(after), self.now)
+        return CleanupReport(self.dry_run, tuple(actions), spent=money_str(spent), budget_limit=money_str(self.total_limit),
+                             held=money_str(held) if held else None)
 
     # -- deciding --------------------------------------------------------------------------
 
     def decide(self, inst: Instance, row: InstanceRow | None) -> tuple[str, str]:
-        started = inst.start_date if inst.start_date is not None else (row.created_at if row else self.now)
+        if row is None:
+            return self.decide_orphan(inst)
+        started = inst.start_date if inst.start_date is not None else row.created_at
         age = max(0.0, self.now - started)
         msg = f" ({inst.status_msg})" if inst.status_msg else ""
-        if row is None:
-            if age >= self.orphan_grace_s:
-                return "destroy", f"orphaned: labelled by gpuctl, unknown to the ledger, {minutes(age)} old"
-            return "keep", f"unknown to the ledger but only {minutes(age)} old (grace {minutes(self.orphan_grace_s)})"
         if not row.live:
             return "destroy", "still on the account although the ledger marked it destroyed"
         if self.spent >= self.total_limit:
@@ -209,12 +232,14 @@ class _Cleanup:
         cost = budget.row_cost(row, self.now)
         if cost >= self.session_limit:
             return "destroy", f"session budget spent: it has cost ${money(cost)} (limit ${money(self.session_limit)})"
-        if launch_in_progress(self.state, row.label):
+        stalled = self.stalled(row)
+        if launch_in_progress(self.state, row.label) and not stalled:
             return "keep", "a launch is still watching it"
         if inst.actual_status == "exited" or inst.intended_status == "stopped":
             return "destroy", f"exited{msg}"
         if row.status in _LAUNCHING:
-            return "destroy", f"launch abandoned: the launching process ended before vLLM was ready (status {row.status})"
+            return "destroy", stalled or ("launch abandoned: the launching process ended before vLLM was ready "
+                                          f"(status {row.status})")
         if inst.actual_status in (None, "created", "loading") and age > self.loading_timeout_s:
             return "destroy", f"stuck {inst.actual_status or 'starting'} for {minutes(age)}{msg}"
         if row.status == "unattended":
@@ -234,6 +259,34 @@ class _Cleanup:
             return "destroy", f"ledger status {row.status!r} and no launch watching it, {minutes(row_age)} old"
         return "keep", (f"ledger status {row.status!r}, only {minutes(row_age)} old "
                         f"(grace {minutes(self.orphan_grace_s)})")
+
+    def decide_orphan(self, inst: Instance) -> tuple[str, str]:
+        """Labelled by gpuctl, unknown to the ledger: destroyed once older than the grace. Without
+        a start date in the list, its age counts from the first run that saw it."""
+        since = ""
+        started = inst.start_date
+        if started is None:
+            started = first_seen(self.state, inst.id)
+            if started is None:
+                started = self.now
+                if not self.dry_run:
+                    note_seen(self.state, inst.id, self.now)
+            since = " since cleanup first saw it (Vast.ai gives no start date)"
+        age = max(0.0, self.now - started)
+        if age >= self.orphan_grace_s:
+            return "destroy", f"orphaned: labelled by gpuctl, unknown to the ledger, {minutes(age)} old{since}"
+        return "keep", (f"unknown to the ledger but only {minutes(age)} old{since} "
+                        f"(grace {minutes(self.orphan_grace_s)})")
+
+    def stalled(self, row: InstanceRow) -> str:
+        """Why a held launch lock no longer protects this row ("" while it does, or no lock is
+        held): the row is older than any launch watches a create (`LAUNCH_WATCH_MARGIN_S`)."""
+        age = self.now - row.created_at
+        if age <= self.launch_watch_max_s or not launch_in_progress(self.state, row.label):
+            return ""
+        return (f"launch stalled: its launch still holds the lock {minutes(age)} after the create, longer than a "
+                f"launch watches one ({minutes(self.launch_watch_max_s)}): stopped with Ctrl-Z? "
+                f"(status {row.status})")
 
     def decide_unattended(self, inst: Instance, row: InstanceRow, age: float) -> tuple[str, str]:
         if inst.actual_status == "running":
@@ -263,7 +316,7 @@ class _Cleanup:
     def unlisted(self, row: InstanceRow) -> Action:
         """A live ledger row the list did not show: confirm before believing it is gone."""
         if row.remote_id is None:
-            if launch_in_progress(self.state, row.label):
+            if launch_in_progress(self.state, row.label) and not self.stalled(row):
                 return self.record(Action(None, row.id, row.label, row.gpu, None, "keep", "a launch is creating it",
                                           "kept"))
             return self.id_less(row)

@@ -38,8 +38,9 @@ class CleanupReport:
     actions: tuple[Action, ...] = field(default=())
     skipped: bool = False
     message: str = ""
-    spent: str | None = None
+    spent: str | None = None  # what the instances cost (held rows excluded: `unconfirmed.charged`)
     budget_limit: str | None = None
+    held: str | None = None  # what creates of unknown outcome hold against the budget (not spent)
 
     @property
     def failed(self) -> list[Action]:
@@ -55,7 +56,7 @@ class CleanupReport:
                  for r in ("destroyed", "already_gone", "would_destroy", "kept", "marked", "promoted", "failed")}
         return {"skipped": self.skipped, "message": self.message, "dry_run": self.dry_run,
                 "actions": [a.as_dict() for a in self.actions], "counts": count,
-                "spent": self.spent, "budget_limit": self.budget_limit}
+                "spent": self.spent, "budget_limit": self.budget_limit, "held": self.held}
 
 
 def check_max_idle(minutes: float | None) -> None:

@@ -59,10 +59,18 @@ class Target:
     named: bool = False  # an id-less row the user named by its label: no listed instance carries it
     foreign: bool = False  # not gpuctl's (no gpuctl label, no ledger row): destroyed only with --force
 
+    @property
+    def status(self) -> str | None:
+        """Vast's word for a listed instance ("created" before it has one: a --no-wait box still
+        starting, as `gpuctl status` says), else the ledger's."""
+        if self.remote is not None:
+            return self.remote.actual_status or "created"
+        return self.row.status if self.row else None
+
     def as_dict(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "ledger_row": self.row.id if self.row else None,
                 "label": self.label, "gpu": self.gpu, "dph": self.dph,
-                "status": self.remote.actual_status if self.remote else (self.row.status if self.row else None),
+                "status": self.status,
                 "created_by_gpuctl": not self.foreign}
 
 
@@ -134,6 +142,11 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
     if instance_id is not None:
         row = state.instance_by_remote(PROVIDER, str(instance_id))
         remote = client.get_instance(instance_id)
+        if row is None and remote is not None and is_gpuctl_label(remote.label):
+            # A create of unknown outcome listed late: its row has no id yet. Match it by its
+            # label, as --all does, so the destroy settles that row (no second row, nothing held).
+            row = next((r for r in state.live_instances(PROVIDER) if r.label == remote.label and r.remote_id is None),
+                       None)
         if remote is None and (row is None or not row.live):
             # Not a usage error (the command was well formed): what it names is not there. Exit 1.
             raise GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",

@@ -36,30 +36,31 @@ def read_listing(settings: Settings, timeout_s: float) -> Listing:
         return client.listing()
 
 
-async def rentals(settings: Settings, state: State | None, *, now: float | None = None) -> Rentals:
-    """The ledger's live rows, and (with an API key) the account's gpuctl instances, merged."""
+async def rentals(settings: Settings, state: State | None, *, now: float | None = None, routed: bool = True) -> Rentals:
+    """The ledger's live rows, and (with an API key) the account's gpuctl instances, merged.
+    `routed` False: `routing.priority` leaves Vast.ai out, so not even a ready one is used."""
     at = time.time() if now is None else now
     rows = state.live_instances(PROVIDER) if state is not None else []
     if not settings.get("vastai.api_key"):
         if not rows:
             return Rentals()
-        return Rentals(merge(rows, None, at), "VASTAI_API_KEY is not set: nothing can check or destroy these "
+        return Rentals(merge(rows, None, at, routed), "VASTAI_API_KEY is not set: nothing can check or destroy these "
                                                  "until it is")
     timeout = float(settings["routing.health_timeout_s"])
     try:
         listing = await asyncio.wait_for(asyncio.to_thread(read_listing, settings, timeout), timeout * 2 + 1)
     except TimeoutError:
-        return Rentals(merge(rows, None, at), f"the Vast.ai instance list did not answer within {timeout:g}s")
+        return Rentals(merge(rows, None, at, routed), f"the Vast.ai instance list did not answer within {timeout:g}s")
     except GpuctlError as exc:
-        return Rentals(merge(rows, None, at), f"the Vast.ai instance list could not be read "
+        return Rentals(merge(rows, None, at, routed), f"the Vast.ai instance list could not be read "
                                               f"({exc.message.rstrip('.')})")
     if not listing.instances and rows and not listing.shows_absence:
-        return Rentals(merge(rows, None, at), "Vast.ai returned an empty instance list while the ledger shows live "
+        return Rentals(merge(rows, None, at, routed), "Vast.ai returned an empty instance list while the ledger shows live "
                                               "instances: not trusted")
-    return Rentals(merge(rows, listing, at))
+    return Rentals(merge(rows, listing, at, routed))
 
 
-def merge(rows: Sequence[InstanceRow], listing: Listing | None, now: float) -> tuple[Rental, ...]:
+def merge(rows: Sequence[InstanceRow], listing: Listing | None, now: float, routed: bool = True) -> tuple[Rental, ...]:
     """One `Rental` per billing instance: each listed gpuctl instance (with its ledger row, if
     any), then each live row the list does not show."""
     out: list[Rental] = []
@@ -72,14 +73,14 @@ def merge(rows: Sequence[InstanceRow], listing: Listing | None, now: float) -> t
             continue  # not gpuctl's
         if row is not None:
             seen.add(row.id)
-        out.append(listed(inst, row, now))
+        out.append(listed(inst, row, now, routed))
     for row in rows:
         if row.id not in seen:
             out.append(unlisted(row, now, listing))
     return tuple(out)
 
 
-def listed(inst: Instance, row: InstanceRow | None, now: float) -> Rental:
+def listed(inst: Instance, row: InstanceRow | None, now: float, routed: bool = True) -> Rental:
     age = max(0.0, now - inst.start_date) if inst.start_date is not None else (
         max(0.0, now - row.created_at) if row else None)
     dph = str(inst.dph_total) if inst.dph_total is not None else (row.dph if row else None)
@@ -89,7 +90,7 @@ def listed(inst: Instance, row: InstanceRow | None, now: float) -> Rental:
         detail = (f"not in this machine's ledger (launched elsewhere, or a crash): `gpuctl destroy {inst.id} --yes`; "
                   f"`gpuctl cleanup` destroys it {minutes(ORPHAN_GRACE_S)} after its start")
     elif row.status == "ready":
-        detail = "ready: the router uses it"
+        detail = "ready: the router uses it" if routed else "ready, unused: routing.priority leaves vastai out"
     elif row.status == "unattended":
         detail = "nobody is watching it boot (--no-wait): `gpuctl cleanup` marks it ready once vLLM answers"
     elif row.status in ("created", "loading", "running"):

@@ -316,8 +316,10 @@ class Fallback:
         left = (f" {len(held)} create(s) of unknown outcome (ledger row(s) "
                 f"{', '.join(str(a.ledger_row) for a in held)}) stay held against the budget until `gpuctl cleanup` "
                 "settles them." if held else " Nothing is left running.")
+        created = any(a.instance_id is not None for a in attempts)
+        fate = "Each failed instance was destroyed." if created else "No create succeeded, so no instance was made."
         tried = (f"no Vast.ai instance came up after {len(attempts)} attempt(s): {reasons(attempts)}. "
-                 f"Each failed instance was destroyed.{left} " if attempts else "")
+                 f"{fate}{left} " if attempts else "")
         if self.halt is not None:
             return LaunchFailed(f"{tried}The launch stops: {self.halt}.", attempts=attempts,
                                 hint="`gpuctl status` shows what bills; `gpuctl cleanup` (in a few minutes) destroys "

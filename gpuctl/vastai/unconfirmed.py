@@ -15,11 +15,20 @@ listing that shows absence, once no launch holds its lock and it is older than
 `CREATE_IN_FLIGHT_S`; an instance that appears after all is an orphan (gpuctl's label, no live
 row), which `gpuctl status` shows and cleanup destroys.
 
+The same memory serves an orphan (gpuctl's label, no ledger row) whose list entry has no
+`start_date`: its age is counted from the first cleanup that saw it (a `vastai` fact
+`seen:<instance id>`), so it is not "0 s old" on every run and kept forever; the fact goes
+when the instance does.
+
+Such rows are *held* against the budget (a launch counts them), not *charged*: no instance is
+known to exist, so cleanup's spend (`charged`) leaves them out, as `gpuctl cost report` does.
+
 Must not: destroy anything, print, or decide about rows that have an instance id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpuctl.state import InstanceRow, State
@@ -49,6 +58,34 @@ def forget_absent(state: State, label: str) -> None:
     """The label was listed (or the row is settled): the evidence starts again."""
     if first_absent(state, label) is not None:
         state.set_metric(PROVIDER, _fact(label), None)
+
+
+def first_seen(state: State, instance_id: int) -> float | None:
+    """When cleanup first saw this instance without a start date (None: not yet)."""
+    value = state.metrics(PROVIDER).get(f"seen:{instance_id}")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def note_seen(state: State, instance_id: int, now: float) -> None:
+    state.set_metric(PROVIDER, f"seen:{instance_id}", now)
+
+
+def forget_seen(state: State, listed: Iterable[int]) -> None:
+    """Drop the sightings of instances the list no longer shows (destroyed, or gone)."""
+    keep = {f"seen:{i}" for i in listed}
+    for name, value in state.metrics(PROVIDER).items():
+        if name.startswith("seen:") and value is not None and name not in keep:
+            state.set_metric(PROVIDER, name, None)
+
+
+def held_rows(rows: Iterable[InstanceRow]) -> list[InstanceRow]:
+    """Live rows without an instance id (creates of unknown outcome, intents): held, not charged."""
+    return [r for r in rows if r.live and r.remote_id is None]
+
+
+def charged(rows: Iterable[InstanceRow]) -> list[InstanceRow]:
+    """The rows whose cost is spend: every row but the held ones (`held_rows`)."""
+    return [r for r in rows if not (r.live and r.remote_id is None)]
 
 
 @dataclass(frozen=True)

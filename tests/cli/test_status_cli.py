@@ -108,3 +108,30 @@ def test_an_open_breaker_shows_its_label_in_the_table_and_why_below(cli, gpuctl_
     assert "anthropic: breaker open until" in result.stdout and "after 3 failures (overloaded (529))" in result.stdout
     doc = json.loads(cli("status", "--json", env=env).stdout)
     assert doc["data"]["providers"][2]["breaker"].startswith("open: breaker open until ")
+
+
+def test_chat_and_status_agree_that_an_open_breaker_is_not_a_refused_key(cli, gpuctl_home) -> None:  # type: ignore[no-untyped-def]
+    """Review B, finding 16: modal's breaker open (it was down) and a wrong Anthropic key: chat
+    said "the key was refused: modal: breaker open…" (exit 3) where status said 1. One rule now:
+    exit 3 only when each provider that cannot answer refused its key."""
+    import time
+
+    from gpuctl.state import BreakerRecord, open_state
+    from tests.support.routing import breaker_key
+
+    now = time.time()
+    with FakeAnthropic(api_key="sk-ant-the-right-key") as claude:
+        env = {"MODAL_WEB_URL": closed_port_url(), "ANTHROPIC_API_KEY": "sk-ant-a-wrong-key",
+               "ANTHROPIC_BASE_URL": claude.url, "GPUCTL_PRIORITY": "modal,anthropic"}
+        with open_state(gpuctl_home) as st:
+            st.put_breaker(BreakerRecord(breaker_key(gpuctl_home, "modal", **env), "open", 3, now - 10, now + 600,
+                                         "connection refused"))
+        chat = cli("chat", "--no-stream", "hello", env=env)
+        status = cli("status", "--deep", env=env)
+        alone = cli("chat", "--no-stream", "hello", env={**env, "GPUCTL_PRIORITY": "anthropic"})
+    assert_exit(chat, 1)
+    assert "no provider could answer: modal: breaker open" in chat.stderr and "the key was refused" not in chat.stderr
+    assert "profile.;" not in chat.stderr and "profile. A breaker closes" in chat.stderr
+    assert_exit(status, 1)
+    assert_exit(alone, 3)  # the one provider tried refused its key: a setting to fix
+    assert "the key was refused" in alone.stderr

@@ -53,12 +53,13 @@ def test_every_tier_gpu_resolves_with_a_throughput(gpu: str) -> None:
 def test_cost_estimate_works_for_every_tier_gpu(cli, gpu: str) -> None:  # type: ignore[no-untyped-def]
     priced = costs.resolve_gpu(catalog := costs.load_catalog(), "vastai", gpu) in catalog.vastai
     result = cli("--json", "cost", "estimate", "--provider", "vastai", "--gpu", gpu)
-    if priced:
-        assert_exit(result, 0)
-    else:  # listed, but no typical price is known: say so, and how to estimate anyway
-        assert_exit(result, 2)
-        (error,) = json.loads(result.stdout)["errors"]
-        assert error["message"].endswith("pass a live offer's $/h with --dph") and "without a price" in error["hint"]
+    # Review B, finding 11 (a changed expectation: this was exit 2): with no typical price known,
+    # the estimate is at the tier's cap, said to be an upper bound.
+    assert_exit(result, 0)
+    if not priced:
+        data = json.loads(result.stdout)["data"]
+        assert costs.to_decimal(data["upper_bound"]["max_dph"]) == costs.to_decimal(_cap(gpu))
+        assert "tier's cap (max_dph in configs/gpu_tiers.toml)" in data["upper_bound"]["source"]
     given = cli("cost", "estimate", "--provider", "vastai", "--gpu", gpu, "--dph", "0.55", "--hours", "2")
     assert_exit(given, 0)
     assert "$1.10" in given.stdout
@@ -67,6 +68,49 @@ def test_cost_estimate_works_for_every_tier_gpu(cli, gpu: str) -> None:  # type:
     by_traffic = cli("cost", "estimate", "--provider", "vastai", "--gpu", gpu, "--dph", "0.55",
                      "--requests-per-day", "1000")
     assert_exit(by_traffic, 0)
+
+
+def _cap(gpu: str) -> str:
+    return next(str(t["max_dph"]) for t in TIERS if gpu in (t["name"], *t["gpu_names"]))
+
+
+def test_an_unpriced_tier_gpu_is_estimated_at_its_tiers_cap_as_an_upper_bound(cli) -> None:  # type: ignore[no-untyped-def]
+    """Review B, finding 11: `cost estimate --provider vastai --gpu A40` (no typical price) was
+    exit 2; now it prices the tier's max_dph, labelled an upper bound, in every mode."""
+    result = cli("--json", "cost", "estimate", "--provider", "vastai", "--gpu", "A40", "--hours", "2")
+    assert_exit(result, 0)
+    estimate = json.loads(result.stdout)["data"]["estimate"]
+    assert estimate["total"] == "1.40"  # $0.70/h × 2 h
+    assert estimate["assumptions"]["price"].startswith(
+        "A40 $0.70/h at most: the A40 tier's cap (max_dph in configs/gpu_tiers.toml), an upper bound")
+    assert estimate["assumptions"]["price"].endswith("pass --dph for the live price")
+    (row,) = estimate["prices"]
+    assert row["amounts"] == {"max_dph": "0.70"} and row["seen"] is None  # no stale warning for a cap
+    human = cli("cost", "estimate", "--provider", "vastai", "--gpu", "L40S")
+    assert_exit(human, 0)
+    assert "Vast.ai L40S is priced at the L40S tier's cap" in human.stdout and "upper bound" in human.stdout
+    traffic = cli("--json", "cost", "estimate", "--provider", "vastai", "--gpu", "rtx a5000", "--requests-per-day", "100")
+    assert_exit(traffic, 0)
+    assert json.loads(traffic.stdout)["data"]["upper_bound"]["gpu"] == "RTX A5000"
+    given = cli("--json", "cost", "estimate", "--provider", "vastai", "--gpu", "A40", "--dph", "0.40", "--hours", "3")
+    assert "upper_bound" not in json.loads(given.stdout)["data"]  # a live price is no bound
+
+
+def test_tiers_that_do_not_rent_the_gpu_give_no_cap_and_a_broken_file_is_named(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mine = tmp_path / "tiers.toml"
+    mine.write_text('[[tier]]\nname = "RTX 3090"\ngpu_names = ["RTX 3090"]\nmin_vram_gb = 24\nmax_dph = 0.35\n'
+                    'min_reliability = 0.95\nmin_inet_down = 500\nmin_cuda = 13.0\n')
+    assert_exit(cli("profile", "create", "dev"), 0)
+    assert_exit(cli("profile", "set", "vastai.gpu_tiers", str(mine)), 0)
+    result = cli("cost", "estimate", "--provider", "vastai", "--gpu", "A40", "--hours", "1")
+    assert_exit(result, 2)
+    assert "no typical Vast.ai price is known for A40: pass a live offer's $/h with --dph" in result.stderr
+    mine.write_text("[[tier]]\nname = 3\n")
+    broken = cli("cost", "estimate", "--provider", "vastai", "--gpu", "A40", "--hours", "1")
+    assert_exit(broken, 3)
+    assert f"vastai.gpu_tiers = '{mine}' (from profile dev)" in broken.stderr.replace("\n", "")
+    # a priced GPU never reads the tiers
+    assert_exit(cli("cost", "estimate", "--provider", "vastai", "--gpu", "RTX 3090", "--hours", "1"), 0)
 
 
 def test_a40_is_estimable_with_dph_and_says_the_price_is_the_given_one(cli) -> None:  # type: ignore[no-untyped-def]

@@ -167,6 +167,7 @@ class FakeInstance:
     host_port: int | None = None  # overrides FakeVast.endpoint_port for this one
     dph_total: float | None = None  # the live price, once the host changed it (else the offer's)
     hidden_lists: int = 0  # instance-list calls still to come that do not show it yet
+    no_start_date: bool = False  # listed with "start_date": null (the client must not assume it is set)
 
     @property
     def machine_id(self) -> int | None:
@@ -543,7 +544,7 @@ class FakeVast:
             "num_gpus": offer.get("num_gpus"),
             "gpu_ram": offer.get("gpu_ram"),
             "dph_total": inst.dph_total if inst.dph_total is not None else offer.get("dph_total"),
-            "start_date": inst.created_at,
+            "start_date": None if inst.no_start_date else inst.created_at,
             "public_ipaddr": "127.0.0.1",
             "ports": ports,
             "machine_id": offer.get("machine_id"),

@@ -26,7 +26,7 @@ from tests.support.routing import KEY, MESSAGES
 VLLM_KEY = "vllm-secret-key-0123456789"
 VAST_KEY = "f" * 64
 SAME_FIELDS = {"event", "timestamp", "provider", "model", "endpoint", "tokens", "prompt_tokens", "completion_tokens",
-               "latency_s", "cost", "total_requests", "fallback"}
+               "estimated", "latency_s", "cost", "total_requests", "fallback"}
 
 
 def events(home: Path) -> list[dict[str, Any]]:
@@ -66,6 +66,19 @@ def test_every_provider_writes_the_same_chat_completion_event(cli, gpuctl_home: 
     assert f"{provider}_chat_completion" in result.stderr  # the -v log says the same
     for secret in (KEY, VLLM_KEY, VAST_KEY):
         assert secret not in (gpuctl_home / "logs" / "gpuctl.jsonl").read_text() and secret not in result.stderr
+
+
+def test_a_chat_completion_event_says_when_its_tokens_were_estimated(cli, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Review B, finding 18: a stream without usage is counted from the text, and the event says
+    so (`estimated`), as the ledger row and the stats line do."""
+    with FakeVLLM(model="llama-local", answer="Hello from endpoint", usage_in_stream=False) as bare:
+        result = cli("chat", "hello", env={"GPUCTL_PRIORITY": "endpoint", "GPUCTL_ENDPOINT_URL": bare.url})
+    assert_exit(result, 0)
+    (done,) = [e for e in events(gpuctl_home) if e["event"] == "endpoint_chat_completion"]
+    assert done["estimated"] is True and done["completion_tokens"] > 0
+    with open_state(gpuctl_home) as st:
+        (row,) = st.usage_since(0)
+    assert row.tokens_estimated
 
 
 def test_a_fallback_writes_the_failure_the_breaker_and_the_fallback(cli, gpuctl_home: Path,  # type: ignore[no-untyped-def]

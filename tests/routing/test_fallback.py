@@ -12,7 +12,7 @@ from gpuctl.routing.manager import BackendManager
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
 from tests.support import closed_port_url, settings_for
-from tests.support.routing import ask, ledger, manager
+from tests.support.routing import ask, breaker_of, ledger, manager
 
 NO_COLD_GATE = {"routing.fallback_on_cold": False}
 
@@ -92,3 +92,49 @@ def test_a_refused_key_everywhere_is_a_credentials_error(gpuctl_home: Path) -> N
         with pytest.raises(AllProvidersFailedError) as info:
             ask(BackendManager(settings))
     assert info.value.exit_code == 3 and "sk-ant-a-wrong-key" not in info.value.message
+
+
+def _vast_ready(home: Path, url: str) -> dict[str, str]:
+    """A ready Vast.ai instance in the ledger at `url`, and the env that configures it."""
+    from gpuctl.state import open_state
+
+    with open_state(home) as st:
+        row = st.add_instance_intent(provider="vastai", label="gpuctl:test:0123456789ab", gpu="RTX 3090", dph="0.2")
+        st.update_instance(row, remote_id="42", status="ready", endpoint=url)
+    return {"VASTAI_API_KEY": "f" * 64, "GPUCTL_PRIORITY": "vastai,anthropic"}
+
+
+def test_a_503_from_a_provider_that_does_not_scale_to_zero_opens_its_breaker(
+        gpuctl_home: Path, vllm: FakeVLLM, claude: FakeAnthropic) -> None:
+    """Review B, finding 13: a Vast.ai box answering 503 is down, not "a cold start or GPU quota":
+    each 503 counts, and the breaker opens at the threshold."""
+    vllm.fail(503, paths=["/v1/chat/completions"])
+    env = _vast_ready(gpuctl_home, vllm.url)
+    for _ in range(3):  # routing.failure_threshold
+        response = ask(manager(gpuctl_home, modal_url=None, claude=claude, **env))
+        assert response.provider == "anthropic"
+    reason = response.fallback_reason or ""
+    assert reason.startswith(f"vastai: unavailable (HTTP 503 from {vllm.url}") and "cold start" not in reason
+    assert breaker_of(manager(gpuctl_home, modal_url=None, claude=claude, **env), "vastai").state == "open"
+    rows = ledger(gpuctl_home)
+    assert all((r.error or "").startswith("unavailable (HTTP 503") for r in rows if not r.ok)
+    after = ask(manager(gpuctl_home, modal_url=None, claude=claude, **env))
+    assert (after.fallback_reason or "").startswith("vastai: breaker open")
+
+
+def test_a_503_from_the_only_provider_says_unavailable(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    vllm.fail(503, paths=["/v1/chat/completions"])
+    env = {**_vast_ready(gpuctl_home, vllm.url), "GPUCTL_PRIORITY": "vastai"}
+    with pytest.raises(AllProvidersFailedError) as info:
+        ask(manager(gpuctl_home, modal_url=None, **env))
+    assert info.value.exit_code == 1 and "vastai: unavailable (HTTP 503 from" in info.value.message
+    assert "cold start" not in info.value.message and "`gpuctl status`" in (info.value.hint or "")
+
+
+def test_a_503_from_modal_is_still_a_cold_start_that_does_not_count(gpuctl_home: Path, vllm: FakeVLLM,
+                                                                   claude: FakeAnthropic) -> None:
+    vllm.fail(503, paths=["/v1/chat/completions"])
+    for _ in range(4):
+        response = ask(manager(gpuctl_home, modal_url=vllm.url, claude=claude, flags=NO_COLD_GATE))
+        assert response.provider == "anthropic" and "cold start or GPU quota" in (response.fallback_reason or "")
+    assert breaker_of(manager(gpuctl_home, modal_url=vllm.url, claude=claude), "modal").state == "closed"

@@ -14,6 +14,8 @@ from gpuctl.routing.outcomes import (
     ReasonKind,
     fallback_reason,
     give_up,
+    join_hints,
+    keys_refused,
     without_name,
 )
 from gpuctl.routing.registry import NO_PROVIDER_HINT
@@ -81,3 +83,29 @@ def test_giving_up_lists_every_told_reason() -> None:
     assert error.reasons == ["modal: waking up (cold start, usually 10–30 s)", "anthropic: overloaded (529)"]
     assert [a.provider for a in error.attempts] == ["modal", "anthropic"]  # typed, for code that decides
     assert error.message == "no provider could answer: " + "; ".join(error.reasons)
+
+
+def test_an_open_breaker_beside_a_refused_key_is_not_a_credentials_error() -> None:
+    """Review B, finding 16: modal's breaker open + a wrong Anthropic key said "the key was
+    refused: modal: breaker open…" (exit 3); a breaker opens for an outage, so it is exit 1,
+    as `gpuctl status` says (`keys_refused`). And the hints join as sentences."""
+    refused = ProviderError("anthropic: Anthropic API refused the key (401)", provider="anthropic", kind="auth",
+                            hint="Set ANTHROPIC_API_KEY, or anthropic.api_key in your gpuctl profile.")
+    attempts = [Attempt("modal", Reason.breaker_open("breaker open until 12:00:00 after 3 failures (refused)")),
+                Attempt("anthropic", Reason.from_error("anthropic", refused))]
+    error = give_up(attempts, refused)
+    assert isinstance(error, AllProvidersFailedError) and error.exit_code == 1
+    assert error.message.startswith("no provider could answer: modal: breaker open")
+    assert error.hint is not None and "profile.; " not in error.hint
+    assert error.hint.startswith("Set ANTHROPIC_API_KEY, or anthropic.api_key in your gpuctl profile. A breaker closes")
+    alone = give_up([Attempt("anthropic", Reason.from_error("anthropic", refused)),
+                     Attempt("modal", Reason.not_configured("set MODAL_WEB_URL"))], refused)
+    assert isinstance(alone, AllProvidersFailedError) and alone.exit_code == 3  # every one tried refused its key
+    assert alone.message.startswith("the key was refused: anthropic: ")
+
+
+def test_the_one_key_refused_rule() -> None:
+    assert keys_refused(["auth"]) and keys_refused(["auth", "auth"])
+    assert not keys_refused([]) and not keys_refused(["auth", None]) and not keys_refused(["auth", "connect"])
+    assert join_hints(None, "retry") == "retry" and join_hints("check x", "retry") == "check x; retry"
+    assert join_hints("Check x. ", "retry now") == "Check x. Retry now"

@@ -308,3 +308,64 @@ def test_run_cleanup_refuses_a_non_finite_max_idle(settings: Settings, client: V
     with pytest.raises(UsageError, match="finite"):
         cleanup(settings, client, state, clock, max_idle_minutes=float("nan"))
     assert vast.requests == []
+
+
+def test_a_launch_lock_held_past_the_watch_bound_no_longer_protects(settings: Settings, client: VastAIClient,
+                                                                    state: State, vast: FakeVast,
+                                                                    clock: FakeClock) -> None:
+    """Review B, finding 5: a launch paused with Ctrl-Z (SIGSTOP) keeps its lock: past the
+    loading + health deadlines (+ a margin) from the create, cleanup judges as if no launch held it."""
+    from gpuctl.vastai.cleanup import LAUNCH_WATCH_MARGIN_S, READY_DEADLINE_S
+
+    bound = READY_DEADLINE_S + LAUNCH_WATCH_MARGIN_S
+    label, id_less = make_label("default"), make_label("default")
+    row_id, iid = launched_row(state, vast, status="loading", label=label, created_at=clock(), running=False)
+    intent = state.add_instance_intent(provider="vastai", label=id_less, dph="0.18")
+    with launch_lock(state, label), launch_lock(state, id_less):
+        clock.advance(bound - MIN)  # still inside what a launch may watch
+        got = {a.ledger_row: (a.result, a.reason) for a in cleanup(settings, client, state, clock).actions}
+        assert got[row_id] == ("kept", "a launch is still watching it")
+        assert got[intent] == ("kept", "a launch is creating it")
+        clock.advance(2 * MIN)
+        got = {a.ledger_row: (a.result, a.reason) for a in cleanup(settings, client, state, clock).actions}
+    assert got[row_id][0] == "destroyed" and got[row_id][1].startswith("launch stalled")
+    assert "Ctrl-Z" in got[row_id][1]
+    assert got[intent][0] == "kept" and "10 min from now" in got[intent][1]  # judged as an unconfirmed row
+    assert iid not in vast.live_ids() and not state.get_instance(row_id).live  # type: ignore[union-attr]
+
+
+def test_an_orphan_without_a_start_date_is_aged_from_the_first_sighting(settings: Settings, client: VastAIClient,
+                                                                        state: State, vast: FakeVast,
+                                                                        clock: FakeClock) -> None:
+    """Review B, finding 6: an orphan listed with "start_date": null was "0 s old" on every run."""
+    iid = vast.add_instance(label="gpuctl:laptop:00000000aaaa", created_at=clock() - 6 * 60 * MIN, running=False)
+    vast.instance(iid).no_start_date = True
+    dry = by_instance(cleanup(settings, client, state, clock, dry_run=True))[iid]
+    assert dry[0] == "kept" and "first saw it" in dry[1]
+    clock.advance(10 * MIN)
+    first = by_instance(cleanup(settings, client, state, clock))[iid]  # the dry run remembered nothing
+    assert first[0] == "kept" and first[1].startswith("unknown to the ledger but only 0 s old since cleanup first")
+    clock.advance(10 * MIN)
+    assert by_instance(cleanup(settings, client, state, clock))[iid][1].startswith(
+        "unknown to the ledger but only 10 min old")
+    clock.advance(6 * MIN)
+    result, reason = by_instance(cleanup(settings, client, state, clock))[iid]
+    assert result == "destroyed" and "orphaned" in reason and "16 min old since cleanup first saw it" in reason
+    assert vast.live_ids() == set()
+    assert not any(k.startswith("seen:") and v is not None for k, v in state.metrics("vastai").items())
+
+
+def test_cleanup_does_not_count_held_unconfirmed_rows_as_spend(settings: Settings, client: VastAIClient,
+                                                               state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Review B, finding 15: a create of unknown outcome is held against the budget, not spent
+    (as in `gpuctl cost report`): it neither trips the over-budget rule nor shows as spend."""
+    vast.add_instance(label="my-own-box")  # the list is not empty
+    held = state.add_instance_intent(provider="vastai", label=make_label("default"), dph="10.00")
+    state.update_instance(held, status="unconfirmed")
+    _, iid = launched_row(state, vast, dph="0.20", created_at=clock())
+    clock.advance(2 * 60 * MIN)  # the held row: $10/h × 2 h = $20 > the $15 budget, were it spend
+    report = cleanup(settings, client, state, clock, max_idle_minutes=600)
+    result, reason = by_instance(report)[iid]
+    assert result == "kept" and not reason.startswith("over budget")
+    assert report.spent == "0.40" and report.held == "20.00"  # $0.20/h × 2 h; the held row apart
+    assert report.as_dict()["held"] == "20.00"

@@ -131,3 +131,18 @@ def test_cli_max_idle_must_be_finite_and_not_negative(cli, vast_env: FakeVast, g
     assert_exit(result, 2)
     assert "--max-idle must be a finite number of minutes, 0 or more" in result.stderr
     assert vast_env.requests == [] and vast_env.live_ids() == {iid}
+
+
+def test_cli_spend_leaves_out_what_held_creates_hold(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Review B, finding 15: cleanup reported a create of unknown outcome as spend; `cost report`
+    does not. It is shown apart, as held."""
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    vast_env.add_instance(label="my-own-box")  # the list is not empty
+    with open_state(gpuctl_home, clock=lambda: time.time() - 60 * MIN) as st:
+        row = st.add_instance_intent(provider="vastai", label="gpuctl:env:00000000aaaa", dph="3.00")
+        st.update_instance(row, status="unconfirmed")
+    result = cli("cleanup")
+    assert_exit(result, 0)
+    said = " ".join(result.stderr.split())
+    assert "Vast.ai spend so far: $0.00 of $15.00 (plus $3.00" in said  # $3/h × the hour it has been held
+    assert "held for creates of unknown outcome: not spent)" in said

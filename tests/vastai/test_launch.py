@@ -116,6 +116,19 @@ def test_every_tier_tried_each_failed_box_destroyed_and_every_attempt_listed(
     assert all(a["outcome"] == "failed" and a["cost"] for a in err.value.data["attempts"])
 
 
+def test_a_walk_in_which_no_create_succeeded_does_not_say_instances_were_destroyed(
+        settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Review B, finding 17: "Each failed instance was destroyed" when none was ever created."""
+    for offer_id in (102, 101, 201, 401):
+        vast.fail_creates_for(offer_id=offer_id, status=404, msg="Offer no longer available")
+    with pytest.raises(LaunchFailed) as err:
+        run_launch(settings, client, state, clock, escalate=True)
+    assert create_ids(vast) == [102, 101, 201, 401] and vast.live_ids() == set()
+    message = err.value.message
+    assert "No create succeeded, so no instance was made." in message
+    assert "Each failed instance was destroyed" not in message
+
+
 def test_each_tier_gets_at_most_three_attempts_then_the_next_tier(settings: Settings, client: VastAIClient,
                                                                   state: State, vast: FakeVast, clock: FakeClock) -> None:
     for offer_id, dph in ((108, "0.19"), (109, "0.20")):

@@ -112,3 +112,61 @@ def test_with_nothing_live_status_still_says_how_to_start_one(cli, vast_env: Fak
     result = cli("--json", "status")
     assert_exit(result, 3)
     assert "no provider is configured" in result.stderr
+
+
+@pytest.mark.parametrize("priority", ["modal,anthropic", "modal"])
+def test_a_priority_without_vastai_still_lists_its_billing_instances(cli, vast_env: FakeVast, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                                     priority: str) -> None:
+    """Review B, finding 7: `routing.priority` decides who answers, not what `status` shows: a
+    billing instance is listed whatever the priority, and never "only vastai is configured"."""
+    from tests.fakes.anthropic_server import FakeAnthropic
+
+    _, iid = add_row(gpuctl_home, vast_env, status="loading")
+    with FakeAnthropic(api_key="sk-ant-test-key-123456") as claude:
+        env = {"GPUCTL_PRIORITY": priority, "ANTHROPIC_API_KEY": "sk-ant-test-key-123456",
+               "ANTHROPIC_BASE_URL": claude.url}
+        result = cli("--json", "status", env=env)
+        human = cli("status", env=env)
+    answers = "anthropic" in priority
+    assert_exit(result, 0 if answers else 1)  # 1: nobody in the priority can answer, but it is no config error
+    never_hidden(result.stdout + result.stderr)
+    assert "only vastai" not in result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    row = vast_rows(doc)
+    (inst,) = row["instances"]
+    assert inst["id"] == str(iid) and inst["state"] == "loading" and row["configured"] is False
+    assert "not in routing.priority" in row["detail"]
+    assert doc["data"]["provider"] == ("anthropic" if answers else None)
+    if not answers:
+        assert f"instance {iid} loading" in doc["data"]["reason"] and "not in routing.priority" in doc["data"]["reason"]
+    assert_exit(human, 0 if answers else 1)
+    assert "vastai: billing now" in human.stdout and str(iid) in human.stdout
+
+
+def test_a_ready_instance_outside_the_priority_is_not_said_to_be_used(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    assert_exit(cli("launch", "--yes"), 0)
+    result = cli("--json", "status", env={"GPUCTL_PRIORITY": "modal"})
+    assert_exit(result, 1)  # was 3, "routing.priority lists modal but only vastai is configured", instance hidden
+    assert "only vastai is configured" not in result.stdout + result.stderr
+    row = vast_rows(json.loads(result.stdout))
+    (inst,) = row["instances"]
+    assert inst["detail"] == "ready, unused: routing.priority leaves vastai out"
+    assert "billing; not in routing.priority (modal, from env GPUCTL_PRIORITY)" in row["detail"]
+
+
+def test_what_status_says_of_held_creates_and_running_boxes_the_router_does_not_use(cli, vast_env: FakeVast,  # type: ignore[no-untyped-def]
+                                                                                   gpuctl_home: Path) -> None:
+    """Review B, finding 17: "billing, not answering yet" was said of a create of unknown outcome
+    (nothing known to bill) and of a running orphan (whose vLLM may well answer)."""
+    row_id, _ = add_row(gpuctl_home, None, status="unconfirmed")
+    held = json.loads(cli("--json", "status").stdout)["data"]
+    assert vast_rows({"data": held})["detail"].startswith(f"ledger row {row_id} unconfirmed ($0.18/h")
+    assert "a create of unknown outcome, held against the budget" in held["reason"]
+    assert "billing" not in vast_rows({"data": held})["detail"]
+    with open_state(gpuctl_home) as st:
+        st.mark_instance_destroyed(row_id, cost="0")
+    iid = vast_env.add_instance(label="gpuctl:laptop:0123456789ab", offer=make_offer(102, dph_total="0.18"))
+    orphan = json.loads(cli("--json", "status").stdout)["data"]
+    detail = vast_rows({"data": orphan})["detail"]
+    assert detail.startswith(f"instance {iid} running") and "the router does not use it" in detail
+    assert "not answering yet" not in detail
