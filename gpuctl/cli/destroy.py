@@ -104,7 +104,8 @@ def _destroy_vastai(out: Output, actx: AppContext, settings: Settings, target: s
     if not out.json_mode:
         for o in report.outcomes:
             cost = f" (cost ${o.cost:.4f})" if o.cost is not None else ""
-            out.info(f"{o.target.instance_id or 'ledger row'}: {o.result.replace('_', ' ')}{cost}")
+            note = f"; {o.note}" if o.note else ""  # e.g. a launch was still watching it
+            out.info(f"{o.target.instance_id or 'ledger row'}: {o.result.replace('_', ' ')}{cost}{note}")
 
 
 def _show_targets(out: Output, plan: DestroyPlan) -> None:

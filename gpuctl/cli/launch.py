@@ -29,6 +29,9 @@ def launch(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask: rent, and if a box fails go on down the tiers "
                                                         "within the budgets (and --max-dph)."),
     keep: bool = typer.Option(False, "--keep", help="On Ctrl-C, keep what was created."),
+    forget_excluded: bool = typer.Option(False, "--forget-excluded",
+                                         help="Try again the machines excluded after failed launches (with "
+                                              "--dry-run: plan as if; nothing is changed)."),
 ) -> None:
     """Launch vLLM on a Vast.ai GPU within budget.
 
@@ -52,7 +55,7 @@ def launch(
         out.note(note)
     with ops.session(settings) as vast, actx.state() as state:
         with out.spinner("Searching Vast.ai offers…") as spin:
-            planned = vast.plan(state, gpu=gpu, max_dph=max_dph, progress=spin.update)
+            planned = vast.plan(state, gpu=gpu, max_dph=max_dph, progress=spin.update, forget_excluded=forget_excluded)
         plan = planned.plan
         if not out.json_mode:
             _show_plan(out, plan)
@@ -71,7 +74,7 @@ def launch(
         assert plan.choice is not None and plan.budget is not None
         offer = plan.choice.offer
         confirm(out, f"Rent an instance with {offer.gpu_name} at ${money(offer.dph_total)}/h? It bills until destroyed "
-                     f"(${money(plan.budget.projection)} per {plan.budget.keep_alive_minutes:g}-minute keep-alive). "
+                     f"(${money(plan.budget.projection)} per {plan.budget.window}). "
                      f"If it fails to start, retries stay within ${money(plan.retry_max_dph)}/h and the "
                      f"{plan.choice.tier.name} tier; you are asked once before anything dearer.", yes=yes)
         with sigterm_as_ctrl_c(), out.spinner(f"Launching on Vast.ai: {offer.gpu_name}…") as spin:
@@ -167,6 +170,10 @@ def _show_plan(out: Output, plan: LaunchPlan) -> None:
     empty = [name for name, n in plan.search.checked if n == 0]
     if empty:
         out.info("No acceptable offers: " + ", ".join(empty) + ".")
+    if plan.excluded_note:
+        out.info(plan.excluded_note[0].upper() + plan.excluded_note[1:] + ".")
+    elif plan.forget_excluded:
+        out.info("Machines excluded after failed launches are tried again (--forget-excluded).")
     if not plan.search.candidates:
         return
     rows = [["*" if i == 0 else "", c.tier.name, c.offer.gpu_name, money(c.offer.dph_total), f"{c.offer.reliability:.3f}",

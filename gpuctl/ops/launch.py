@@ -58,9 +58,11 @@ class LaunchSession:
     client: VastAIClient
 
     def plan(self, state: State, *, gpu: str | None = None, max_dph: float | Decimal | None = None,
-             progress: Callable[[str], None] = lambda m: None) -> Launched:
-        """The offers, the choice and the budget verdict; nothing is created (a dry run's data)."""
-        return Launched(plan_launch(self.settings, self.client, state, gpu=gpu, max_dph=max_dph, progress=progress))
+             progress: Callable[[str], None] = lambda m: None, forget_excluded: bool = False) -> Launched:
+        """The offers, the choice and the budget verdict; nothing is created (a dry run's data).
+        `forget_excluded`: as if no machine were excluded (the launch then forgets them)."""
+        return Launched(plan_launch(self.settings, self.client, state, gpu=gpu, max_dph=max_dph, progress=progress,
+                                    forget_excluded=forget_excluded))
 
     def start(self, state: State, planned: Launched, *, wait: bool = True, keep: bool = False,
               escalate: Escalate = False, progress: Callable[[str], None] = lambda m: None) -> Launched:

@@ -197,9 +197,22 @@ class State(ConversationStore, RoutingMemory):
                 (provider, str(machine_id), reason, self.clock()),
             )
 
-    def excluded_machines(self, provider: str) -> dict[str, str]:
-        rows = self._db.query("SELECT machine_id, reason FROM excluded_machines WHERE provider = ?", (provider,))
+    def excluded_machines(self, provider: str, *, since: float | None = None) -> dict[str, str]:
+        """machine id → why it was excluded; `since`: only exclusions made at or after it."""
+        sql, args = _where("SELECT machine_id, reason FROM excluded_machines WHERE provider = ?", ("ts >= ?", since))
+        rows = self._db.query(sql, (provider, *args))
         return {r["machine_id"]: r["reason"] for r in rows}
+
+    def forget_excluded_machines(self, provider: str, machine_ids: Sequence[str] | None = None) -> int:
+        """Drop these exclusions (None: every one of `provider`); returns how many there were."""
+        sql, args = "DELETE FROM excluded_machines WHERE provider = ?", [provider]
+        if machine_ids is not None:
+            if not machine_ids:
+                return 0
+            sql += f" AND machine_id IN ({', '.join('?' for _ in machine_ids)})"
+            args += [str(m) for m in machine_ids]
+        with self._db.transaction():
+            return self._db.execute(sql, tuple(args))
 
     # -------------------------------------------------------------- usage (reads)
 

@@ -139,7 +139,9 @@ def build_search_query(
     exclude_machine_ids: Iterable[int] = (),
 ) -> dict[str, Any]:
     """The search body the official client sends: numbers as strings, `gpu_ram` in MB
-    (GB × 1000), GPU names with spaces, ordered by `dph_total` ascending."""
+    (GB × 1000), GPU names with spaces, ordered by `dph_total` ascending. Every bound is
+    inclusive (`gte`, `lte`), as the tiers and `--max-dph` are documented: an offer at exactly
+    the cap is acceptable (`offers.acceptable` re-checks it the same way)."""
     query: dict[str, Any] = {
         "verified": {"eq": True},
         "external": {"eq": False},
@@ -150,13 +152,13 @@ def build_search_query(
     if min_gpu_ram_gb is not None:
         query["gpu_ram"] = {"gte": query_number(Decimal(str(min_gpu_ram_gb)) * 1000)}
     if min_reliability is not None:
-        query["reliability"] = {"gt": query_number(min_reliability)}
+        query["reliability"] = {"gte": query_number(min_reliability)}
     if min_inet_down is not None:
         query["inet_down"] = {"gte": query_number(min_inet_down)}
     if min_cuda is not None:
         query["cuda_max_good"] = {"gte": query_number(min_cuda)}
     if max_dph is not None:
-        query["dph_total"] = {"lt": query_number(max_dph)}
+        query["dph_total"] = {"lte": query_number(max_dph)}
     excluded = sorted({int(m) for m in exclude_machine_ids})
     if excluded:
         query["machine_id"] = {"notin": [query_number(m) for m in excluded]}

@@ -8,8 +8,11 @@ the moment it returns; then `watch.py` waits for vLLM. A create whose outcome is
 never re-sent: its label is looked for in the instance list for a while (a create in flight may
 be listed late); still not listed, its row becomes `unconfirmed` (held against the budget,
 watched by cleanup) and the launch goes on to the next offer. Later looks (`recheck`) destroy
-such an instance if it shows up after all. Ctrl-C or any error destroys what was created,
-unless `keep`.
+such an instance if it shows up after all. A failed watch destroys the box; its machine is
+excluded unless a setting is to blame (a raised price, or the same exit message as another
+machine: `verdict.py`); a box that `gpuctl destroy` took (`taken`) stops the launch. Ctrl-C or
+any error destroys what was created, unless `keep` (the launch's own handler,
+`interrupt.py`, has the last word).
 
 Kept apart from `launch.py` (the walk over offers and tiers) because one attempt with its
 failure paths is a unit of its own. Must not: print, exit, or choose offers.
@@ -18,25 +21,35 @@ failure paths is a unit of its own. Must not: print, exit, or choose offers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from gpuctl.config import Settings
 from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
 from gpuctl.vastai import budget
-from gpuctl.vastai.api_types import Instance
-from gpuctl.vastai.budget import money
+from gpuctl.vastai.budget import dec, money
 from gpuctl.vastai.container import CreateSpec
+from gpuctl.vastai.held import HeldCreates
 from gpuctl.vastai.instances import (
     PROVIDER,
     budget_lock,
     destroy_remote,
+    destroy_requested,
+    forget_destroy_request,
     launch_lock,
     make_label,
     mark_destroyed,
 )
 from gpuctl.vastai.offers import Candidate
 from gpuctl.vastai.plan import budget_check
+from gpuctl.vastai.verdict import (
+    create_refused,
+    exit_signature,
+    misconfigured_message,
+    names_config,
+    price_refusal,
+)
 from gpuctl.vastai.watch import Watch, WatchFailed, WatchSetup
 
 # How often the instance list is read while looking for a create of unknown outcome.
@@ -81,11 +94,15 @@ class AttemptFailed(Exception):
     """This offer did not work out; its instance (if any) is destroyed and its row settled
     (or, outcome `unconfirmed`, held for cleanup)."""
 
-    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None, halt: str | None = None) -> None:
+    def __init__(self, attempt: Attempt, *, fatal: ProviderError | None = None, halt: str | None = None,
+                 misconfigured: bool | None = None) -> None:
         super().__init__(attempt.reason)
         self.attempt = attempt
         self.fatal = fatal  # stop trying further offers, and raise this
         self.halt = halt  # stop trying further offers, for this reason (the walk says so)
+        # The same container exit on two machines: stop, the configuration is at fault (True: a
+        # setting the message names, exit 3; False: something else in the container, exit 1).
+        self.misconfigured = misconfigured
 
 
 class Settled(Exception):
@@ -106,7 +123,10 @@ class Attempter:
         self.clock, self.sleep, self.progress = watch.clock, watch.sleep, watch.progress
         self.wait, self.keep, self.create_lookup_s = wait, keep, create_lookup_s
         self.started = self.clock()
-        self.unconfirmed: dict[int, str] = {}  # ledger row → label, creates of unknown outcome not seen yet
+        self.held = HeldCreates(watch.client, watch.state, clock=watch.clock, sleep=watch.sleep, progress=watch.progress,
+                                lookup_s=create_lookup_s, poll_s=CREATE_LOOKUP_POLL_S)
+        self.rows: list[int] = []  # every ledger row this launch wrote, in order
+        self.exits: dict[str, int] = {}  # a container exit's signature → the machine that showed it first
 
     def reserve(self, cand: Candidate, label: str) -> int:
         """Under the global launch lock: check both budgets against what is spent and what the
@@ -119,14 +139,17 @@ class Attempter:
                                  reserved=budget.reserved(rows, self.settings["vastai.keep_alive_minutes"]))
             if not check.ok:
                 raise check.error(offer.gpu_name)
-            return self.state.add_instance_intent(
+            row_id = self.state.add_instance_intent(
                 provider=PROVIDER, label=label, profile=self.spec.profile, gpu=offer.gpu_name,
                 dph=str(offer.dph_total), offer_id=str(offer.id), machine_id=str(offer.machine_id),
             )
+            self.rows.append(row_id)
+            return row_id
 
-    def run(self, cand: Candidate) -> Started:
+    def run(self, cand: Candidate, *, limit: Decimal | None = None, limit_why: str = "") -> Started:
         """One offer; raises BudgetError (nothing written), AttemptFailed (try the next offer),
-        Settled (stop), or what `abort` says after cleaning up."""
+        Settled (stop), or what `abort` says after cleaning up. A live price above `limit`
+        (`limit_why` says whose) or past a budget fails the attempt."""
         offer = cand.offer
         label = make_label(self.spec.profile)
         with launch_lock(self.state, label):
@@ -147,12 +170,19 @@ class Attempter:
                 if not self.wait:
                     self.state.update_instance(row_id, status="unattended", status_msg="launched with --no-wait")
                     return Started(row_id, label, instance_id, None, False)
-                watch = Watch(self.watch_setup, row_id=row_id, instance_id=instance_id, machine_id=offer.machine_id)
+                watch = Watch(self.watch_setup, row_id=row_id, instance_id=instance_id, machine_id=offer.machine_id,
+                              label=label, offer_dph=offer.dph_total,
+                              price_check=lambda live: price_refusal(
+                                  self.settings, self.state.instances(PROVIDER), row_id=row_id, gpu=offer.gpu_name,
+                                  live=live, limit=limit, limit_why=limit_why, now=self.clock()))
                 try:
                     endpoint = watch.until_ready()
+                    watch.check_boot(watch.show())  # a last look: destroyed, exited or repriced meanwhile?
                 except WatchFailed as failed:
+                    if failed.destroyed:
+                        raise self.taken(cand, row_id, label, instance_id, failed.reason) from None
                     raise self.fail(cand, row_id, instance_id, failed.reason, exclude=failed.exclude,
-                                    fatal=failed.fatal) from None
+                                    fatal=failed.fatal, exit_msg=failed.exit_msg) from None
                 self.state.update_instance(row_id, status="ready", endpoint=endpoint, ready_at=self.clock(),
                                            status_msg="vLLM answered a 1-token completion")
                 log_event("vastai_instance_ready", instance_id=instance_id, endpoint=endpoint, gpu=offer.gpu_name,
@@ -168,8 +198,11 @@ class Attempter:
 
     def attempt(self, cand: Candidate, instance_id: int | None, outcome: str, reason: str = "",
                 cost: str | None = None, row_id: int | None = None) -> Attempt:
+        """The attempt for the summary, at the real $/h: the ledger's (a host may have raised it)."""
         o = cand.offer
-        return Attempt(o.id, o.machine_id, o.gpu_name, money_str(o.dph_total) or "", instance_id, outcome, reason, cost,
+        row = self.state.get_instance(row_id) if row_id is not None else None
+        dph = budget.higher_dph(o.dph_total, row.dph if row else None) or o.dph_total
+        return Attempt(o.id, o.machine_id, o.gpu_name, money_str(dph) or "", instance_id, outcome, reason, cost,
                        cand.tier.name, row_id)
 
     def create_failed(self, row_id: int, label: str, cand: Candidate, exc: ProviderError) -> AttemptFailed:
@@ -185,14 +218,27 @@ class Attempter:
             mark_destroyed(self.state, row, self.clock(), note=reason, never_created=True)
             log_event("vastai_launch_attempt_failed", offer_id=o.id, machine_id=o.machine_id, reason=reason)
             return AttemptFailed(self.attempt(cand, None, "failed", reason, "0", row_id), fatal=fatal)
-        found, list_error = self.look_for(label)
-        if found is not None:
+        found, list_error = self.held.look_for(label)
+        row = self.state.get_instance(row_id)
+        if destroy_requested(self.state, label) or (row is not None and not row.live):
+            # `gpuctl destroy` took it (matched by label) while we looked: stop, never replace it.
+            gone = f"the instance labelled {label} was destroyed by `gpuctl destroy` while the launch looked for it"
+            if found is not None:
+                if row is not None and row.live:
+                    self.state.set_instance_remote_id(row_id, str(found.id))
+                return self.taken(cand, row_id, label, found.id, f"{gone}; not replaced")
+            if row is None or not row.live:
+                forget_destroy_request(self.state, label)
+                return AttemptFailed(self.attempt(cand, None, "destroyed", gone, None, row_id),
+                                     fatal=ProviderError(f"{gone}; not replaced.", provider=PROVIDER))
+            fatal = ProviderError(f"{gone}; not replaced.", provider=PROVIDER)  # held below, for cleanup
+        elif found is not None:
             self.state.set_instance_remote_id(row_id, str(found.id))
             return self.fail(cand, row_id, found.id, reason + " (yet it was created)", exclude=False, fatal=fatal)
         why = (f"the instance list could not be read ({list_error})" if list_error
                else f"no instance labelled {label} was listed within {self.create_lookup_s:g}s")
         self.state.update_instance(row_id, status=UNCONFIRMED, status_msg=f"{reason}; outcome unknown: {why}"[:500])
-        self.unconfirmed[row_id] = label
+        self.held.hold(row_id, label)
         log_event("vastai_create_outcome_unknown", offer_id=o.id, label=label, ledger_row=row_id, reason=reason)
         self.progress(f"The create from offer {o.id} may have created an instance all the same: ledger row "
                       f"{row_id} is held against the budget as unconfirmed (cleanup destroys it if it appears)")
@@ -202,63 +248,42 @@ class Attempter:
         return AttemptFailed(self.attempt(cand, None, UNCONFIRMED, f"{reason}; outcome unknown ({why})", None, row_id),
                              fatal=fatal, halt=halt)
 
-    def look_for(self, label: str) -> tuple[Instance | None, str | None]:
-        """Our label in the instance list, polled for up to `create_lookup_s`: a create still in
-        flight at Vast may be listed late. Returns (instance or None, the last list error)."""
-        deadline = self.clock() + self.create_lookup_s
-        while True:
-            list_error = None
-            try:
-                found = self.find_by_label(label)
-            except ProviderError as exc:
-                found, list_error = None, exc.message
-            if found is not None or self.clock() >= deadline:
-                return found, list_error
-            self.progress(f"The create's outcome is unknown: looking for {label} in the instance list…")
-            self.sleep(CREATE_LOOKUP_POLL_S)
-
-    def find_by_label(self, label: str) -> Instance | None:
-        """One look. None only means "not listed now", never "not created"."""
-        return next((i for i in self.client.list_instances() if i.label == label), None)
-
-    def recheck(self) -> list[tuple[int, int, str | None]]:
-        """One more look for this launch's unconfirmed creates: one that is listed now is
-        destroyed (a second box nobody asked for) and its row settled with its cost. Returns
-        (ledger row, instance id, cost) of each one destroyed; the others stay for cleanup."""
-        if not self.unconfirmed:
-            return []
+    def taken(self, cand: Candidate, row_id: int, label: str, instance_id: int, reason: str) -> AttemptFailed:
+        """`gpuctl destroy` (or cleanup) took this instance while it was watched: make sure it is
+        gone (a destroy is idempotent; the other process may have failed), settle its row, and
+        stop the launch: what the user destroyed is never replaced."""
+        row = self.state.get_instance(row_id)
+        assert row is not None
         try:
-            listed = {i.label: i for i in self.client.list_instances() if i.label in self.unconfirmed.values()}
-        except ProviderError:
-            return []  # cleanup will look again
-        done: list[tuple[int, int, str | None]] = []
-        for row_id, label in list(self.unconfirmed.items()):
-            inst = listed.get(label)
-            row = self.state.get_instance(row_id)
-            if inst is None or row is None:
-                continue
-            del self.unconfirmed[row_id]
-            self.state.set_instance_remote_id(row_id, str(inst.id))
-            self.progress(f"Instance {inst.id} (the create of unknown outcome) is listed after all: destroying it…")
-            try:
-                destroy_remote(self.client, inst.id)
-            except ProviderError as exc:  # a row with an id now: cleanup destroys it as an abandoned launch
-                self.state.update_instance(row_id, status="failed",
-                                           status_msg=f"listed late; destroy failed: {exc.message}"[:500])
-                continue
-            cost = mark_destroyed(self.state, row, self.clock(), dph=inst.dph_total,
-                                  note="a create of unknown outcome, listed late: destroyed")
-            log_event("vastai_unconfirmed_destroyed", instance_id=inst.id, ledger_row=row_id,
-                      cost=None if cost is None else str(cost))
-            done.append((row_id, inst.id, None if cost is None else str(cost)))
-        return done
+            destroy_remote(self.client, instance_id)
+        except ProviderError as exc:
+            self.state.update_instance(row_id, status="failed", status_msg=f"{reason}; destroy failed: {exc.message}"[:500])
+            raise Settled(ProviderError(
+                f"{reason}, but it may still bill: destroying it failed ({exc.message}). Run `gpuctl destroy "
+                f"{instance_id} --yes` or `gpuctl cleanup`.", provider=PROVIDER, kind=exc.kind, status=exc.status)) from None
+        cost = mark_destroyed(self.state, row, self.clock(), note=reason) if row.live else dec(row.cost)
+        forget_destroy_request(self.state, label)
+        log_event("vastai_launch_stopped", instance_id=instance_id, reason=reason)
+        stop = ProviderError(f"{reason}.", provider=PROVIDER,
+                             hint="`gpuctl launch` again rents a new one; `gpuctl status` shows what bills")
+        return AttemptFailed(self.attempt(cand, instance_id, "destroyed", reason, money_str(cost), row_id), fatal=stop)
 
     def fail(self, cand: Candidate, row_id: int, instance_id: int, reason: str, *, exclude: bool,
-             fatal: ProviderError | None = None) -> AttemptFailed:
-        """Destroy this attempt's instance, record its cost, maybe exclude its machine."""
+             fatal: ProviderError | None = None, exit_msg: str | None = None) -> AttemptFailed:
+        """Destroy this attempt's instance, record its cost, maybe exclude its machine (not when
+        another machine exited with the same message: then the configuration is at fault)."""
         o = cand.offer
         row = self.state.get_instance(row_id)
         assert row is not None
+        misconfigured = None
+        if exit_msg:
+            first = self.exits.setdefault(exit_signature(exit_msg), o.machine_id)
+            if first != o.machine_id:
+                misconfigured = names_config(exit_msg, self.spec.model)
+                reason = misconfigured_message(exit_msg, (first, o.machine_id), model=self.spec.model,
+                                               config=misconfigured)
+                exclude = False
+                self.state.forget_excluded_machines(PROVIDER, [str(first)])  # it was never the host
         self.progress(f"Destroying instance {instance_id}: {reason}")
         try:
             destroy_remote(self.client, instance_id)
@@ -275,7 +300,7 @@ class Attempter:
         log_event("vastai_launch_attempt_failed", instance_id=instance_id, offer_id=o.id, machine_id=o.machine_id,
                   reason=reason, cost=None if cost is None else str(cost))
         return AttemptFailed(self.attempt(cand, instance_id, "failed", reason, money_str(cost),
-                                          row_id), fatal=fatal)
+                                          row_id), fatal=fatal, misconfigured=misconfigured)
 
     def abort(self, row_id: int, label: str, instance_id: int | None, exc: BaseException) -> BaseException:
         """Interrupted or crashed mid-launch: destroy what was created (unless --keep on Ctrl-C).
@@ -293,7 +318,7 @@ class Attempter:
         note = "launch interrupted" if interrupted else f"launch failed: {describe(exc)}"[:200]
         try:
             if instance_id is None:
-                found = self.find_by_label(label)  # one look: someone is waiting for us to stop
+                found = self.held.find(label)  # one look: someone is waiting for us to stop
                 if found is None:
                     # Not listed (yet) proves nothing: keep the row live, counted, for cleanup.
                     self.state.update_instance(row_id, status=UNCONFIRMED,
@@ -329,17 +354,6 @@ def abort_error(exc: BaseException, what: str, hint: str) -> GpuctlError:
         return LaunchInterrupted(f"interrupted: {what}.", hint=hint)
     return ProviderError(f"the launch failed ({describe(exc)}) and {what}.", provider=PROVIDER,
                          kind=exc.kind if isinstance(exc, ProviderError) else "http", hint=hint)
-
-
-def create_refused(exc: ProviderError) -> bool:
-    """Vast answered the create and said no (a 4xx, or 200 with `success: false`): nothing was
-    created. Everything else (5xx, a timeout, a dropped connection, a garbled reply, a 408 a
-    proxy may send after forwarding) leaves the outcome unknown."""
-    if exc.status is None:
-        return False
-    if exc.status == 200:
-        return exc.kind == "http"  # success false; "malformed" (no new_contract) may have created one
-    return 400 <= exc.status < 500 and exc.status != 408
 
 
 def describe(exc: BaseException) -> str:

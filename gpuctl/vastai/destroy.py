@@ -44,6 +44,7 @@ from gpuctl.vastai.instances import (
     launch_in_progress,
     mark_destroyed,
     record_untracked,
+    request_destroy,
 )
 from gpuctl.vastai.unconfirmed import CREATE_IN_FLIGHT_S, forget_absent
 
@@ -100,10 +101,11 @@ class Outcome:
     result: str  # destroyed | already_gone | marked | failed
     cost: Decimal | None = None
     error: str | None = None
+    note: str | None = None  # e.g. the launch that was watching it stops (it does not replace it)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.target.as_dict(), "result": self.result,
-                "cost": money_str(self.cost), "error": self.error}
+                "cost": money_str(self.cost), "error": self.error, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -278,11 +280,18 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
                  clock: Callable[[], float], listed: int | None = None, shows_absence: bool = False) -> Outcome:
     if target.instance_id is None:
         return _settle_id_less(state, target, home=home, clock=clock, listed=listed, shows_absence=shows_absence)
+    # A launch still watching it is told first (before the request), so it reads the box's
+    # disappearance as the user's word: it stops instead of renting a replacement.
+    watched = launch_in_progress(state, target.label)
+    if watched and target.label:
+        request_destroy(state, target.label)
+    told = "the launch that was watching it stops: it does not rent a replacement" if watched else None
     try:
         destroyed_now = destroy_remote(client, target.instance_id)
     except ProviderError as exc:
         log_event("vastai_destroy_failed", instance_id=target.instance_id, error=exc.message)
-        return Outcome(target, "failed", error=exc.message)
+        return Outcome(target, "failed", error=exc.message,
+                       note=told and "the launch that was watching it was told to stop and destroy it")
     cost = None
     remote_dph = target.remote.dph_total if target.remote else None
     note = "destroyed by `gpuctl destroy`" if destroyed_now else "already gone"
@@ -294,8 +303,8 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
         cost = record_untracked(state, target.remote, clock(), note=note)
     result = "destroyed" if destroyed_now else "already_gone"
     log_event("vastai_instance_destroyed", instance_id=target.instance_id, result=result,
-              cost=None if cost is None else str(cost), label=target.label)
-    return Outcome(target, result, cost)
+              cost=None if cost is None else str(cost), label=target.label, launch_watching=watched)
+    return Outcome(target, result, cost, note=told)
 
 
 def _settle_id_less(state: State, target: Target, *, home: Path | None, clock: Callable[[], float],

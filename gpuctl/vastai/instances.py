@@ -107,6 +107,24 @@ def launch_in_progress(state: State, label: str | None) -> bool:
     return name is not None and state.lock_held(name)
 
 
+# `gpuctl destroy` of an instance a launch still watches writes this fact (`destroy:<label>`)
+# *before* its destroy request: the launch then knows the box vanished on the user's word (it
+# stops, and never rents a replacement), not because the host failed.
+
+
+def request_destroy(state: State, label: str) -> None:
+    state.set_metric(PROVIDER, f"destroy:{label}", state.clock())
+
+
+def destroy_requested(state: State, label: str) -> bool:
+    return state.metrics(PROVIDER).get(f"destroy:{label}") is not None
+
+
+def forget_destroy_request(state: State, label: str) -> None:
+    if destroy_requested(state, label):
+        state.set_metric(PROVIDER, f"destroy:{label}", None)
+
+
 # -- client and destroy --------------------------------------------------------------------
 
 

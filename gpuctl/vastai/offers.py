@@ -1,5 +1,6 @@
 """Which Vast.ai offer to rent: walk the tiers in order; within the first tier that has
-acceptable offers, the cheapest `dph_total` wins; machines that failed us before never do.
+acceptable offers, the cheapest `dph_total` wins; machines that failed a launch
+in the last day (`plan.EXCLUDE_FOR_S`) never do.
 
 Owns: the acceptance rule (re-checked here whatever the server filtered) and the order of
 candidates for retries. Must not: create anything or touch the ledger (the caller passes the

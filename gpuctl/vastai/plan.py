@@ -30,6 +30,10 @@ from gpuctl.vastai.tiers import Tier, load_tiers, select_tiers
 # --max-dph said how much they accept): a failed RTX 3090 at $0.18/h never turns into an H100
 # at $2.40/h without a second question.
 RETRY_PRICE_FACTOR = Decimal("1.25")
+# A machine that failed a launch is skipped for this long (a host's fault is often fixed within
+# a day; a user's own setting that looked like one must not ban healthy machines for good).
+EXCLUDE_FOR_S = 24 * 3600
+FORGET_HINT = "`gpuctl launch --forget-excluded` tries them again"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class LaunchPlan:
     excluded: frozenset[int]
     reserved: Decimal = Decimal(0)  # what the live instances may still bill (a keep-alive each)
     max_dph: Decimal | None = None  # --max-dph, when the user gave one
+    forget_excluded: bool = False  # --forget-excluded: the launch clears the exclusions first
 
     @property
     def choice(self) -> Candidate | None:
@@ -75,8 +80,17 @@ class LaunchPlan:
             "reserved": money_str(self.reserved),
             "live_instances": [r.remote_id or f"intent:{r.id}" for r in self.live],
             "excluded_machines": sorted(self.excluded),
+            "forget_excluded": self.forget_excluded,
             "retry_max_dph": money_str(self.retry_max_dph),
         }
+
+    @property
+    def excluded_note(self) -> str | None:
+        """How many machines the search skipped, and how to try them again (None: none)."""
+        if not self.excluded:
+            return None
+        return (f"{len(self.excluded)} machine(s) that failed a launch in the last {EXCLUDE_FOR_S // 3600} h are "
+                f"excluded; {FORGET_HINT}")
 
 
 def budget_check(settings: Settings, dph: Decimal, *, spent: Decimal, reserved: Decimal) -> BudgetCheck:
@@ -87,15 +101,17 @@ def budget_check(settings: Settings, dph: Decimal, *, spent: Decimal, reserved: 
                         keep_alive_minutes=settings["vastai.keep_alive_minutes"])
 
 
-def excluded_machines(state: State) -> set[int]:
-    """Machines that failed a launch before (CDI, a boot exit, stuck loading): never rented again."""
-    return {int(m) for m in state.excluded_machines(PROVIDER) if m.isdigit()}
+def excluded_machines(state: State, now: float) -> set[int]:
+    """Machines that failed a launch (CDI, a boot exit, stuck loading) in the last
+    `EXCLUDE_FOR_S`: not rented again until then, or until `--forget-excluded`."""
+    return {int(m) for m in state.excluded_machines(PROVIDER, since=now - EXCLUDE_FOR_S) if m.isdigit()}
 
 
 def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: str | None = None,
                 max_dph: float | Decimal | None = None, clock: Callable[[], float] = time.time,
-                progress: Callable[[str], None] = lambda m: None) -> LaunchPlan:
-    """Tiers, the first tier's offers, the choice and its budget verdict. Reads only."""
+                progress: Callable[[str], None] = lambda m: None, forget_excluded: bool = False) -> LaunchPlan:
+    """Tiers, the first tier's offers, the choice and its budget verdict. Reads only (with
+    `forget_excluded` it searches as if no machine were excluded; the launch forgets them)."""
     cap = check_max_dph(max_dph)
     tiers = select_tiers(load_tiers(settings), gpu=gpu, max_dph=cap)
     rows = state.instances(PROVIDER)
@@ -111,13 +127,13 @@ def plan_launch(settings: Settings, client: VastAIClient, state: State, *, gpu: 
             hint="raise vastai.budget_limit (VASTAI_BUDGET_LIMIT) to launch again"
                  + (", or destroy a live instance (`gpuctl destroy --all --yes`)" if held else ""),
         )
-    excluded = excluded_machines(state)
+    excluded = set() if forget_excluded else excluded_machines(state, clock())
     search = first_tier_with_offers(client, tiers, disk_gb=settings["vastai.disk_gb"], excluded=excluded,
                                     progress=progress)
     check = None
     if search.choice is not None:
         check = budget_check(settings, search.choice.offer.dph_total, spent=spent, reserved=held)
-    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held, cap)
+    return LaunchPlan(tuple(tiers), search, check, spent, live, frozenset(excluded), held, cap, forget_excluded)
 
 
 def check_max_dph(max_dph: float | Decimal | None) -> Decimal | None:
@@ -152,8 +168,10 @@ def check_plan(plan: LaunchPlan, *, data: object = None) -> None:
     `data`: a dry run that would not proceed is an error too)."""
     if plan.choice is None:
         checked = ", ".join(f"{name}: none" for name, _ in plan.search.checked) or "no tiers"
-        raise NoAcceptableOffer(f"no acceptable Vast.ai offer in any tier ({checked}).", data=data,
-                                hint="raise --max-dph, try --gpu with another tier, or edit vastai.gpu_tiers")
+        excluded = f" {plan.excluded_note}." if plan.excluded_note else ""
+        raise NoAcceptableOffer(f"no acceptable Vast.ai offer in any tier ({checked}).{excluded}", data=data,
+                                hint="raise --max-dph, try --gpu with another tier, or edit vastai.gpu_tiers"
+                                     + ("; `gpuctl launch --forget-excluded`" if excluded else ""))
     if plan.budget is not None and not plan.budget.ok:
         err = plan.budget.error(f"{plan.choice.offer.gpu_name}")
         raise PlanOverBudget(err.message, hint=err.hint, data=data)

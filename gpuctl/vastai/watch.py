@@ -7,6 +7,13 @@ Then, once `running` maps the port, the one vLLM readiness probe
 (`providers.openai_compat.probe_vllm`: /health and a 1-token completion with the model name)
 until `HEALTH_TIMEOUT_S`, still checking that the container has not exited.
 
+Every poll also checks that nobody else took the instance away: `gpuctl destroy` (or cleanup)
+marks the ledger row destroyed, and asks a watching launch to stop before its destroy request
+(`instances.request_destroy`); either is `WatchFailed(destroyed=True)`: the launch stops and
+never rents a replacement. An instance that vanishes otherwise is an ordinary failure. A live
+price the launch does not accept (`price_check`: above its cap, or past a budget) fails the
+attempt too; the machine is not to blame.
+
 Every way this fails is raised as `WatchFailed`: why, and whether the machine is to blame. The
 attempt (`attempt.py`) destroys the instance and settles its row. Must not: create or destroy
 anything, print or exit. Time and the probe are injectable.
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import NoReturn
 
 from gpuctl.errors import ProviderError
 from gpuctl.providers.base import Health
@@ -23,7 +32,7 @@ from gpuctl.providers.openai_compat import PROBE_TIMEOUT_S
 from gpuctl.state import State
 from gpuctl.vastai.api_types import Instance
 from gpuctl.vastai.client import VastAIClient
-from gpuctl.vastai.instances import PROVIDER, record_live_price
+from gpuctl.vastai.instances import PROVIDER, destroy_requested, record_live_price
 
 # The original system's limit: an instance still loading after 10 minutes is on a bad host.
 LOADING_TIMEOUT_S = 10 * 60
@@ -35,6 +44,8 @@ CDI_MARKER = "failed to inject cdi devices"
 # (endpoint, vLLM API key, model) → Health; raises ProviderError(kind="auth") when vLLM refuses
 # the key (the one answer that waiting will not change).
 Probe = Callable[[str, str | None, str | None], Health]
+# The live $/h → why the launch does not accept it (None: it does).
+PriceCheck = Callable[[Decimal], str | None]
 
 
 def probe_vllm(endpoint: str, api_key: str | None, model: str | None, *, timeout: float = PROBE_TIMEOUT_S) -> Health:
@@ -56,11 +67,15 @@ def ledger_status(actual_status: str | None) -> str:
 
 class WatchFailed(Exception):
     """The instance will not serve: `reason` for the ledger and the user, `exclude` when its
-    machine is to blame (never rented again), `fatal` when no other offer would do better."""
+    machine is to blame (not rented again for a day), `fatal` when no other offer would do better,
+    `destroyed` when another gpuctl command destroyed it (stop; never replace it), `exit_msg`
+    the container's own exit message (the same one from two machines is the configuration's)."""
 
-    def __init__(self, reason: str, *, exclude: bool, fatal: ProviderError | None = None) -> None:
+    def __init__(self, reason: str, *, exclude: bool, fatal: ProviderError | None = None, destroyed: bool = False,
+                 exit_msg: str | None = None) -> None:
         super().__init__(reason)
-        self.reason, self.exclude, self.fatal = reason, exclude, fatal
+        self.reason, self.exclude, self.fatal, self.destroyed = reason, exclude, fatal, destroyed
+        self.exit_msg = exit_msg
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,13 @@ class WatchSetup:
 
 
 class Watch:
-    """One instance (ledger row `row_id`, created from an offer on `machine_id`)."""
+    """One instance (ledger row `row_id` labelled `label`, created from an offer on `machine_id`
+    at `offer_dph`); `price_check` judges a live price above that."""
 
-    def __init__(self, setup: WatchSetup, *, row_id: int, instance_id: int, machine_id: int) -> None:
+    def __init__(self, setup: WatchSetup, *, row_id: int, instance_id: int, machine_id: int, label: str = "",
+                 offer_dph: Decimal | None = None, price_check: PriceCheck | None = None) -> None:
         self.setup, self.row_id, self.instance_id, self.machine_id = setup, row_id, instance_id, machine_id
+        self.label, self.offer_dph, self.price_check = label, offer_dph, price_check
         self.errors: list[str] = []  # the failed status polls in a row
 
     def until_ready(self) -> str:
@@ -96,10 +114,36 @@ class Watch:
         self.until_vllm_answers(endpoint)
         return endpoint
 
+    def check_not_destroyed(self) -> None:
+        """WatchFailed(destroyed=True) if `gpuctl destroy` (or cleanup) took this instance:
+        its row is marked destroyed, or a destroy of its label was requested."""
+        s = self.setup
+        row = s.state.get_instance(self.row_id)
+        if self.label and destroy_requested(s.state, self.label):
+            why = "destroyed by `gpuctl destroy` while the launch watched it"
+        elif row is None or not row.live:
+            why = f"destroyed while the launch watched it ({(row.status_msg if row else None) or 'its ledger row is closed'})"
+        else:
+            return
+        raise WatchFailed(f"instance {self.instance_id} was {why}; not replaced", exclude=False, destroyed=True)
+
+    def vanished(self) -> NoReturn:
+        """The show answers null: gone by another gpuctl command's hand, or by the host's."""
+        s = self.setup
+        self.check_not_destroyed()
+        # A destroy marks the row just after its request, and a shared state's cache may lag a
+        # second: look again one poll later before blaming the host.
+        s.sleep(s.poll_s)
+        self.check_not_destroyed()
+        # Believe "gone" only after a destroy: it is idempotent, and a show that answers null by
+        # mistake must not leave a billing instance marked destroyed.
+        raise WatchFailed("the instance disappeared from the account", exclude=False)
+
     def show(self) -> Instance:
         """One status poll; a few transient API errors in a row are tolerated."""
         s = self.setup
         while True:
+            self.check_not_destroyed()
             try:
                 inst = s.client.get_instance(self.instance_id)
             except ProviderError as exc:
@@ -112,21 +156,30 @@ class Watch:
                 continue
             self.errors.clear()
             if inst is None:
-                # Believe "gone" only after a destroy: it is idempotent, and a show that answers
-                # null by mistake must not leave a billing instance marked destroyed.
-                raise WatchFailed("the instance disappeared from the account", exclude=False)
+                self.vanished()
             if inst.dph_total is not None:  # a host can raise the price: budgets charge the higher
-                row = s.state.get_instance(self.row_id)
-                assert row is not None
-                record_live_price(s.state, row, inst.dph_total)
+                self.check_price(inst.dph_total)
             return inst
+
+    def check_price(self, live: Decimal) -> None:
+        """Record the live price; one above the offer's that the launch does not accept fails
+        the attempt (the host is not to blame for asking more, but it is not rented at that)."""
+        s = self.setup
+        row = s.state.get_instance(self.row_id)
+        assert row is not None
+        record_live_price(s.state, row, live)
+        if self.price_check is not None and self.offer_dph is not None and live > self.offer_dph:
+            refused = self.price_check(live)
+            if refused is not None:
+                raise WatchFailed(refused, exclude=False)
 
     def check_boot(self, inst: Instance) -> None:
         msg = inst.status_msg or ""
         if CDI_MARKER in msg.lower():
             raise WatchFailed(f"CDI injection failure on machine {self.machine_id} (a bad host)", exclude=True)
         if inst.actual_status == "exited" or inst.intended_status == "stopped":
-            raise WatchFailed(f"the container exited ({msg or 'no message'})", exclude=True)
+            self.check_not_destroyed()  # a box being destroyed may show as exited first
+            raise WatchFailed(f"the container exited ({msg or 'no message'})", exclude=True, exit_msg=msg or None)
 
     def until_running(self) -> str:
         """Status polls until `running` with vLLM's port mapped: the endpoint."""

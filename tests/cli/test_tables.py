@@ -236,9 +236,10 @@ def test_chat_summary_money_is_rounded(cli) -> None:  # type: ignore[no-untyped-
 def test_launch_plan_money_is_rounded(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     odd = [dict(o, dph_total=float(ODD_DPH)) if o["id"] == 102 else o for o in market()]
     with FakeVLLM() as vllm, FakeVast(api_key=KEY, offers=odd, endpoint_port=vllm.port) as vast:
-        env = {"VAST_URL": vast.url, "VASTAI_API_KEY": KEY, "VASTAI_KEEP_ALIVE_MINUTES": "7"}
+        # (37 min, not 7: a projection never covers less than the 30-minute boot allowance)
+        env = {"VAST_URL": vast.url, "VASTAI_API_KEY": KEY, "VASTAI_KEEP_ALIVE_MINUTES": "37"}
         doc = json.loads(cli("--json", "launch", "--dry-run", env=env).stdout)
     assert doc["exit_code"] == 0, doc
     found = dict(assert_catalog_precision(doc))
-    assert doc["data"]["plan"]["budget"]["projection"] == money_str(Decimal(ODD_DPH) * 7 / 60)  # 28 digits before
+    assert doc["data"]["plan"]["budget"]["projection"] == money_str(Decimal(ODD_DPH) * 37 / 60)  # 28 digits before
     assert found["dph"] == "0.1377778"

@@ -187,3 +187,19 @@ def test_psycopg_is_imported_only_for_a_postgres_url(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_machine_exclusions_expire_and_can_be_forgotten(backend: StateBackend) -> None:
+    """Review B finding 9: exclusions are read from a time on, and forgotten one by one or all."""
+    now = [1000.0]
+    with backend.open(clock=lambda: now[0]) as st:
+        st.exclude_machine("vastai", "77", "the container exited")
+        now[0] = 2000.0
+        st.exclude_machine("vastai", "78", "CDI injection failure")
+        st.exclude_machine("other", "77", "elsewhere")
+        assert set(st.excluded_machines("vastai")) == {"77", "78"}
+        assert set(st.excluded_machines("vastai", since=1500.0)) == {"78"}
+        assert st.forget_excluded_machines("vastai", ["77"]) == 1 and set(st.excluded_machines("vastai")) == {"78"}
+        assert st.forget_excluded_machines("vastai", []) == 0
+        assert st.forget_excluded_machines("vastai") == 1 and st.excluded_machines("vastai") == {}
+        assert st.excluded_machines("other") == {"77": "elsewhere"}

@@ -40,3 +40,22 @@ def test_budget_check_session_and_total() -> None:
     assert "only $0.10 is left of the $15.00" in total.error("RTX 3090").message
     assert budget.money(Decimal("0.105")) == "0.105" and budget.money(Decimal(2)) == "2.00"
     assert budget.money(Decimal("0.00123")) == "0.00123"
+
+
+def test_the_projection_never_covers_less_than_the_boot_allowance() -> None:
+    """Review B finding 3: with `vastai.keep_alive_minutes = 0` any GPU passed ($2.40/h × 0 = $0),
+    yet the launch watches a box for up to the loading and health deadlines, billed."""
+    from gpuctl.vastai import watch
+
+    assert budget.BOOT_ALLOWANCE_MINUTES * 60 == watch.LOADING_TIMEOUT_S + watch.HEALTH_TIMEOUT_S
+    assert budget.projection(Decimal("2.40"), 0) == Decimal("1.20")  # 30 minutes
+    assert budget.projection(Decimal("2.40"), 10) == Decimal("1.20")
+    assert budget.projection(Decimal("0.14"), 45) == Decimal("0.105")  # a longer keep-alive as before
+    zero = budget.check(Decimal("2.40"), spent_so_far=Decimal(0), session_limit=0.01, total_limit=0.02,
+                        keep_alive_minutes=0)
+    assert not zero.ok and zero.projection == Decimal("1.20") and zero.as_dict()["projection_minutes"] == 30
+    assert "30 min boot allowance (keep-alive 0 min) = $1.20" in zero.summary()
+    assert "over the 30-minute boot allowance" in zero.error("H100").message
+    assert "--max-dph 0.02" in (zero.error("H100").hint or "")  # $0.01 over half an hour
+    held = budget.reserved([row(dph="2.40")], 0)
+    assert held == Decimal("1.20")  # a live box holds the allowance too

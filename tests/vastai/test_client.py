@@ -72,8 +72,8 @@ def test_search_sends_the_query_exactly_as_the_official_client(vast: FakeVast, c
         "rentable": {"eq": True},
         "gpu_name": {"eq": "RTX 3090"},
         "num_gpus": {"eq": "1"},
-        "reliability": {"gt": "0.95"},
-        "dph_total": {"lt": "0.5"},
+        "reliability": {"gte": "0.95"},  # every bound inclusive, as documented (review B finding 10)
+        "dph_total": {"lte": "0.5"},
         "order": [["dph_total", "asc"]],
         "type": "on-demand",
         "allocated_storage": 40.0,

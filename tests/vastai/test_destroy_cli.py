@@ -206,3 +206,23 @@ def test_ctrl_c_during_destroy_says_what_state_each_instance_is_in(cli, vast_env
     doc = json.loads(cli("--json", "destroy", "--all", "--yes").stdout)
     assert doc["exit_code"] == 130 and doc["status"] == "error"
     assert [r["result"] for r in doc["data"]["results"]] == ["sent"]
+
+
+def test_destroying_an_instance_a_launch_still_watches_says_so(cli, vast_env: FakeVast, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """Review B finding 1: the destroy says the launch stops (and does not replace it), and tells
+    that launch before its destroy request."""
+    from gpuctl.vastai.instances import destroy_requested, launch_lock
+    from tests.support.vast import launched_row
+
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with open_state(gpuctl_home) as st:
+        row_id, instance_id = launched_row(st, vast_env, status="loading")
+        label = st.get_instance(row_id).label  # type: ignore[union-attr]
+        with launch_lock(st, label):  # a launch is watching it
+            result = cli("destroy", "--all", "--yes")
+            assert_exit(result, 0)
+            assert destroy_requested(st, label)
+        assert f"{instance_id}: destroyed" in result.stderr + result.stdout
+        assert "the launch that was watching it stops: it does not rent a replacement" in result.stderr + result.stdout
+        doc = json.loads(cli("--json", "destroy", "--all", "--yes").stdout)  # nothing left; no launch to tell
+        assert doc["exit_code"] == 0 and vast_env.live_ids() == set()

@@ -140,6 +140,8 @@ def test_search_filters_with_string_numbers_and_orders_by_price(api: httpx.Clien
         ({"gpu_name": {"in": ["RTX 4090", "A100 SXM4"]}}, [202, 201, 301]),
         ({"gpu_name": {"eq": "RTX 3090"}, "machine_id": {"notin": ["50102", "50103"]}}, [105, 101, 104]),
         ({"inet_down": {"gt": "100"}, "cuda_max_good": {"gte": "12.4"}, "gpu_name": {"eq": "RTX 4090"}}, [201]),
+        ({"dph_total": {"lte": "0.18"}}, [102]),  # inclusive: the offer at exactly the cap
+        ({"dph_total": {"lt": "0.18"}}, []),
     ],
 )
 def test_search_operators(api: httpx.Client, query: dict[str, Any], expected: list[int] | None) -> None:

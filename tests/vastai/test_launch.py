@@ -185,3 +185,35 @@ def test_an_interactive_launch_that_is_told_no_stops_at_what_was_confirmed(
     with pytest.raises(LaunchFailed, match="are exhausted; dearer offers and later tiers are not rented"):
         run_launch(settings, client, state, clock, escalate=lambda question: False)
     assert create_ids(vast) == [102, 101] and vast.live_ids() == set()
+
+
+# -- review B finding 14: the cap on unknown-outcome creates is the account's, not one launch's ----
+
+
+def test_a_yes_launch_refuses_while_the_account_holds_the_cap_of_unconfirmed_creates(
+        settings: Settings, client: VastAIClient, state: State, vast: FakeVast, clock: FakeClock) -> None:
+    """Re-running `launch --yes` during a Vast 5xx outage added two more held creates each time."""
+    from gpuctl.vastai.launch import MAX_UNCONFIRMED
+
+    vast.fail_creates_for(offer_id=102, status=502)
+    vast.fail_creates_for(offer_id=101, status=503)
+    with pytest.raises(LaunchFailed, match="2 creates of unknown outcome"):
+        run_launch(settings, client, state, clock, escalate=True)
+    held = state.live_instances("vastai")
+    assert len(held) == MAX_UNCONFIRMED == 2 and create_ids(vast) == [102, 101]
+    with pytest.raises(LaunchFailed) as err:
+        run_launch(settings, client, state, clock, escalate=True)  # the outage goes on: no third create
+    assert err.value.exit_code == 1 and create_ids(vast) == [102, 101]
+    message = err.value.message
+    assert "2 create(s) of unknown outcome are already held on this account" in message
+    assert all(f"ledger row {r.id} ({r.label})" in message for r in held) and "Nothing was created" in message
+    assert "gpuctl cleanup" in (err.value.hint or "")
+
+
+def test_one_held_create_from_before_leaves_room_for_one_more(settings: Settings, client: VastAIClient,
+                                                              state: State, vast: FakeVast, clock: FakeClock) -> None:
+    vast.fail_creates_for(offer_id=102, status=502)
+    assert run_launch(settings, client, state, clock, escalate=True).ready  # 102 held, 101 came up
+    with pytest.raises(LaunchFailed, match=r"2 creates of unknown outcome.*\(1 of them from before this launch\)"):
+        run_launch(settings, client, state, clock, escalate=True)  # 102 fails again: the account holds two
+    assert create_ids(vast) == [102, 101, 102]  # the account's cap: not on to 201

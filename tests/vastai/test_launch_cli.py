@@ -296,3 +296,88 @@ def test_with_an_active_profile_the_vllm_key_is_saved_there_and_never_shown(cli,
     assert sorted(p.name for p in (gpuctl_home / "profiles").iterdir()) == ["dev.toml"]
     assert (gpuctl_home / "profiles" / "dev.toml").stat().st_mode & 0o777 == 0o600
     assert vast_env.received("PUT")[0].body["label"].startswith("gpuctl:dev:")
+
+
+# -- review B findings 2, 3, 9, 10 through the command ---------------------------------------------
+
+
+def test_max_dph_is_inclusive_at_the_search(cli, vast_env: FakeVast) -> None:  # type: ignore[no-untyped-def]
+    """Finding 10: offer 102 costs exactly $0.18/h; the query said `lt`, so it was never offered."""
+    result = cli("--json", "launch", "--dry-run", "--max-dph", "0.18")
+    assert_exit(result, 0)
+    assert json.loads(result.stdout)["data"]["plan"]["choice"]["offer_id"] == 102
+    bodies = [r.body for r in vast_env.received("POST", "/api/v0/bundles/")]
+    assert bodies and all(b["dph_total"] == {"lte": "0.18"} for b in bodies)
+
+
+def test_a_keep_alive_of_zero_still_projects_the_boot_allowance(cli, vast_env: FakeVast, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Finding 3: $2.40/h × 0 min passed a $0.01 session budget."""
+    monkeypatch.setenv("VASTAI_KEEP_ALIVE_MINUTES", "0")
+    monkeypatch.setenv("VASTAI_SESSION_BUDGET_LIMIT", "0.01")
+    result = cli("launch", "--dry-run", "--gpu", "H100")
+    assert_exit(result, 1)
+    assert "× 30 min boot allowance (keep-alive 0 min) = $1.20" in result.stderr and "OVER BUDGET" in result.stderr
+    assert "over the 30-minute boot allowance" in result.stderr
+    assert_exit(cli("launch", "--yes", "--gpu", "H100"), 1)
+    assert vast_env.received("PUT") == []
+
+
+def test_the_launch_summary_shows_the_price_the_host_raised_to(cli, vast_env: FakeVast, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Finding 2: the ledger recorded the raise but the summary printed the offer's $0.18/h."""
+    from tests.fakes.vastai_server import FIRST_INSTANCE_ID
+    from tests.support.vast import health
+
+    def probe(endpoint: str, key: str | None, model: str | None):  # type: ignore[no-untyped-def]
+        vast_env.set_price(FIRST_INSTANCE_ID, "0.21")  # within the confirmed $0.225/h: kept
+        return health("ready")
+
+    monkeypatch.setattr(watch, "probe_vllm", probe)
+    result = cli("--json", "launch", "--yes")
+    assert_exit(result, 0)
+    instance = json.loads(result.stdout)["data"]["instance"]
+    assert instance["dph"] == "0.21" and instance["attempts"][-1]["dph"] == "0.21"
+    human = cli("launch", "--yes", "--max-dph", "0.25")
+    assert_exit(human, 0)
+
+
+def test_a_dry_run_counts_the_excluded_machines_and_forget_excluded_tries_them_again(  # type: ignore[no-untyped-def]
+        cli, vast_env: FakeVast, gpuctl_home: Path) -> None:
+    """Finding 9: after the walk excluded every healthy machine, a dry run said only "no
+    acceptable offer"."""
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    with open_state(gpuctl_home) as st:
+        for machine in ("50102", "50101"):
+            st.exclude_machine("vastai", machine, "the container exited")
+    none = cli("launch", "--dry-run", "--gpu", "RTX 3090")
+    assert_exit(none, 1)
+    assert "no acceptable Vast.ai offer" in none.stderr
+    assert "2 machine(s) that failed a launch in the last 24 h are excluded" in none.stderr
+    assert "`gpuctl launch --forget-excluded` tries them again" in none.stderr
+    dry = cli("--json", "launch", "--dry-run", "--gpu", "RTX 3090", "--forget-excluded")
+    assert_exit(dry, 0)
+    assert json.loads(dry.stdout)["data"]["plan"]["choice"]["offer_id"] == 102
+    with open_state(gpuctl_home) as st:
+        assert set(st.excluded_machines("vastai")) == {"50102", "50101"}  # a dry run changes nothing
+    launched = cli("--json", "launch", "--yes", "--gpu", "RTX 3090", "--forget-excluded")
+    assert_exit(launched, 0)
+    assert create_ids(vast_env) == [102]
+    with open_state(gpuctl_home) as st:
+        assert st.excluded_machines("vastai") == {}
+
+
+def test_a_model_typo_is_exit_3_and_excludes_nothing(cli, vast_env: FakeVast, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                     monkeypatch) -> None:
+    typo = "container exited with code 1: huggingface_hub.errors.RepositoryNotFoundError: 404 Repository Not Found"
+    for offer_id in (102, 101, 201, 401):
+        vast_env.exit_on_boot(offer_id=offer_id, msg=typo)
+    monkeypatch.setenv("VASTAI_MODEL", "Qwen/Qwen2.5-7B-Instruc")
+    result = cli("--json", "launch", "--yes")
+    assert_exit(result, 3)
+    doc = json.loads(result.stdout)
+    assert doc["errors"][0]["type"] == "LaunchMisconfigured" and len(doc["data"]["attempts"]) == 2
+    assert "check vastai.model (Qwen/Qwen2.5-7B-Instruc)" in doc["errors"][0]["message"]
+    assert create_ids(vast_env) == [102, 101] and vast_env.live_ids() == set()
+    vast_env.reset_faults()
+    dry = cli("launch", "--dry-run")
+    assert_exit(dry, 0)
+    assert "excluded" not in dry.stderr

@@ -46,3 +46,18 @@ def test_acceptable_checks_every_bound_even_if_the_server_did_not() -> None:
                    {"gpu_ram": 16000}, {"num_gpus": 2}):
         bad = Offer.from_json({**make_offer(1, dph_total="0.2", cuda_max_good=13.0, inet_down=900), **change})
         assert not acceptable(bad, tier, set()), change
+
+
+def test_an_offer_at_exactly_the_cap_is_found(vast: FakeVast, client: VastAIClient) -> None:
+    """Review B finding 10: the caps are inclusive, at the search too (`lte`, not `lt`)."""
+    from decimal import Decimal
+
+    from gpuctl.vastai.offers import search_tier
+    from gpuctl.vastai.tiers import select_tiers
+
+    tier = select_tiers(load_tiers_file(default_tiers_file()), gpu="RTX 3090", max_dph=Decimal("0.18"))[0]
+    assert [c.offer.id for c in search_tier(client, tier, disk_gb=40, excluded=set())] == [102]  # $0.18 exactly
+    (req,) = vast.received("POST", "/api/v0/bundles/")
+    assert req.body["dph_total"] == {"lte": "0.18"} and req.body["reliability"] == {"gte": "0.95"}
+    vast.add_offer(make_offer(150, dph_total="0.19", reliability=0.95, cuda_max_good=13.0, inet_down=900))
+    assert 150 not in [c.offer.id for c in search_tier(client, tier, disk_gb=40, excluded=set())]

@@ -54,3 +54,34 @@ def test_unknown_gpu_is_rejected_before_the_api(settings: Settings, client: Vast
     with pytest.raises(UsageError):
         plan_launch(settings, client, state, gpu="TPU v5", clock=clock)
     assert vast.requests == []
+
+
+def test_machine_exclusions_expire_after_a_day(settings: Settings, client: VastAIClient, state: State,
+                                               vast: FakeVast, clock: FakeClock) -> None:
+    """Review B finding 9: one failure (maybe the user's own setting) no longer bans a machine for good."""
+    from gpuctl.vastai.plan import EXCLUDE_FOR_S
+
+    state.exclude_machine("vastai", "50102", "the container exited")
+    plan = plan_launch(settings, client, state, clock=clock)
+    assert plan.choice is not None and plan.choice.offer.id == 101 and plan.excluded == {50102}
+    assert plan.excluded_note == ("1 machine(s) that failed a launch in the last 24 h are excluded; "
+                                  "`gpuctl launch --forget-excluded` tries them again")
+    clock.advance(EXCLUDE_FOR_S + 1)
+    later = plan_launch(settings, client, state, clock=clock)
+    assert later.choice is not None and later.choice.offer.id == 102 and later.excluded_note is None
+
+
+def test_no_acceptable_offer_says_how_many_machines_are_excluded(settings: Settings, client: VastAIClient,
+                                                                 state: State, vast: FakeVast,
+                                                                 clock: FakeClock) -> None:
+    from gpuctl.vastai.plan import NoAcceptableOffer, check_plan
+
+    for machine in ("50102", "50101"):
+        state.exclude_machine("vastai", machine, "the container exited")
+    plan = plan_launch(settings, client, state, clock=clock, gpu="RTX 3090")
+    with pytest.raises(NoAcceptableOffer) as err:
+        check_plan(plan)
+    assert "2 machine(s) that failed a launch in the last 24 h are excluded" in err.value.message
+    assert "--forget-excluded" in (err.value.hint or "")
+    assert plan_launch(settings, client, state, clock=clock, gpu="RTX 3090", forget_excluded=True).choice is not None
+    assert len(state.excluded_machines("vastai")) == 2  # planning forgets nothing
