@@ -223,7 +223,8 @@ class Launches:
                 ops.check_plan(planned.plan)
                 record.status, created = "launching", True
                 self._save(record)
-                launched = vast.start(state, planned, wait=True, keep=False, progress=progress)
+                # As `gpuctl launch --yes`: the whole tier fallback, within the budgets and max_dph.
+                launched = vast.start(state, planned, wait=True, keep=False, escalate=True, progress=progress)
             record.status, record.result = "ready", launched.as_dict()
             record.message = "vLLM answers; the gateway routes to it now"
         except KeyboardInterrupt as exc:  # Stopped, or LaunchInterrupted's cause

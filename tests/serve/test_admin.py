@@ -176,3 +176,21 @@ def test_cost_is_the_cost_report_data_by_key_too(gpuctl_home: Path, vllm: FakeVL
     data = by_key.json()
     assert data["by"] == "key" and [g["key"] for g in data["groups"] if g["requests"]] == ["alice"]
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "since"
+
+
+def test_the_admin_launch_walks_the_tiers_as_launch_yes_does(admin_gw: Running, vast: FakeVast) -> None:
+    # Both acceptable RTX 3090 boxes fail to boot: `gpuctl launch --yes` goes on to the next tier
+    # (an RTX 4090), within the budgets; so does the original system's admin launch.
+    vast.fail_boot(offer_id=102)
+    vast.fail_boot(offer_id=101)
+    with admin_gw.http() as http:
+        accepted = http.post("/api/admin/vllm/launch", json={}, headers=ADMIN)
+        assert accepted.status_code == 202
+        launch_id = accepted.json()["id"]
+        wait_for(lambda: not _progress(http, launch_id)["running"], 30.0, "the launch to finish")
+        done = _progress(http, launch_id)
+        http.post("/api/admin/vllm/destroy", json={"all": True}, headers=ADMIN)
+    assert done["status"] == "ready", done
+    attempts = done["result"]["instance"]["attempts"]
+    assert [a["offer_id"] for a in attempts] == [102, 101, 201]  # the dearer tier only after the first ran out
+    assert [a["outcome"] for a in attempts][:2] == ["failed", "failed"]
