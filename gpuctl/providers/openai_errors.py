@@ -248,6 +248,13 @@ def normalise_base_url(base_url: str) -> str:
     return url
 
 
+def public_endpoint(root: str) -> str:
+    """A server root as the OpenAI base URL users paste into other tools: "<root>/v1",
+    without credentials, query or fragment."""
+    url = httpx.URL(root).copy_with(username=None, password=None, query=None, fragment=None)
+    return redact(str(url).rstrip("/")) + "/v1"
+
+
 def raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:
     """Once text has been shown, a failure must not look like a clean (fail-over-able) error."""
     if shown and not isinstance(exc, StreamBrokenError):

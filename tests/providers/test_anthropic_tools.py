@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from anthropic import transform_schema
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from gpuctl.providers.anthropic import AnthropicProvider
 from gpuctl.providers.anthropic_mapping import create_kwargs, to_anthropic_messages, unsupported
+from gpuctl.providers.anthropic_tools import JSON_TOOL
 from gpuctl.providers.anthropic_replies import finish_reason
 from gpuctl.providers.base import ChatRequest, StreamChunk
 from gpuctl.providers.chat_api import CompletionChunks, parse_chat_request
@@ -119,18 +121,24 @@ def test_tools_and_tool_choice_map_exactly(choice: Any, parallel: Any, expected:
 
 def test_response_format_user_and_sampling_map() -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    request = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], "user": "u-7", "top_p": 0.5,
+    request = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], "user": "u-7",
                                   "top_k": 40, "temperature": 1.5, "max_completion_tokens": 9000, "stop": ["END"],
                                   "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}})
     kwargs = create_kwargs(request, model="claude-haiku-4-5", max_tokens=512)
-    assert kwargs["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert kwargs["output_config"] == {"format": {"type": "json_schema", "schema": transform_schema(schema)}}
     assert kwargs["metadata"] == {"user_id": "u-7"} and kwargs["stop_sequences"] == ["END"]
-    assert kwargs["extra_body"] == {"temperature": 1.0, "top_p": 0.5, "top_k": 40}  # clamped to Anthropic's 0–1
+    assert kwargs["extra_body"] == {"temperature": 1.0, "top_k": 40}  # clamped to Anthropic's 0–1
     assert kwargs["max_tokens"] == 512  # capped by anthropic.max_tokens
+    # top_p alone (temperature not given) is sent alone: Claude models refuse the pair.
+    top_p = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], "top_p": 0.5})
+    assert create_kwargs(top_p, model="claude-haiku-4-5", max_tokens=512)["extra_body"] == {"top_p": 0.5}
+    # json_object is one forced tool whose input is the answer (structured output has no "any object").
     json_object = parse_chat_request({"messages": [{"role": "user", "content": "hi"}],
                                       "response_format": {"type": "json_object"}})
-    fmt = create_kwargs(json_object, model="claude-haiku-4-5", max_tokens=512)["output_config"]["format"]
-    assert fmt["type"] == "json_schema" and fmt["schema"]["type"] == "object"
+    forced = create_kwargs(json_object, model="claude-haiku-4-5", max_tokens=512)
+    assert "output_config" not in forced and forced["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+    assert [t["name"] for t in forced["tools"]] == [JSON_TOOL]
+    assert forced["tools"][0]["input_schema"] == {"type": "object"}
 
 
 @pytest.mark.parametrize(("extra", "param", "words"), [
@@ -206,7 +214,9 @@ def test_json_output_parses(fake: FakeAnthropic) -> None:
     assert set(json.loads(chat(fake, request).text)) == {"city", "sunny"}
     streamed = "".join(c.text for c in stream(fake, request))
     assert set(json.loads(streamed)) == {"city", "sunny"}
-    assert fake.last_body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    # Sent as the SDK's `messages.parse` sends a schema: additionalProperties false on objects.
+    assert fake.last_body["output_config"] == {"format": {"type": "json_schema", "schema": transform_schema(schema)}}
+    assert fake.last_body["output_config"]["format"]["schema"]["additionalProperties"] is False
 
 
 def test_refusal_is_content_filter(fake: FakeAnthropic) -> None:

@@ -46,10 +46,11 @@ def test_a_full_request_parses_and_keeps_every_field() -> None:
     assert request.max_tokens is None and request.limit == 100 and request.stop == ("\n\n",)
     assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool"]
     assert request.messages[2].data is body["messages"][2]  # the caller's own dict, untouched
-    # What an OpenAI-compatible server gets: the body itself, only the model substituted.
+    # What an OpenAI-compatible server gets: the body itself, only the model substituted: the
+    # server's own, never the caller's (a public name; issue 13 review, finding 1).
     sent = chat_body(request, "served-name", stream=False)
     expected = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-    assert sent == expected
+    assert sent == {**expected, "model": "served-name"}
     assert chat_body(ChatRequest(request.messages, params=request.params), "served-name", stream=False)["model"] \
         == "served-name"
     streamed = chat_body(request, None, stream=True)
