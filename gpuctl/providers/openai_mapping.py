@@ -137,7 +137,7 @@ def tool_deltas(calls: Any, errors: Callable[[], VLLMErrors]) -> list[ToolCallDe
     Anything else than OpenAI's shape (an index that is not a whole number, a name that is not
     text) is a malformed stream (`errors` is called only then)."""
     if not isinstance(calls, list):
-        raise errors().malformed("stream event", "delta.tool_calls is not a list")
+        raise errors().malformed("stream event", "delta.tool_calls is not a list of tool call deltas")
     out = []
     for call in calls:
         function = call.get("function", EMPTY) if isinstance(call, dict) else None
