@@ -262,7 +262,8 @@ def test_review_fragments_of_one_call_in_one_read_are_one_entry() -> None:
     body = sse({"role": "assistant", "content": ""}, *call(0, "call_A", '{"city": "Paris"}'),
                *call(1, "call_B", '{"city": "Rome"}'))
     chunks = run("https://x.example", stream(tools()), model="m", transport=mock(body))
-    (first, last) = chunks
+    first, last = chunks
+    assert last.finish_reason == "tool_calls" and last.usage is not None
     assert first.tool_calls is not None and [(d.index, d.id, d.name, d.arguments) for d in first.tool_calls] == [
         (0, "call_A", "get_weather", '{"city": "Paris"}'), (1, "call_B", "get_weather", '{"city": "Rome"}')]
     state = ChatCompletionStreamState()
@@ -286,8 +287,8 @@ def test_review_estimated_usage_counts_tool_calls_whether_streamed_or_not() -> N
         chunks = run(fake.url, stream(tools(tool_choice="required")))
     # the fake's plain answers always report usage: take it away as such servers do
     assert whole.tool_calls
-    from gpuctl.providers.openai_mapping import chat_response
     from gpuctl.providers.openai_errors import VLLMErrors
+    from gpuctl.providers.openai_mapping import chat_response
 
     data = dict(whole.raw or {})
     data.pop("usage")
