@@ -4,7 +4,12 @@ Owns: `parse_chat_request` (an untrusted request body → `ChatRequest`, validat
 routing and mapping rely on; every other field travels verbatim), `RequestError` (a bad body,
 naming the parameter: a 400), `completion_dict` (a `ChatResponse` → an OpenAI ChatCompletion
 dict) and `CompletionChunks` (each `StreamChunk` → the ChatCompletionChunk dicts it makes).
-These are the entry points a gateway serves.
+These are the entry points a gateway serves. The body's `model` is kept as the caller's
+public name (`ChatRequest.model`): OpenAI-compatible providers always send their own model,
+Anthropic honours only a `claude-…` name. Beyond the shape, the rules a provider would refuse
+late are checked here: tool names (OpenAI's `^[a-zA-Z0-9_-]{1,64}$`, each once), tool-call
+ids (a tool result answers an earlier call, by a non-empty id), `tool_choice` only with
+`tools` (but "none").
 
 Must not: do I/O, know a provider, or touch the streaming hot path beyond one chunk at a time.
 """

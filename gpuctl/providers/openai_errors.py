@@ -3,7 +3,7 @@ error status and unexpected body becomes a `ProviderError` (kind + one-line mess
 
 A private helper of `openai_compat.VLLMEndpoint`, which builds one `VLLMErrors` per failure with
 its provider name, public endpoint and timeouts; also the endpoint URL's validation
-(`normalise_base_url`), and `raise_broken` (a failure after text was shown). Pure: no I/O (listing the served models for a
+(`normalise_base_url`) and public form (`public_endpoint`), and `raise_broken` (a failure after text was shown). Pure: no I/O (listing the served models for a
 404 is the client's job), no printing, and no key in a message (every message is redacted).
 """
 

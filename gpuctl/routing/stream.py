@@ -4,7 +4,9 @@ and `complete` (whole).
 Both walk `Router.candidates` and fail over on connection errors, timeouts, 5xx, 429 and
 malformed replies — but a stream only before its first token: once text has been shown, a
 broken stream is reported plainly (`StreamBrokenError`) and never silently re-sent. Every
-answer, failure and stopped answer leaves a ledger row.
+answer, failure and stopped answer leaves a ledger row. When the last provider that could be
+tried fails, the rest of the walk is still done (none is tried), so the error names every
+provider's reason ("…; anthropic: cannot do n=2").
 
 Must not: reach into `BackendManager` (it uses the `Router`'s public methods only), or add
 per-chunk calls to the streaming loop (bench/bench_router.py measures it).
@@ -68,7 +70,7 @@ class RoutedStream:
     `fallback` (typed), `attempts`, `text`, `tool_calls`, `usage`, `finish_reason`, `ttft_s`,
     `latency_s`, and `response()` (the whole answer, `.to_openai()` included). A failure after
     text (or part of a tool call) was yielded raises `StreamBrokenError` (with the partial
-    text) and is never re-sent elsewhere.
+    text and tool calls, the cut one named in its message) and is never re-sent elsewhere.
     """
 
     router: Router
