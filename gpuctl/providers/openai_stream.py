@@ -37,9 +37,10 @@ from gpuctl.providers.openai_mapping import (
 
 
 class StreamFold:
-    """One streamed answer's state. `shown` holds the text yielded, `called` the tool calls'
-    names and argument fragments yielded: once either is not empty, a failure is a broken
-    stream, never a clean one."""
+    """One streamed answer's state. `shown` holds the text of every chunk yielded (an entry
+    per chunk, "" for one of tool-call pieces only): once it is not empty, a failure is a
+    broken stream, never a clean one, and its text is the partial text. `called` holds the
+    tool calls' names and argument fragments yielded (for an estimate of usage)."""
 
     def __init__(self, request: ChatRequest, model: str | None) -> None:
         self.request = request
