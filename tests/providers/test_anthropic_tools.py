@@ -406,3 +406,13 @@ def test_review_data_urls_with_parameters_are_base64_images() -> None:
     svg = {"type": "image_url", "image_url": {"url": "data:image/svg+xml;charset=utf-8;base64,PHN2Zz4="}}
     what = unsupported(parse_chat_request({"messages": [{"role": "user", "content": [svg]}]}))
     assert what is not None and "image/svg+xml" in what.text
+
+
+def test_review_a_schema_the_sdk_cannot_transform_is_unsupported_not_sent() -> None:
+    """A schema without a type (the SDK's transform_schema refuses it) is never sent raw: the
+    router skips Anthropic for it, like any capability it lacks."""
+    request = parse_chat_request({"messages": HI, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {"a": {"type": "string"}}}}}})
+    with pytest.raises(UnsupportedError) as info:
+        create_kwargs(request, model="claude-haiku-4-5", max_tokens=64)
+    assert info.value.param == "response_format.json_schema.schema" and info.value.failover
