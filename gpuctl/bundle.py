@@ -118,13 +118,14 @@ def vast_container_settings() -> dict[str, Any]:
     }
 
 
-TOOL_PARSER_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+# vLLM's parser names: lowercase letters, digits, '_' and '-' (`llama3_json`, `granite-20b-fc`).
+TOOL_PARSER_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
 
 
 def tool_call_parser(model: str, override: str | None = None) -> str | None:
     """vLLM's --tool-call-parser for `model`: `override` (a profile's; "none" turns tool
-    calling off), else deploy/tool_parsers.toml (the exact id, then the longest prefix); None:
-    start without tool calling."""
+    calling off), else deploy/tool_parsers.toml (the exact id, then the longest prefix, both
+    ignoring case, as Hugging Face ids do); None: start without tool calling."""
     if override is not None and override.strip():
         name = override.strip()
         if name.lower() == "none":
@@ -134,9 +135,10 @@ def tool_call_parser(model: str, override: str | None = None) -> str | None:
         return name
     path = deploy_dir() / "tool_parsers.toml"
     data = read_toml(path, missing_hint=_RESTORE)
-    found = (data.get("models") or {}).get(model)
+    wanted = model.lower()
+    found = {m.lower(): v for m, v in (data.get("models") or {}).items()}.get(wanted)
     if found is None:
-        prefixes = {p: v for p, v in (data.get("prefixes") or {}).items() if model.startswith(p)}
+        prefixes = {p: v for p, v in (data.get("prefixes") or {}).items() if wanted.startswith(p.lower())}
         found = prefixes[max(prefixes, key=len)] if prefixes else None
     if found is not None and not (isinstance(found, str) and TOOL_PARSER_RE.match(found)):
         raise ConfigError(f"{path}: the parser for {model!r} must be a vLLM parser name, got {found!r}")

@@ -145,9 +145,13 @@ class ProviderError(GpuctlError):
 class StreamBrokenError(ProviderError):
     """A stream failed after text was already shown: the request is not silently re-sent."""
 
-    def __init__(self, message: str, *, provider: str, partial_text: str = "", hint: str | None = None) -> None:
+    def __init__(self, message: str, *, provider: str, partial_text: str = "", hint: str | None = None,
+                 partial_tool_calls: tuple[object, ...] = ()) -> None:
         super().__init__(message, provider=provider, kind=Kind.STREAM_CUT, hint=hint)
         self.partial_text = partial_text
+        # The tool calls streamed before the break (gpuctl.providers.base.ToolCall), the last
+        # one cut short: errors sit below providers, so they are not typed here.
+        self.partial_tool_calls = partial_tool_calls
 
 
 class NoProviderError(ConfigError):

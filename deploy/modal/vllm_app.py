@@ -107,7 +107,7 @@ _FALSE = {"0", "false", "no", "off"}
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _GPU_RE = re.compile(r"^[A-Za-z0-9-]+(:[1-8])?$")
-_PARSER_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+_PARSER_RE = re.compile(r"^[a-z0-9_-]{1,40}$")  # vLLM's parser names: llama3_json, granite-20b-fc
 
 
 def read_pin(path: Path = VERSIONS_FILE) -> dict[str, str]:
@@ -129,15 +129,17 @@ def read_pin(path: Path = VERSIONS_FILE) -> dict[str, str]:
 
 def lookup_tool_parser(model: str, path: Path = TOOL_PARSERS_FILE) -> str:
     """The parser deploy/tool_parsers.toml names for `model` (exact id, then the longest
-    prefix), or "none" (no tool calling). gpuctl/bundle.py reads the same table for Vast.ai."""
+    prefix, both ignoring case), or "none" (no tool calling). gpuctl/bundle.py reads the same
+    table the same way for Vast.ai."""
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         return "none"
-    found = data.get("models", {}).get(model)
+    wanted = model.lower()
+    found = {m.lower(): v for m, v in data.get("models", {}).items()}.get(wanted)
     if found is None:
-        prefixes = {p: v for p, v in data.get("prefixes", {}).items() if model.startswith(p)}
+        prefixes = {p: v for p, v in data.get("prefixes", {}).items() if wanted.startswith(p.lower())}
         found = prefixes[max(prefixes, key=len)] if prefixes else "none"
     return str(found)
 

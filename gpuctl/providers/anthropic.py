@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from gpuctl.errors import Kind, ProviderError, StreamBrokenError
 from gpuctl.providers.anthropic_errors import KEY_HINT, AnthropicErrors
 from gpuctl.providers.anthropic_mapping import NAME, create_kwargs, unsupported
-from gpuctl.providers.anthropic_replies import StreamTally, chat_response, finish_reason
+from gpuctl.providers.anthropic_replies import StreamTally, chat_response
+from gpuctl.providers.anthropic_tools import json_tool
 from gpuctl.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -148,7 +149,8 @@ class AnthropicProvider:
             if error is None:
                 raise
             raise error from exc  # the SDK error stays in the chain for --debug; it holds no key
-        return chat_response(message, model=str(kwargs["model"]), latency=self._clock() - started)
+        return chat_response(message, model=str(kwargs["model"]), latency=self._clock() - started,
+                             json_tool=json_tool(request))
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """Text and tool-call chunks, then one chunk with `finish_reason`, `usage` and `model`.
@@ -199,7 +201,7 @@ class AnthropicProvider:
     async def _stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         kwargs = create_kwargs(request, model=self.model, max_tokens=self.max_tokens)
         client = self._get_client()
-        tally = StreamTally(str(kwargs["model"]))
+        tally = StreamTally(str(kwargs["model"]), json_tool(request))
         shown: list[str] = []
         try:
             events = await client.messages.create(**kwargs, stream=True)
@@ -230,7 +232,7 @@ class AnthropicProvider:
                 shown,
             )
         yield StreamChunk(
-            finish_reason=finish_reason(tally.stop_reason),
+            finish_reason=tally.finish_reason,
             usage=tally.usage(),
             model=tally.model,
         )

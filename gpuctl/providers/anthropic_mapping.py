@@ -3,15 +3,21 @@
 
 Owns, for `anthropic.AnthropicProvider`: OpenAI messages → `system=` plus alternating
 user/assistant turns of content blocks (`to_anthropic_messages`: text, images, tool_use,
-tool_result), tools and tool_choice, response_format → structured output (`output_config`),
-the sampling parameters, and what Anthropic cannot do (`unsupported`: n > 1, logprobs, any
-parameter it has no equivalent for, at a value that would change the answer). Pure: no SDK
-import at run time (its TypedDicts are for type checking), no I/O; bad input is a `UsageError`.
+tool_result), tools and tool_choice, response_format (`json_schema` → structured output,
+`output_config`, with the schema transformed as the SDK's own `messages.parse` does;
+`json_object` → one forced tool whose input is the answer, `JSON_TOOL`), the sampling
+parameters, and what Anthropic cannot do (`unsupported`: n > 1, logprobs, any parameter it has
+no equivalent for at a value that would change the answer, temperature together with top_p,
+a stop list of whitespace only, a tool call left unanswered before the conversation goes on).
+Pure and no I/O; the SDK is imported only for `transform_schema` (a json_schema request on its
+way to Anthropic, when the SDK is loaded anyway); bad input is a `UsageError`.
 
-Two things are said here rather than done silently: tool-call `arguments` that are not a
-JSON object (models write what they write) reach Anthropic as `{"_raw_arguments": text}`; a
-message's `name` has no Anthropic field and is not sent. Temperature is clamped to Anthropic's
-0–1.
+Said here rather than done silently: tool-call `arguments` that are not a JSON object (models
+write what they write) reach Anthropic as `{"_raw_arguments": text}`; a message's `name` has
+no Anthropic field and is not sent; temperature is clamped to Anthropic's 0–1; a neutral
+`top_p` (1) is not sent; whitespace-only stop sequences beside real ones are not sent (the API
+refuses them); a conversation with tool calls in its history but no `tools` declares the
+tools it used (with `tool_choice: none`), as the API requires tools for tool blocks.
 """
 
 from __future__ import annotations
@@ -21,10 +27,19 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from gpuctl.errors import UsageError
-from gpuctl.providers.base import ChatRequest, Message, Unsupported, arguments_object, content_text
+from gpuctl.providers.anthropic_tools import JSON_TOOL, add_tools, json_tool, response_schema
+from gpuctl.providers.base import (
+    EMPTY,
+    ChatRequest,
+    Message,
+    Unsupported,
+    UnsupportedError,
+    arguments_object,
+    content_text,
+)
 
 if TYPE_CHECKING:
-    from anthropic.types import MessageParam, ToolChoiceParam, ToolParam
+    from anthropic.types import MessageParam
     from anthropic.types.output_config_param import OutputConfigParam
 
 NAME = "anthropic"
@@ -36,10 +51,9 @@ LEADING_USER_TURN = "(conversation start)"
 
 SYSTEM_ROLES = frozenset({"system", "developer"})  # "developer" is OpenAI's newer name for system
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.DOTALL)
-
-# What OpenAI's `json_object` means, as a schema structured output accepts: any JSON object.
-ANY_OBJECT: dict[str, object] = {"type": "object", "additionalProperties": True}
+# A data URL: its media type, any parameters (`;name=a.png`), then `;base64,` and the data.
+_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+)(?:;[\w.+-]+=[^;,]*)*(?P<b64>;base64)?,(?P<data>.*)$",
+                       re.DOTALL)
 
 # OpenAI parameters with an Anthropic equivalent (mapped in `create_kwargs`), or with no effect
 # on the answer (storage, billing tier, cache keys).
@@ -57,19 +71,53 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
 
 def unsupported(request: ChatRequest) -> Unsupported | None:
     """The first thing in `request` Anthropic cannot do ("cannot do n=2"), or None."""
-    for name, value in request.params.items():
+    params = request.params
+    for name, value in params.items():
         if name in MAPPED or value is None or value in NEUTRAL.get(name, ()):
             continue
         shown = repr(value) if not isinstance(value, int | float | str) else str(value)
         return Unsupported(name, f"cannot do {name}={shown[:40]}")
-    for i, message in enumerate(request.messages):
-        content = (message.data or {}).get("content")
+    if params:
+        if request.temperature is not None and _top_p(params) is not None:
+            return Unsupported("top_p", "cannot take temperature and top_p together (Claude models refuse the pair)")
+        if json_tool(request) is not None and any(t.get("function", {}).get("name") == JSON_TOOL for t in request.tools):
+            return Unsupported("response_format", f"cannot do json_object beside a tool named {JSON_TOOL}")
+    if request.stop and not any(s.strip() for s in request.stop):
+        return Unsupported("stop", "cannot stop on whitespace only (its stop sequences need a visible character)")
+    return _unsupported_messages(request.messages)
+
+
+def _unsupported_messages(messages: Sequence[Message]) -> Unsupported | None:
+    """Content Anthropic cannot take, and tool results out of the order it requires: every
+    call answered in the turn right after it, before the conversation goes on."""
+    asked: set[str] = set()  # the ids the last assistant turn called
+    answered: set[str] = set()
+    for i, message in enumerate(messages):
+        data, role = message.data or EMPTY, message.role
+        if role in SYSTEM_ROLES:
+            continue
+        if role == "tool":
+            if data.get("tool_call_id") not in asked:
+                return Unsupported(f"messages[{i}].tool_call_id", "cannot take a tool result that does not answer "
+                                   "the assistant turn right before it")
+            answered.add(data["tool_call_id"])
+            continue
+        if asked - answered:
+            missing = ", ".join(sorted(asked - answered))
+            return Unsupported(f"messages[{i}]", f"cannot go on past a tool call that was never answered ({missing})")
+        calls = data.get("tool_calls") if role == "assistant" else None
+        asked = {str(c.get("id")) for c in calls if isinstance(c, dict)} if isinstance(calls, list) else set()
+        answered = set()
+        content = data.get("content")
         for k, part in enumerate(content if isinstance(content, list) else ()):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in ("text", "image_url", "refusal"):
                 return Unsupported(f"messages[{i}].content[{k}]", f"cannot take {kind} content")
             if kind == "image_url":
-                match = _DATA_URL.match(str(part["image_url"].get("url", "")))
+                url = str(part["image_url"].get("url", ""))
+                match = _DATA_URL.match(url) if url.startswith("data:") else None
+                if url.startswith("data:") and (match is None or not match["b64"]):
+                    return Unsupported(f"messages[{i}].content[{k}]", "cannot take a data URL that is not base64")
                 if match is not None and match["type"] not in IMAGE_TYPES:
                     return Unsupported(f"messages[{i}].content[{k}]", f"cannot take {match['type']} images")
     return None
@@ -80,7 +128,7 @@ def unsupported(request: ChatRequest) -> Unsupported | None:
 
 def _image(part: Mapping[str, Any]) -> dict[str, Any]:
     url = str((part.get("image_url") or {}).get("url", ""))
-    match = _DATA_URL.match(url)
+    match = _DATA_URL.match(url) if url.startswith("data:") else None
     if match is not None:
         return {"type": "image", "source": {"type": "base64", "media_type": match["type"], "data": match["data"]}}
     return {"type": "image", "source": {"type": "url", "url": url}}
@@ -184,48 +232,27 @@ def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str | None, list
 # ------------------------------------------------------------------ parameters
 
 
-def tools_of(tools: Sequence[Mapping[str, Any]]) -> list[ToolParam]:
-    """OpenAI function tools as Anthropic tools: {name, description, input_schema}."""
-    out: list[ToolParam] = []
-    for tool in tools:
-        function = tool.get("function") or {}
-        param: dict[str, Any] = {"name": str(function.get("name") or ""),
-                                 "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
-        if function.get("description"):
-            param["description"] = str(function["description"])
-        if function.get("strict") is not None:
-            param["strict"] = bool(function["strict"])
-        out.append(cast("ToolParam", param))
-    return out
-
-
-def tool_choice_of(choice: Any, parallel: Any) -> ToolChoiceParam | None:
-    """auto→auto, none→none, required→any, a named function→tool; `parallel_tool_calls:
-    false` → `disable_parallel_tool_use`."""
-    if choice is None and parallel is not False:
-        return None
-    if choice is None or choice == "auto":
-        out: dict[str, Any] = {"type": "auto"}
-    elif choice == "none":
-        return cast("ToolChoiceParam", {"type": "none"})
-    elif choice == "required":
-        out = {"type": "any"}
-    else:
-        out = {"type": "tool", "name": str(((choice or {}).get("function") or {}).get("name") or "")}
-    if parallel is False:
-        out["disable_parallel_tool_use"] = True
-    return cast("ToolChoiceParam", out)
-
-
 def output_config_of(response_format: Any) -> OutputConfigParam | None:
-    """response_format json_schema / json_object as structured output (`output_config`), so
-    the answer's content parses; `text` (or none) asks for nothing."""
-    if not isinstance(response_format, Mapping) or response_format.get("type") not in ("json_schema", "json_object"):
+    """A `json_schema` response_format as structured output (`output_config`), its schema
+    transformed as the SDK's `messages.parse` does (`additionalProperties: false` on objects,
+    keywords the API does not take moved into descriptions), so the answer's content parses."""
+    schema = response_schema(response_format)
+    if schema is None:
         return None
-    schema: dict[str, object] = ANY_OBJECT
-    if response_format["type"] == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or ANY_OBJECT
-    return {"format": {"type": "json_schema", "schema": schema}}
+    from anthropic import transform_schema  # loaded by now: this request is on its way to Anthropic
+
+    try:
+        strict = transform_schema(schema)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UnsupportedError(f"{NAME}: cannot do this response_format.json_schema.schema ({exc})", provider=NAME,
+                               param="response_format.json_schema.schema") from None
+    return {"format": {"type": "json_schema", "schema": strict}}
+
+
+def _top_p(params: Mapping[str, Any]) -> Any:
+    """`top_p` as given, or None when absent or neutral (1: sample from every token)."""
+    top_p = params.get("top_p")
+    return None if top_p is None or top_p == 1 else top_p
 
 
 def model_for(request: ChatRequest, default: str) -> str:
@@ -251,28 +278,31 @@ def create_kwargs(request: ChatRequest, *, model: str, max_tokens: int) -> dict[
         kwargs["stop_sequences"] = stops
     # SDK 2.10.0 has no temperature/top_p/top_k arguments; `extra_body` is its documented way
     # to send API fields it lacks. OpenAI's temperature range is 0–2, Anthropic's 0–1: clamp.
+    # Never both temperature and top_p: current Claude models refuse the pair (`unsupported`).
     extra: dict[str, Any] = {}
-    if request.temperature is not None:
-        extra["temperature"] = min(max(float(request.temperature), 0.0), 1.0)
     params = request.params
+    top_p = _top_p(params) if params else None
+    if top_p is not None:
+        if request.temperature is not None:
+            raise UnsupportedError(f"{NAME}: cannot take temperature and top_p together", provider=NAME,
+                                   param="top_p", hint="send one of them (Claude models refuse the pair)")
+        extra["top_p"] = top_p
+    elif request.temperature is not None:
+        extra["temperature"] = min(max(float(request.temperature), 0.0), 1.0)
     if params:
-        _add_params(kwargs, extra, params)
+        _add_params(kwargs, extra, request)
+    else:
+        add_tools(kwargs, request)  # the tools of the history's calls, if it has any
     if extra:
         kwargs["extra_body"] = extra
     return kwargs
 
 
-def _add_params(kwargs: dict[str, Any], extra: dict[str, Any], params: Mapping[str, Any]) -> None:
-    if params.get("top_p") is not None:
-        extra["top_p"] = params["top_p"]
+def _add_params(kwargs: dict[str, Any], extra: dict[str, Any], request: ChatRequest) -> None:
+    params = request.params
     if isinstance(params.get("top_k"), int) and params["top_k"] > 0:
         extra["top_k"] = params["top_k"]
-    tools = params.get("tools")
-    if tools:
-        kwargs["tools"] = tools_of(tools)
-        choice = tool_choice_of(params.get("tool_choice"), params.get("parallel_tool_calls"))
-        if choice is not None:
-            kwargs["tool_choice"] = choice
+    add_tools(kwargs, request)
     output = output_config_of(params.get("response_format"))
     if output is not None:
         kwargs["output_config"] = output

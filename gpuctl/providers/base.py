@@ -10,6 +10,7 @@ ChatCompletion / ChatCompletionChunk dicts, is `providers.chat_api`'s.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 import uuid
@@ -34,6 +35,27 @@ def content_text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+class NotGiven(enum.Enum):
+    """A Python API argument left out (`python_defaults`): unlike None, which is a value."""
+
+    NOT_GIVEN = "not given"
+
+
+NOT_GIVEN = NotGiven.NOT_GIVEN
+DEFAULT_TEMPERATURE, DEFAULT_MAX_TOKENS = 0.7, 2048  # the original package's, kept for its callers
+
+
+def python_defaults(temperature: float | NotGiven | None, max_tokens: int | NotGiven | None,
+                    params: Mapping[str, Any]) -> tuple[float | None, int | None]:
+    """The Python API's temperature and max_tokens: a default only for what was left out, and
+    none beside `top_p` (Claude models refuse temperature with it) or `max_completion_tokens`."""
+    if temperature is NOT_GIVEN:
+        temperature = None if params.get("top_p") is not None else DEFAULT_TEMPERATURE
+    if max_tokens is NOT_GIVEN:
+        max_tokens = None if params.get("max_completion_tokens") is not None else DEFAULT_MAX_TOKENS
+    return temperature, max_tokens
 
 
 class Message(NamedTuple):
@@ -80,24 +102,27 @@ class ChatRequest:
         messages: Iterable[Mapping[str, Any]],
         *,
         model: str | None = None,
-        temperature: float | None = 0.7,
-        max_tokens: int | None = 2048,
+        temperature: float | NotGiven | None = NOT_GIVEN,
+        max_tokens: int | NotGiven | None = NOT_GIVEN,
         stop: Iterable[str] = (),
         **params: Any,
     ) -> ChatRequest:
         """From trusted Python arguments (the Python API, the chat); `params` as OpenAI names
-        them. Untrusted bodies go through `chat_api.parse_chat_request`, which validates."""
+        them; temperature and max_tokens left out get `python_defaults`. Untrusted bodies go
+        through `chat_api.parse_chat_request`, which validates."""
         msgs = tuple(Message.of(m) for m in messages)
-        return cls(messages=msgs, model=model, temperature=temperature, max_tokens=max_tokens, stop=tuple(stop),
+        temp, limit = python_defaults(temperature, max_tokens, params)
+        return cls(messages=msgs, model=model, temperature=temp, max_tokens=limit, stop=tuple(stop),
                    params=params or EMPTY)
 
     @property
     def limit(self) -> int | None:
-        """The most tokens the answer may have: `max_tokens`, else `max_completion_tokens`."""
-        if self.max_tokens is not None:
-            return self.max_tokens
-        value = self.params.get("max_completion_tokens")
-        return value if isinstance(value, int) else None
+        """The most tokens the answer may have: `max_completion_tokens` (OpenAI's newer name)
+        wins over `max_tokens`, as on vLLM (`max_completion_tokens or max_tokens`)."""
+        value = self.params.get("max_completion_tokens") if self.params else None
+        if isinstance(value, int) and not isinstance(value, bool) and value:
+            return value
+        return self.max_tokens
 
     @property
     def tools(self) -> list[Mapping[str, Any]]:
@@ -107,21 +132,25 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts. `estimated`: the server reported none, so gpuctl counted them from the
+    text (about 4 characters a token); it is an attribute, never part of OpenAI's `usage`."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    estimated: bool = False  # the server reported none: counted from the text (about 4 chars a token)
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def to_openai(self) -> dict[str, int]:
+        """`usage` exactly as OpenAI's wire has it: three counts, no `estimated`."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-            "estimated": self.estimated,
-        }
+        """gpuctl's own JSON (`chat --json`, the ledger's views): the counts and `estimated`."""
+        return {**self.to_openai(), "estimated": self.estimated}
 
 
 def estimate_tokens(text: str) -> int:
@@ -130,9 +159,16 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimated_usage(request: ChatRequest, answer: str) -> Usage:
-    """Usage for an answer whose server reported none (marked `estimated`)."""
+    """Usage for an answer whose server reported none (marked `estimated`). `answer` is all
+    the model wrote: its text and its tool calls' names and arguments (`written`)."""
     prompt = sum(4 + estimate_tokens(m.content) for m in request.messages)
     return Usage(prompt_tokens=prompt, completion_tokens=estimate_tokens(answer), estimated=True)
+
+
+def written(text: str, calls: Iterable[ToolCall]) -> str:
+    """What a model wrote for an answer, for an estimate: its text, then each tool call's
+    name and arguments (they are generated tokens too)."""
+    return text + "".join(c.name + c.arguments for c in calls)
 
 
 @dataclass(frozen=True)
@@ -232,12 +268,10 @@ def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def usage_dict(usage: Usage) -> dict[str, Any]:
-    """`usage` as OpenAI reports it; `estimated: true` is added when we counted it ourselves."""
-    out = usage.as_dict()
-    if not out.pop("estimated"):
-        return out
-    return {**out, "estimated": True}
+def usage_dict(usage: Usage) -> dict[str, int]:
+    """`usage` as OpenAI reports it (`Usage.to_openai`): whether gpuctl estimated it stays on
+    `Usage.estimated` (and in the ledger), out of the OpenAI wire."""
+    return usage.to_openai()
 
 
 def _choice(choice: dict[str, Any]) -> dict[str, Any]:

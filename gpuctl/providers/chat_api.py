@@ -4,7 +4,12 @@ Owns: `parse_chat_request` (an untrusted request body → `ChatRequest`, validat
 routing and mapping rely on; every other field travels verbatim), `RequestError` (a bad body,
 naming the parameter: a 400), `completion_dict` (a `ChatResponse` → an OpenAI ChatCompletion
 dict) and `CompletionChunks` (each `StreamChunk` → the ChatCompletionChunk dicts it makes).
-These are the entry points a gateway serves.
+These are the entry points a gateway serves. The body's `model` is kept as the caller's
+public name (`ChatRequest.model`): OpenAI-compatible providers always send their own model,
+Anthropic honours only a `claude-…` name. Beyond the shape, the rules a provider would refuse
+late are checked here: tool names (OpenAI's `^[a-zA-Z0-9_-]{1,64}$`, each once), tool-call
+ids (a tool result answers an earlier call, by a non-empty id), `tool_choice` only with
+`tools` (but "none").
 
 Must not: do I/O, know a provider, or touch the streaming hot path beyond one chunk at a time.
 """
@@ -32,7 +37,8 @@ from gpuctl.providers.base import (
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# OpenAI's own rule for function names (no '.'); Anthropic refuses anything else too.
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Fields read into ChatRequest's own attributes; every other one goes to `params` verbatim.
 _OWN = frozenset({"messages", "model", "temperature", "max_tokens", "stream"})  # `stop` stays too: sent as given
 
@@ -138,7 +144,9 @@ def _tools(body: Mapping[str, Any]) -> set[str]:
             raise _bad(f"tools[{i}]", "must be {type: function, function: {name, parameters}}")
         name = function.get("name")
         if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise _bad(f"tools[{i}].function.name", "must be 1-64 letters, digits, '_', '-' or '.'")
+            raise _bad(f"tools[{i}].function.name", "must be 1-64 letters, digits, '_' or '-'")
+        if name in names:
+            raise _bad(f"tools[{i}].function.name", f"repeats {name!r}: tool names must be unique")
         if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
             raise _bad(f"tools[{i}].function.parameters", "must be a JSON Schema object")
         names.add(name)
@@ -147,7 +155,11 @@ def _tools(body: Mapping[str, Any]) -> set[str]:
 
 def _tool_choice(body: Mapping[str, Any], names: set[str]) -> None:
     choice = body.get("tool_choice")
-    if choice is None or choice in TOOL_CHOICES:
+    if choice is None or choice == "none":
+        return  # "none" asks for no call: it needs no tools (vLLM takes it alone too)
+    if not names:
+        raise _bad("tool_choice", "needs `tools` (only \"none\" may be given without them)")
+    if choice in TOOL_CHOICES:
         return
     function = choice.get("function") if isinstance(choice, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
@@ -170,6 +182,24 @@ def _response_format(body: Mapping[str, Any]) -> None:
             raise _bad("response_format.json_schema.schema", "must be a JSON Schema object")
 
 
+def _tool_ids(messages: tuple[Message, ...]) -> None:
+    """Every tool result answers a call an earlier assistant message made, by a non-empty id."""
+    called: set[str] = set()
+    for i, message in enumerate(messages):
+        role, data = message.role, message.data or EMPTY
+        if role == "assistant":
+            for k, call in enumerate(data.get("tool_calls") or ()):
+                if not call["id"]:
+                    raise _bad(f"messages[{i}].tool_calls[{k}].id", "must not be empty")
+                called.add(call["id"])
+        elif role == "tool":
+            ident = data["tool_call_id"]
+            if not ident:
+                raise _bad(f"messages[{i}].tool_call_id", "must not be empty")
+            if ident not in called:
+                raise _bad(f"messages[{i}].tool_call_id", f"is {ident!r}, which no earlier assistant tool call has")
+
+
 def parse_chat_request(body: Any) -> ChatRequest:
     """An OpenAI Chat Completions request body as a `ChatRequest`; `RequestError` (with
     `param`) for anything a provider could not read. Unknown fields pass through untouched."""
@@ -179,6 +209,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "must be a non-empty list")
     parsed = tuple(_message(m, i) for i, m in enumerate(messages))
+    _tool_ids(parsed)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise _bad("model", "must be a string")

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from gpuctl.errors import Kind, ProviderError
-from gpuctl.http.client import Timeouts, build_async_client, redact
+from gpuctl.http.client import Timeouts, build_async_client
 from gpuctl.http.sse import StallWatchdog, sse_data_blocks
 from gpuctl.providers.base import (
     ChatRequest,
@@ -36,6 +36,7 @@ from gpuctl.providers.openai_errors import (
     health_of,
     names_a_model,
     normalise_base_url,
+    public_endpoint,
     raise_broken,
     refuses_tools,
 )
@@ -81,7 +82,8 @@ class VLLMEndpoint:
         self._client: httpx.AsyncClient | None = None
         self._served: str | None = None  # with no model configured: the first one /v1/models lists
         self._no_tools: str | None = None  # set once the server refused `tools` (started without tool calling)
-        self._endpoint: str | None = None
+        # The OpenAI base URL users paste into other tools: "<root>/v1", without credentials.
+        self.endpoint = public_endpoint(self._root)
 
     provider = property(lambda self: self.name)  # the older name of `name`
 
@@ -97,14 +99,6 @@ class VLLMEndpoint:
 
     def __repr__(self) -> str:
         return f"VLLMEndpoint({self.endpoint!r}, provider={self.provider!r}, model={self.model!r})"
-
-    @property
-    def endpoint(self) -> str:
-        """The OpenAI base URL users paste into other tools: "<root>/v1", without credentials."""
-        if self._endpoint is None:  # a URL parse and a redaction: once, not per answer
-            url = httpx.URL(self._root).copy_with(username=None, password=None, query=None, fragment=None)
-            self._endpoint = redact(str(url).rstrip("/")) + "/v1"
-        return self._endpoint
 
     def _http(self) -> httpx.AsyncClient:
         # Built on first use so an endpoint that is configured but never called holds no pool.
@@ -130,7 +124,7 @@ class VLLMEndpoint:
     # --- errors (the mapping itself is openai_errors') ---------------------------------
 
     def _errors(self) -> VLLMErrors:
-        # Built per failure, never on the happy path: `endpoint` costs a URL parse.
+        # Built per failure, never on the happy path.
         return VLLMErrors(self.provider, self.endpoint, self._timeouts, has_key=bool(self._api_key))
 
     async def _status_error(self, response: httpx.Response, body: bytes, what: str) -> ProviderError:
@@ -162,8 +156,9 @@ class VLLMEndpoint:
         return model_list(await self._json(response, "listing models"), self._errors)
 
     async def served_model(self) -> str | None:
-        """The configured model, else the first one /v1/models lists (asked once): sent, and
-        reported, instead of whatever a server echoes."""
+        """The configured model, else the first one /v1/models lists (asked once): the only
+        model ever sent (never the caller's `model`, a public name), and the one reported,
+        instead of whatever a server echoes."""
         if self.model:
             return self.model
         if self._served is None:
@@ -279,7 +274,7 @@ class VLLMEndpoint:
             async with asyncio.timeout(budget):
                 served = tuple(str(m.get("id")) for m in await self.models())
                 if deep:
-                    await self.chat(ping_request(self.model or (served[0] if served else None)))
+                    await self.chat(ping_request())
         except TimeoutError:
             what = "generating one token" if deep else "/v1/models"
             return ("cold", f"{'/v1/models' if no_health else '/health'} answered, but {what} took over {budget:g}s",

@@ -3,7 +3,7 @@ error status and unexpected body becomes a `ProviderError` (kind + one-line mess
 
 A private helper of `openai_compat.VLLMEndpoint`, which builds one `VLLMErrors` per failure with
 its provider name, public endpoint and timeouts; also the endpoint URL's validation
-(`normalise_base_url`), and `raise_broken` (a failure after text was shown). Pure: no I/O (listing the served models for a
+(`normalise_base_url`) and public form (`public_endpoint`), and `raise_broken` (a failure after text was shown). Pure: no I/O (listing the served models for a
 404 is the client's job), no printing, and no key in a message (every message is redacted).
 """
 
@@ -247,6 +247,13 @@ def normalise_base_url(base_url: str) -> str:
             hint="set the provider's URL to the vLLM server root (a trailing /v1 is fine)",
         )
     return url
+
+
+def public_endpoint(root: str) -> str:
+    """A server root as the OpenAI base URL users paste into other tools: "<root>/v1",
+    without credentials, query or fragment."""
+    url = httpx.URL(root).copy_with(username=None, password=None, query=None, fragment=None)
+    return redact(str(url).rstrip("/")) + "/v1"
 
 
 def raise_broken(exc: ProviderError, shown: list[str]) -> NoReturn:

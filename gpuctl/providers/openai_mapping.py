@@ -1,10 +1,16 @@
 """The OpenAI chat-completions wire format, both ways, for `openai_compat.VLLMEndpoint`.
 
-Owns: the request body built from a `ChatRequest` (the caller's body, model substituted), a
+Owns: the request body built from a `ChatRequest` (the caller's body with the server's own
+model, never the caller's `model`: that is a public name such as "gpt-4o-mini", and vLLM
+answers 404 to a name it does not serve), a
 complete answer (text, tool calls, usage, finish reason, the server's own JSON) read back into
 a `ChatResponse`, the served-model list, one streamed `data:` event parsed and its tool-call
 deltas, the 1-token request a deep health check sends, and vLLM's Prometheus metrics parsed.
 (Folding a stream's deltas stays inline in `openai_stream`: it runs 2,000 times per answer.)
+
+The body is the caller's, verbatim, with one documented exception besides `model`: a
+`developer` message goes as `system`. vLLM passes roles through to the model's chat template,
+and templates that predate OpenAI's `developer` role (Qwen2.5's among them) silently drop it.
 
 Must not: do I/O or build error messages itself (bad input leaves through `VLLMErrors`).
 """
@@ -18,6 +24,7 @@ from typing import Any
 
 from gpuctl.errors import Kind
 from gpuctl.providers.base import (
+    EMPTY,
     ChatRequest,
     ChatResponse,
     ToolCall,
@@ -25,17 +32,19 @@ from gpuctl.providers.base import (
     Usage,
     estimated_usage,
     finish_reason,
+    written,
 )
 from gpuctl.providers.openai_errors import VLLMErrors, one_line, server_message
 
 
-def chat_body(request: ChatRequest, default_model: str | None, *, stream: bool) -> dict[str, Any]:
+def chat_body(request: ChatRequest, model: str | None, *, stream: bool) -> dict[str, Any]:
     """The JSON body of POST /v1/chat/completions: the request as the caller gave it (its own
-    message dicts, every parameter verbatim: tools, response_format, vLLM's extras), with the
-    model substituted (`default_model` when the request names none)."""
+    message dicts, every parameter verbatim: tools, response_format, vLLM's extras), with
+    `model`, the server's own (configured, or the one it lists), in place of the caller's
+    (None: no `model`, which vLLM allows), and `developer` messages as `system`."""
     body: dict[str, Any] = dict(request.params) if request.params else {}
-    body["messages"] = [m.as_dict() for m in request.messages]
-    model = request.model or default_model
+    body["messages"] = [m.as_dict() if m.role != "developer" else {**m.as_dict(), "role": "system"}
+                        for m in request.messages]
     if model:
         body["model"] = model
     if request.temperature is not None:
@@ -55,9 +64,10 @@ def chat_body(request: ChatRequest, default_model: str | None, *, stream: bool) 
     return body
 
 
-def ping_request(model: str | None) -> ChatRequest:
-    """The smallest completion that proves the server can generate: one token of "ping"."""
-    return ChatRequest.from_openai([{"role": "user", "content": "ping"}], model=model, temperature=0.0, max_tokens=1)
+def ping_request() -> ChatRequest:
+    """The smallest completion that proves the server can generate: one token of "ping"
+    (of the server's own model, as every request)."""
+    return ChatRequest.from_openai([{"role": "user", "content": "ping"}], temperature=0.0, max_tokens=1)
 
 
 def model_list(data: Any, errors: Callable[[], VLLMErrors]) -> list[dict[str, Any]]:
@@ -109,7 +119,7 @@ def chat_response(data: Any, body: dict[str, Any], request: ChatRequest, *, erro
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         why = f"no choices[0].message.content ({type(exc).__name__})"
         raise errors.malformed("chat completion", why) from None
-    usage = usage_of(data.get("usage")) if data.get("usage") else estimated_usage(request, text)
+    usage = usage_of(data.get("usage")) if data.get("usage") else estimated_usage(request, written(text, calls))
     return ChatResponse(
         text=text,
         provider=errors.provider,
@@ -122,17 +132,35 @@ def chat_response(data: Any, body: dict[str, Any], request: ChatRequest, *, erro
     )
 
 
-def tool_deltas(calls: list[Any]) -> list[ToolCallDelta]:
-    """One streamed `delta.tool_calls` list: the first piece of a call has id and name."""
+def tool_deltas(calls: Any, errors: Callable[[], VLLMErrors]) -> list[ToolCallDelta]:
+    """One streamed `delta.tool_calls` list: the first piece of a call has id and name.
+    Anything else than OpenAI's shape (an index that is not a whole number, a name that is not
+    text) is a malformed stream (`errors` is called only then)."""
+    if not isinstance(calls, list):
+        raise errors().malformed("stream event", "delta.tool_calls is not a list of tool call deltas")
     out = []
     for call in calls:
-        if not isinstance(call, dict):
-            continue
-        function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
-        arguments = function.get("arguments")
-        out.append(ToolCallDelta(index=int(call.get("index") or 0), id=call.get("id"), name=function.get("name"),
-                                 arguments=arguments if isinstance(arguments, str) else ""))
+        function = call.get("function", EMPTY) if isinstance(call, dict) else None
+        index = call.get("index", 0) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or type(index) is not int or index < 0:
+            raise errors().malformed("stream event", "a tool call delta without a whole-number index")
+        ident, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
+        if not (ident is None or isinstance(ident, str)) or not (name is None or isinstance(name, str)) \
+                or not (arguments is None or isinstance(arguments, str)):
+            raise errors().malformed("stream event", "a tool call delta whose id, name or arguments is not text")
+        out.append(ToolCallDelta(index, ident, name, arguments or ""))
     return out
+
+
+def merge_deltas(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """Pieces of the same call (one index) as one piece: what one network read brought of a
+    call is one entry of a chunk, as OpenAI's own stream has it (id and name first)."""
+    merged: dict[int, ToolCallDelta] = {}
+    for d in deltas:
+        seen = merged.get(d.index)
+        merged[d.index] = d if seen is None else ToolCallDelta(
+            d.index, seen.id or d.id, seen.name or d.name, seen.arguments + d.arguments)
+    return list(merged.values())
 
 
 # Asking for what a StreamChunk cannot carry (several choices, logprobs): chunks then also

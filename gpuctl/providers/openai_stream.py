@@ -27,12 +27,20 @@ from gpuctl.providers.base import (
     finish_reason,
 )
 from gpuctl.providers.openai_errors import VLLMErrors
-from gpuctl.providers.openai_mapping import event_payload, tool_deltas, usage_of, wants_raw
+from gpuctl.providers.openai_mapping import (
+    event_payload,
+    merge_deltas,
+    tool_deltas,
+    usage_of,
+    wants_raw,
+)
 
 
 class StreamFold:
-    """One streamed answer's state. `shown` holds what was yielded (text and argument
-    fragments): once it is not empty, a failure is a broken stream, never a clean one."""
+    """One streamed answer's state. `shown` holds the text of every chunk yielded (an entry
+    per chunk, "" for one of tool-call pieces only): once it is not empty, a failure is a
+    broken stream, never a clean one, and its text is the partial text. `called` holds the
+    tool calls' names and argument fragments yielded (for an estimate of usage)."""
 
     def __init__(self, request: ChatRequest, model: str | None) -> None:
         self.request = request
@@ -43,6 +51,7 @@ class StreamFold:
         self.calls = False
         self.done = False  # `data: [DONE]` arrived
         self.shown: list[str] = []
+        self.called: list[str] = []
 
     def fold(self, datas: list[str], errors: Callable[[], VLLMErrors]) -> tuple[StreamChunk | None, ProviderError | None]:
         """The chunk these events make (None: nothing to show), and the error that ended them."""
@@ -61,30 +70,38 @@ class StreamFold:
                 break
             if self.model is None:
                 self.model = payload.get("model")
-            if self.keep_raw:
-                raws.append(payload)
             if payload.get("usage"):
                 self.usage = usage_of(payload["usage"])
             for choice in payload.get("choices") or ():
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
+                delta = choice.get("delta")
+                if isinstance(delta, dict) and delta.get("tool_calls"):
+                    try:
+                        deltas += tool_deltas(delta["tool_calls"], errors)
+                    except ProviderError as exc:
+                        failed = exc
+                        break
                 if choice.get("finish_reason"):
                     self.finish = str(choice["finish_reason"])
-                delta = choice.get("delta")
                 if not isinstance(delta, dict):
                     continue
                 text = delta.get("content")
                 if isinstance(text, str) and text:
                     pieces.append(text)
-                if delta.get("tool_calls"):
-                    deltas += tool_deltas(delta["tool_calls"])
+            if failed is not None:
+                break
+            if self.keep_raw:
+                raws.append(payload)
         if not (pieces or deltas or raws):
             return None, failed
         text = pieces[0] if len(pieces) == 1 else "".join(pieces)
         self.shown.append(text)
         if deltas:
             self.calls = True
-            self.shown.extend(d.arguments for d in deltas)
+            if len(deltas) > 1:
+                deltas = merge_deltas(deltas)
+            self.called.extend((d.name or "") + d.arguments for d in deltas)
         return StreamChunk(text, None, None, self.model, tuple(deltas) if deltas else None,
                            tuple(raws) if raws else None), failed
 
@@ -97,5 +114,5 @@ class StreamFold:
     def last(self) -> StreamChunk:
         """The final chunk. Many servers ignore include_usage: an estimate, marked so, beats
         recording 0 tokens."""
-        usage = self.usage or estimated_usage(self.request, "".join(self.shown))
+        usage = self.usage or estimated_usage(self.request, "".join(self.shown) + "".join(self.called))
         return StreamChunk("", finish_reason(self.finish, tool_calls=self.calls), usage, self.model)

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpuctl.config import Settings, load_settings
 from gpuctl.errors import NoProviderError
-from gpuctl.providers.base import ChatRequest, Usage
+from gpuctl.providers.base import NOT_GIVEN, ChatRequest, NotGiven, Usage, python_defaults
 from gpuctl.providers.chat_api import parse_chat_request
 from gpuctl.routing import stream as answers
 from gpuctl.routing.ledger import Ledger
@@ -140,8 +140,8 @@ class BackendManager:
         tools: list[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         response_format: Mapping[str, Any] | None = None,
-        temperature: float | None = 0.7,
-        max_tokens: int | None = 2048,
+        temperature: float | NotGiven | None = NOT_GIVEN,
+        max_tokens: int | NotGiven | None = NOT_GIVEN,
         stream: bool = False,
         provider: str | None = None,
         model: str | None = None,
@@ -151,23 +151,20 @@ class BackendManager:
         """The OpenAI request, routed: a complete answer (a `ChatResponse`: `.text`,
         `.provider`, `.usage` as always, plus `.message`, `.tool_calls` and `.to_openai()`),
         or with `stream=True` a `RoutedStream` to iterate. `params` are any other OpenAI (or
-        vLLM) fields, passed on verbatim; a request with tools, a response format or extra
-        fields is validated first (`RequestError`, naming the parameter)."""
+        vLLM) fields, passed on verbatim. The request is validated first (`RequestError`,
+        naming the parameter). Left out, temperature is 0.7 and max_tokens 2048, as always,
+        except beside `top_p` / `max_completion_tokens` (`providers.base.python_defaults`)."""
         extra = {k: v for k, v in (("tools", tools), ("tool_choice", tool_choice),
                                    ("response_format", response_format)) if v is not None}
         extra.update(params)
-        if extra:
-            body: dict[str, Any] = {"messages": list(messages), **extra}
-            for key, value in (("model", model), ("temperature", temperature), ("max_tokens", max_tokens)):
-                if value is not None:
-                    body[key] = value
-            if stop:
-                body["stop"] = stop if isinstance(stop, str) else list(stop)
-            request = parse_chat_request(body)
-        else:
-            stops = (stop,) if isinstance(stop, str) else stop
-            request = ChatRequest.from_openai(messages, model=model, temperature=temperature, max_tokens=max_tokens,
-                                              stop=stops)
+        temp, limit = python_defaults(temperature, max_tokens, extra)
+        body: dict[str, Any] = {"messages": [m if isinstance(m, dict) else dict(m) for m in messages], **extra}
+        for key, value in (("model", model), ("temperature", temp), ("max_tokens", limit)):
+            if value is not None:
+                body[key] = value
+        if stop:
+            body["stop"] = stop if isinstance(stop, str) else list(stop)
+        request = parse_chat_request(body)
         if stream:
             return self.stream_chat(request, only=provider)
         return await self.complete(request, only=provider)

@@ -4,7 +4,9 @@ and `complete` (whole).
 Both walk `Router.candidates` and fail over on connection errors, timeouts, 5xx, 429 and
 malformed replies — but a stream only before its first token: once text has been shown, a
 broken stream is reported plainly (`StreamBrokenError`) and never silently re-sent. Every
-answer, failure and stopped answer leaves a ledger row.
+answer, failure and stopped answer leaves a ledger row. When the last provider that could be
+tried fails, the rest of the walk is still done (none is tried), so the error names every
+provider's reason ("…; anthropic: cannot do n=2").
 
 Must not: reach into `BackendManager` (it uses the `Router`'s public methods only), or add
 per-chunk calls to the streaming loop (bench/bench_router.py measures it).
@@ -41,6 +43,8 @@ async def complete(router: Router, request: ChatRequest, *, only: str | None = N
                 attempts.append(router.failed_before_text(slot, exc, request, started, started_at))
                 if exc.failover and has_next:
                     continue
+                if not has_next:
+                    await _skip_rest(candidates)
                 raise give_up(attempts, exc) from None
             except (asyncio.CancelledError, KeyboardInterrupt):
                 # The caller gave up (a gateway client hung up, Ctrl-C): the provider worked
@@ -66,7 +70,7 @@ class RoutedStream:
     `fallback` (typed), `attempts`, `text`, `tool_calls`, `usage`, `finish_reason`, `ttft_s`,
     `latency_s`, and `response()` (the whole answer, `.to_openai()` included). A failure after
     text (or part of a tool call) was yielded raises `StreamBrokenError` (with the partial
-    text) and is never re-sent elsewhere.
+    text and tool calls, the cut one named in its message) and is never re-sent elsewhere.
     """
 
     router: Router
@@ -106,7 +110,7 @@ class RoutedStream:
         async with contextlib.aclosing(router.candidates(self.only, self.attempts, self._trying,
                                                          self.request)) as candidates:
             async for slot, has_next in candidates:
-                opened = await self._open(slot, has_next)
+                opened = await self._open(slot, has_next, candidates)
                 if opened is None:
                     continue  # failed before its first token; the next provider answers
                 chunks, buffered, started = opened
@@ -143,7 +147,8 @@ class RoutedStream:
     def _trying(self, name: str) -> None:
         self.trying = name
 
-    async def _open(self, slot: Slot, has_next: bool) -> tuple[Any, list[StreamChunk], float] | None:
+    async def _open(self, slot: Slot, has_next: bool,
+                    candidates: Any = None) -> tuple[Any, list[StreamChunk], float] | None:
         """Start streaming from one provider and pull up to its first text (or tool call).
         None when it failed before that and another provider may answer; raises otherwise.
 
@@ -168,6 +173,8 @@ class RoutedStream:
             self.attempts.append(router.failed_before_text(slot, exc, self.request, started, self._started_at))
             if exc.failover and has_next:
                 return None
+            if not has_next and candidates is not None:
+                await _skip_rest(candidates)
             raise give_up(self.attempts, exc) from None
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Given up on before the first token (a gateway client hung up, Ctrl-C while a cold
@@ -184,9 +191,15 @@ class RoutedStream:
         if exc.counts_against_breaker:
             self.router.failed(slot.name, reason)
         self._record(slot, error=reason.text)
+        calls = self.tool_calls
+        if calls:  # cut inside the last call (a call is only whole when the answer finishes)
+            where = f"inside a tool call to {calls[-1].name or '(unnamed)'}" + (
+                f", after {len(self.text)} characters of text" if self.text else "")
+        else:
+            where = f"after {len(self.text)} characters"
         raise StreamBrokenError(
-            f"{slot.name}: the answer broke off after {len(self.text)} characters ({exc.message}); it was not re-sent",
-            provider=slot.name, partial_text=self.text,
+            f"{slot.name}: the answer broke off {where} ({exc.message}); it was not re-sent",
+            provider=slot.name, partial_text=self.text, partial_tool_calls=calls,
             hint="retry the question (in chat: /retry)",
         ) from None
 
@@ -229,6 +242,14 @@ class RoutedStream:
                               self.finish_reason, self.latency_s or 0.0, self.ttft_s, None, self.tool_calls)
         return RoutedResponse.of(answer, provider=self.provider or "", latency_s=self.latency_s or 0.0,
                                  fallback=self.fallback)
+
+
+async def _skip_rest(candidates: Any) -> None:
+    """The last provider that could be tried failed: walk the rest of the candidates, so each
+    one's reason for being skipped (it cannot do the request, its breaker is open) is in the
+    error too. None of them is tried: there was no next one."""
+    async for slot, _ in candidates:
+        logger.debug("not trying %s: the request already failed on the last provider", slot.name)
 
 
 async def _close(agen: Any) -> None:

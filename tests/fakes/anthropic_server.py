@@ -126,6 +126,35 @@ def _blocks_of(message: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [b for b in content if isinstance(b, dict) and b.get("type") == kind] if isinstance(content, list) else []
 
 
+# Anthropic's documented rule for tool names (no '.').
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# JSON Schema keywords structured output does not take (the SDK's `transform_schema` moves
+# them into descriptions).
+_SCHEMA_UNSUPPORTED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                                 "minLength", "maxLength"})
+
+
+def _validate_schema(schema: Any, where: str) -> None:
+    """Structured output's rules: every object says `additionalProperties: false`, and no
+    numeric or length constraints."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        raise _BadRequest(f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false")
+    unsupported = sorted(_SCHEMA_UNSUPPORTED & set(schema))
+    if unsupported:
+        raise _BadRequest(f"{where}: property '{unsupported[0]}' is not supported")
+    for key, sub in (schema.get("properties") or {}).items():
+        _validate_schema(sub, f"{where}.properties.{key}")
+    for key in ("items", "additionalProperties"):
+        _validate_schema(schema.get(key), f"{where}.{key}")
+    for key in ("anyOf", "allOf", "oneOf"):
+        for i, sub in enumerate(schema.get(key) or ()):
+            _validate_schema(sub, f"{where}.{key}.{i}")
+    for key, sub in (schema.get("$defs") or {}).items():
+        _validate_schema(sub, f"{where}.$defs.{key}")
+
+
 def _validate_tools(body: dict[str, Any], messages: list[Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
@@ -135,21 +164,34 @@ def _validate_tools(body: dict[str, Any], messages: list[Any]) -> None:
             if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) \
                     or not isinstance(tool.get("input_schema"), dict) or tool["input_schema"].get("type") != "object":
                 raise _BadRequest(f"tools.{i}: needs name and an input_schema of type object")
+            if not _TOOL_NAME.match(tool["name"]):
+                raise _BadRequest(f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
             unknown = set(tool) - {"name", "description", "input_schema", "strict", "cache_control", "type"}
             if unknown:
                 raise _BadRequest(f"tools.{i}.{sorted(unknown)[0]}: Extra inputs are not permitted")
+        if len({t["name"] for t in tools}) != len(tools):
+            raise _BadRequest("tools: Tool names must be unique.")
     choice = body.get("tool_choice")
     if choice is not None:
         names = {t["name"] for t in tools or []}
         if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
             raise _BadRequest("tool_choice: must be auto, any, tool or none")
+        if choice["type"] in ("any", "tool") and not tools:
+            raise _BadRequest("tool_choice: may only be specified while providing tools")
         if choice["type"] == "tool" and choice.get("name") not in names:
             raise _BadRequest(f"tool_choice.name: {choice.get('name')!r} is not one of the tools")
     uses_tools = any(_blocks_of(m, "tool_use") or _blocks_of(m, "tool_result") for m in messages if isinstance(m, dict))
     if uses_tools and not tools:
         raise _BadRequest("Requests which include `tool_use` or `tool_result` blocks must define tools.")
-    # Every tool_use must be answered by a tool_result in the very next (user) turn.
     for i, message in enumerate(messages):
+        # Every tool_result answers a tool_use of the message right before it...
+        asked = {b.get("id") for b in _blocks_of(messages[i - 1], "tool_use")} if i else set()
+        stray = [b.get("tool_use_id") for b in _blocks_of(message, "tool_result") if b.get("tool_use_id") not in asked]
+        if stray:
+            raise _BadRequest(f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                              f"{stray[0]}. Each `tool_result` block must have a corresponding `tool_use` block "
+                              "in the previous message.")
+        # ...and every tool_use is answered by a tool_result in the very next (user) turn.
         ids = [b["id"] for b in _blocks_of(message, "tool_use")]
         if not ids:
             continue
@@ -165,6 +207,8 @@ def _validate_tools(body: dict[str, Any], messages: list[Any]) -> None:
         if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "json_schema"
                                 or not isinstance(fmt.get("schema"), dict)):
             raise _BadRequest("output_config.format: must be {type: json_schema, schema}")
+        if fmt is not None:
+            _validate_schema(fmt["schema"], "output_config.format.schema")
 
 
 def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
@@ -183,6 +227,9 @@ def validate_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise _BadRequest("max_tokens: Input should be greater than or equal to 1")
     temperature = body.get("temperature")
+    if temperature is not None and body.get("top_p") is not None:
+        # Current Claude models (Haiku/Sonnet 4.5 and later) refuse the pair.
+        raise _BadRequest("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
     if temperature is not None and (
         not isinstance(temperature, int | float) or not 0.0 <= float(temperature) <= 1.0
     ):
@@ -360,7 +407,13 @@ class FakeAnthropic:
             name = tools[0]["name"]
         else:
             return None
-        tool_input = (self.tool_call or {}).get("input", {})
+        if self.tool_call is not None and self.tool_call["name"] == name:
+            tool_input = self.tool_call.get("input", {})
+        else:  # an input matching the tool's schema (a forced tool the knob does not name)
+            from tests.fakes.vllm_server import schema_instance
+
+            schema = next(t["input_schema"] for t in tools if t["name"] == name)
+            tool_input = schema_instance(schema) if schema.get("properties") else {}
         return {"type": "tool_use", "id": f"toolu_fake{self._next_id()[-6:]}", "name": name, "input": tool_input}
 
     def generate(

@@ -519,7 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ),
             )
             return
-        max_tokens = req.get("max_tokens", req.get("max_completion_tokens"))
+        # vLLM's own precedence: `max_completion_tokens or max_tokens`.
+        max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
         if max_tokens is None:
             max_tokens = fake.max_model_len - prompt_tokens
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -542,6 +543,9 @@ class _Handler(BaseHTTPRequestHandler):
         limit = min(max_tokens, fake.max_model_len - prompt_tokens)
         stop = req.get("stop") or []
         stops = [stop] if isinstance(stop, str) else [str(s) for s in stop]
+        if req.get("tool_choice") not in (None, "none") and not req.get("tools"):
+            self._send_json(400, _error("When using `tool_choice`, `tools` must be set.", "BadRequestError", 400))
+            return
         if req.get("tools") and fake.tool_call_parser is None:
             self._send_json(400, _error('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser '
                                         "to be set", "BadRequestError", 400))

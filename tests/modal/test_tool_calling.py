@@ -76,3 +76,20 @@ def test_the_vast_container_starts_vllm_with_tool_calling(tmp_path: Path) -> Non
         assert tool_flags(create_spec(load_settings(env=env, home=tmp_path), state).args)[-1] == "hermes"
         off = create_spec(load_settings(env={**env, "GPUCTL_VASTAI_TOOL_CALL_PARSER": "none"}, home=tmp_path), state)
     assert tool_flags(off.args) == []
+
+
+@pytest.mark.parametrize("model", ["qwen/Qwen2.5-7B-Instruct", "Qwen/qwen2.5-7b-instruct", "QWEN/QWEN2.5-14B"])
+def test_the_table_ignores_case_as_hugging_face_does(model: str, load_app: Callable[..., ModuleType]) -> None:
+    """Issue 13 review, finding 15: a differently cased id deployed without tool calling."""
+    assert bundle.tool_call_parser(model) == "hermes"
+    app = load_app(GPUCTL_MODAL_MODEL=model)
+    assert tool_flags(app.vllm_command(app.SETTINGS, API_KEY))[-1] == "hermes"
+
+
+def test_vllms_parser_names_with_a_dash_are_accepted(load_app: Callable[..., ModuleType]) -> None:
+    assert bundle.tool_call_parser("ibm-granite/granite-20b-functioncalling", "granite-20b-fc") == "granite-20b-fc"
+    app = load_app(GPUCTL_MODAL_TOOL_CALL_PARSER="granite-20b-fc")
+    assert tool_flags(app.vllm_command(app.SETTINGS, API_KEY))[-1] == "granite-20b-fc"
+    for bad in ("Hermes", "hermes fc", "a" * 41):
+        with pytest.raises(ConfigError):
+            bundle.tool_call_parser("m/x", bad)

@@ -28,7 +28,7 @@ from gpuctl.providers.chat_api import (
     parse_chat_request,
 )
 from gpuctl.providers.openai_mapping import chat_body
-from tests.support.chat_requests import WEATHER, tool_conversation
+from tests.support.chat_requests import WEATHER, tool, tool_conversation
 
 
 def test_a_full_request_parses_and_keeps_every_field() -> None:
@@ -46,10 +46,11 @@ def test_a_full_request_parses_and_keeps_every_field() -> None:
     assert request.max_tokens is None and request.limit == 100 and request.stop == ("\n\n",)
     assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool"]
     assert request.messages[2].data is body["messages"][2]  # the caller's own dict, untouched
-    # What an OpenAI-compatible server gets: the body itself, only the model substituted.
+    # What an OpenAI-compatible server gets: the body itself, only the model substituted: the
+    # server's own, never the caller's (a public name; issue 13 review, finding 1).
     sent = chat_body(request, "served-name", stream=False)
     expected = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-    assert sent == expected
+    assert sent == {**expected, "model": "served-name"}
     assert chat_body(ChatRequest(request.messages, params=request.params), "served-name", stream=False)["model"] \
         == "served-name"
     streamed = chat_body(request, None, stream=True)
@@ -186,3 +187,83 @@ def test_raw_payloads_stream_as_the_server_sent_them() -> None:
 ])
 def test_arguments_that_are_not_an_object_never_crash(arguments: str, expected: dict[str, Any]) -> None:
     assert arguments_object(arguments) == expected
+
+
+# ------------------------------------------------------------------ issue 13 review (findings 5, 7, 8, 11)
+
+
+def _call(call_id: str, name: str = "get_weather") -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}
+
+
+QUESTION = {"role": "user", "content": "weather?"}
+
+
+@pytest.mark.parametrize(("body", "param", "words"), [
+    # finding 7: tool-call ids
+    ({"messages": [QUESTION, {"role": "assistant", "content": None, "tool_calls": [_call("c1")]},
+                   {"role": "tool", "tool_call_id": "", "content": "sunny"}]},
+     "messages[2].tool_call_id", "must not be empty"),
+    ({"messages": [QUESTION, {"role": "assistant", "content": None, "tool_calls": [_call("c1")]},
+                   {"role": "tool", "tool_call_id": "c2", "content": "sunny"}]},
+     "messages[2].tool_call_id", "'c2', which no earlier assistant tool call has"),
+    ({"messages": [QUESTION, {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]},
+     "messages[1].tool_call_id", "no earlier assistant tool call"),
+    ({"messages": [QUESTION, {"role": "assistant", "content": None, "tool_calls": [_call("")]}]},
+     "messages[1].tool_calls[0].id", "must not be empty"),
+    # finding 8: OpenAI's rule for tool names (no '.'), and no two alike
+    ({"messages": [QUESTION], "tools": [tool("github.create_issue")]}, "tools[0].function.name", "'_' or '-'"),
+    ({"messages": [QUESTION], "tools": [WEATHER, WEATHER]}, "tools[1].function.name", "must be unique"),
+    # finding 11: tool_choice without tools (vLLM refuses it too)
+    ({"messages": [QUESTION], "tool_choice": "required"}, "tool_choice", "needs `tools`"),
+    ({"messages": [QUESTION], "tool_choice": "auto"}, "tool_choice", "needs `tools`"),
+    ({"messages": [QUESTION], "tools": [],
+      "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice", "needs `tools`"),
+])
+def test_review_a_bad_tool_request_names_its_parameter(body: dict[str, Any], param: str, words: str) -> None:
+    with pytest.raises(RequestError) as info:
+        parse_chat_request(body)
+    assert info.value.param == param and words in info.value.message
+
+
+def test_review_valid_tool_conversations_still_parse() -> None:
+    parse_chat_request({"messages": tool_conversation(), "tools": [WEATHER, tool("create-issue_2")]})
+    # "none" asks for no call: it needs no tools (vLLM takes it alone too)
+    assert parse_chat_request({"messages": [QUESTION], "tool_choice": "none"}).params["tool_choice"] == "none"
+    # a result may answer any earlier call (vLLM takes that; Anthropic says what it cannot do)
+    parse_chat_request({"messages": [QUESTION, {"role": "assistant", "content": None, "tool_calls": [_call("c1")]},
+                                     {"role": "tool", "tool_call_id": "c1", "content": "x"},
+                                     {"role": "assistant", "content": "Done."}, QUESTION,
+                                     {"role": "tool", "tool_call_id": "c1", "content": "again"}]})
+
+
+def test_review_max_completion_tokens_wins_over_max_tokens() -> None:
+    """Finding 5: as on vLLM (`max_completion_tokens or max_tokens`)."""
+    both = parse_chat_request({"messages": [QUESTION], "max_tokens": 2048, "max_completion_tokens": 5})
+    assert both.limit == 5
+    assert parse_chat_request({"messages": [QUESTION], "max_tokens": 7}).limit == 7
+    assert ChatRequest.from_openai([QUESTION], max_completion_tokens=5).limit == 5
+    # the Python API's default max_tokens (2048) applies only when neither is given
+    assert ChatRequest.from_openai([QUESTION], max_completion_tokens=5).max_tokens is None
+    assert ChatRequest.from_openai([QUESTION]).max_tokens == 2048
+
+
+def test_review_the_python_apis_default_temperature_never_meets_top_p() -> None:
+    """Finding 3: 0.7 is a default, not the caller's choice: beside top_p it is left out."""
+    assert ChatRequest.from_openai([QUESTION], top_p=0.9).temperature is None
+    assert ChatRequest.from_openai([QUESTION]).temperature == 0.7
+    assert ChatRequest.from_openai([QUESTION], temperature=0.2, top_p=0.9).temperature == 0.2
+
+
+def test_review_openai_usage_never_carries_gpuctls_estimated_flag() -> None:
+    """The OpenAI wire stays OpenAI's: `estimated` is an attribute (and in the ledger), never a
+    field of `usage` in `to_openai()` or CompletionChunks."""
+    usage = Usage(5, 8, estimated=True)
+    answer = ChatResponse("hi", "endpoint", "m", usage, "stop")
+    assert answer.to_openai()["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+    raw = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+    kept = ChatResponse("hi", "endpoint", "m", usage, "stop", raw=raw).to_openai()
+    assert kept["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+    last = CompletionChunks(model="m", include_usage=True).of(StreamChunk(finish_reason="stop", usage=usage))[-1]
+    assert last["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+    assert usage.estimated and usage.as_dict()["estimated"] is True  # gpuctl's own JSON keeps it

@@ -131,6 +131,45 @@ def test_stop_sequence_ends_the_answer_before_it(fake: FakeAnthropic) -> None:
         (body(temperature=1.5), "temperature"),
         (body(stop_sequences=["  "]), "stop_sequences"),
         (body(top_logprobs=3), "Extra inputs are not permitted"),
+        # issue 13 review: what current Claude models and the Messages API refuse
+        (body(temperature=0.5, top_p=0.9), "`temperature` and `top_p` cannot both be specified"),
+        (
+            body(output_config={"format": {"type": "json_schema", "schema": {
+                "type": "object", "additionalProperties": True}}}),
+            "'additionalProperties' must be explicitly set to false",
+        ),
+        (
+            body(output_config={"format": {"type": "json_schema", "schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"age": {"type": "integer", "minimum": 0}}}}}),
+            "'minimum' is not supported",
+        ),
+        (
+            body(tools=[{"name": "github.create_issue", "input_schema": {"type": "object"}}]),
+            "String should match pattern",
+        ),
+        (
+            body(tools=[{"name": "a", "input_schema": {"type": "object"}}] * 2),
+            "Tool names must be unique",
+        ),
+        (body(tool_choice={"type": "any"}), "may only be specified while providing tools"),
+        (
+            body(messages=[
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "a", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "x"}]},
+            ]),
+            "must define tools",
+        ),
+        (
+            body(tools=[{"name": "a", "input_schema": {"type": "object"}}], messages=[
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "a", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "x"},
+                                             {"type": "tool_result", "tool_use_id": "c9", "content": "y"}]},
+            ]),
+            "unexpected `tool_use_id` found in `tool_result` blocks: c9",
+        ),
         (
             body(
                 messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b "}]

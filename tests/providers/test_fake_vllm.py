@@ -334,3 +334,22 @@ def test_the_tool_call_wire_format() -> None:
         cut = c.post("/v1/chat/completions", json=chat_body(tools=TOOLS, max_tokens=2)).json()["choices"][0]
         assert cut["finish_reason"] == "length" and cut["message"]["content"].startswith("<tool_call>")
         assert cut["message"]["tool_calls"] == []
+
+
+# --- what the real server refuses or decides (issue 13 review) ------------------------------
+
+
+def test_max_completion_tokens_wins_over_max_tokens_as_on_vllm(client: httpx.Client) -> None:
+    # vLLM: `max_completion_tokens or max_tokens`
+    both = client.post("/v1/chat/completions", json=chat_body(max_tokens=100, max_completion_tokens=2)).json()
+    assert both["usage"]["completion_tokens"] == 2 and both["choices"][0]["finish_reason"] == "length"
+    alone = client.post("/v1/chat/completions", json=chat_body(max_tokens=None, max_completion_tokens=3)).json()
+    assert alone["usage"]["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("choice", ["auto", "required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_tool_choice_without_tools_is_refused(client: httpx.Client, choice: Any) -> None:
+    response = client.post("/v1/chat/completions", json=chat_body(tool_choice=choice))
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "When using `tool_choice`, `tools` must be set."
+    assert client.post("/v1/chat/completions", json=chat_body(tool_choice="none")).status_code == 200

@@ -132,14 +132,17 @@ def test_chat_request_body_and_auth_header(keyed: FakeVLLM) -> None:
     }
 
 
-def test_unset_model_is_the_listed_one_and_request_model_wins(fake: FakeVLLM) -> None:
+def test_unset_model_is_the_listed_one_and_the_request_model_is_never_sent(fake: FakeVLLM) -> None:
     # Issue 11 item 16: no configured model → the one /v1/models lists is sent (and reported).
     response = run(fake.url, chat(ask(temperature=None)))
     sent = fake.requests[-1].json()
     assert sent["model"] == "fake-model" == response.model and "temperature" not in sent
-    with pytest.raises(ProviderError):
-        run(fake.url, chat(ask(model="other")), model="fake-model")
-    assert fake.requests[-2].json()["model"] == "other"
+    # The caller's model is a public name (an OpenAI SDK's "gpt-4o-mini"): the server's own is
+    # sent instead, configured or listed (issue 13 review, finding 1; it used to win).
+    assert run(fake.url, chat(ask(model="gpt-4o-mini")), model="fake-model").text
+    assert fake.requests[-1].json()["model"] == "fake-model"
+    assert run(fake.url, chat(ask(model="gpt-4o-mini"))).model == "fake-model"
+    assert fake.requests[-1].json()["model"] == "fake-model"
 
 
 def test_small_max_tokens_gives_finish_length(fake: FakeVLLM) -> None:
@@ -218,7 +221,7 @@ def test_stream_malformed_event(fake: FakeVLLM) -> None:
 
 def test_stream_errors_come_back_as_json_statuses(keyed: FakeVLLM) -> None:
     assert fails(keyed.url, stream(), api_key="wrong-key").kind == "auth"
-    err = fails(keyed.url, stream(ask(model="nope")), api_key=KEY)
+    err = fails(keyed.url, stream(), api_key=KEY, model="nope")  # a configured model the server lacks
     assert err.kind == "not_found" and "fake-model" in err.message
 
 

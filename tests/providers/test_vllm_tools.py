@@ -183,3 +183,117 @@ def test_done_without_a_finish_reason_is_a_cut_stream() -> None:
         run("https://x.example", stream(ChatRequest.from_openai([{"role": "user", "content": "hi"}])),
             model="m", transport=transport)
     assert info.value.partial_text == "Hel"
+
+
+# --- issue 13 review (findings 1, 2, 9, 12, 13) ---------------------------------------------
+
+
+@pytest.mark.parametrize("configured", [None, "Qwen/Qwen2.5-7B-Instruct"])
+def test_review_the_callers_model_is_never_sent_to_vllm(vllm: FakeVLLM, configured: str | None) -> None:
+    """Finding 1: an OpenAI SDK always names a model ("gpt-4o-mini"): a public name. The
+    server's own (configured, or the one /v1/models lists) is sent, and answers."""
+    request = parse_chat_request({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    answer = run(vllm.url, chat(request), model=configured)
+    chunks = run(vllm.url, stream(request), model=configured)
+    sent = [r.json()["model"] for r in vllm.requests if r.path == "/v1/chat/completions"]
+    assert sent == ["Qwen/Qwen2.5-7B-Instruct"] * 2
+    assert answer.text == "It is sunny." and answer.model == chunks[-1].model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_review_developer_messages_reach_vllm_as_system(vllm: FakeVLLM) -> None:
+    """Finding 2: vLLM passes roles to the chat template, and Qwen2.5's drops `developer`."""
+    messages = [{"role": "developer", "content": "Answer in French.", "name": "ops"},
+                {"role": "user", "content": "hi"}]
+    request = parse_chat_request({"messages": messages})
+    run(vllm.url, chat(request))
+    sent = vllm.requests[-1].json()["messages"]
+    assert sent == [{"role": "system", "content": "Answer in French.", "name": "ops"}, messages[1]]
+    assert messages[0]["role"] == "developer"  # the caller's own dict is untouched
+
+
+SSE_HEAD = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+
+
+def sse(*deltas: dict[str, Any], finish: str = "tool_calls") -> bytes:
+    """One SSE body: the deltas, a finish, usage and [DONE] (all in one network read)."""
+    def event(delta: dict[str, Any], reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return "data: " + json.dumps({**SSE_HEAD, "choices": [choice]}) + "\n\n"
+    usage = {**SSE_HEAD, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}}
+    return ("".join(event(d) for d in deltas) + event({}, finish) + "data: " + json.dumps(usage) + "\n\n"
+            + "data: [DONE]\n\n").encode()
+
+
+def mock(body: bytes) -> Any:
+    import httpx
+
+    return httpx.MockTransport(lambda r: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+
+
+@pytest.mark.parametrize("calls", [
+    [{"index": "first", "id": "c", "type": "function", "function": {"name": "f"}}],
+    [{"index": [0], "id": "c", "function": {"name": "f"}}],
+    [{"index": 0, "id": "c", "function": {"name": 5}}],
+    [{"index": 0, "function": "get_weather"}],
+    {"index": 0},
+])
+def test_review_malformed_tool_call_deltas_are_a_malformed_stream(calls: Any) -> None:
+    """Finding 9: a misbehaving server's tool-call delta is a ProviderError (one line), never
+    a ValueError or TypeError traceback."""
+    from gpuctl.errors import ProviderError
+
+    body = sse({"role": "assistant", "content": ""}, {"tool_calls": calls})
+    with pytest.raises(ProviderError) as info:
+        run("https://x.example", stream(tools()), model="m", transport=mock(body))
+    assert info.value.kind == Kind.MALFORMED and "tool call delta" in info.value.message
+
+
+def test_review_fragments_of_one_call_in_one_read_are_one_entry() -> None:
+    """Finding 12: what one network read brought of a call is one entry of the chunk (id and
+    name first, the arguments joined), as OpenAI's own stream has it; the openai package's
+    accumulator rebuilds both calls."""
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+
+    def call(index: int, ident: str, arguments: str) -> list[dict[str, Any]]:
+        first = {"content": None, "tool_calls": [{"id": ident, "type": "function", "index": index,
+                                                  "function": {"name": "get_weather"}}]}
+        return [first, *({"tool_calls": [{"index": index, "function": {"arguments": arguments[k:k + 5]}}]}
+                         for k in range(0, len(arguments), 5))]
+    body = sse({"role": "assistant", "content": ""}, *call(0, "call_A", '{"city": "Paris"}'),
+               *call(1, "call_B", '{"city": "Rome"}'))
+    chunks = run("https://x.example", stream(tools()), model="m", transport=mock(body))
+    first, last = chunks
+    assert last.finish_reason == "tool_calls" and last.usage is not None
+    assert first.tool_calls is not None and [(d.index, d.id, d.name, d.arguments) for d in first.tool_calls] == [
+        (0, "call_A", "get_weather", '{"city": "Paris"}'), (1, "call_B", "get_weather", '{"city": "Rome"}')]
+    state = ChatCompletionStreamState()
+    encoder = CompletionChunks(model="m", include_usage=True)
+    for chunk in chunks:
+        for out in encoder.of(chunk):
+            delta = out["choices"][0]["delta"] if out["choices"] else {}
+            assert len({c["index"] for c in delta.get("tool_calls", [])}) == len(delta.get("tool_calls", []))
+            state.handle_chunk(ChatCompletionChunk.model_validate(out))
+    final = state.get_final_completion().choices[0].message.tool_calls or []
+    assert [(c.id, c.function.arguments) for c in final] == [("call_A", '{"city": "Paris"}'),
+                                                             ("call_B", '{"city": "Rome"}')]
+
+
+def test_review_estimated_usage_counts_tool_calls_whether_streamed_or_not() -> None:
+    """Finding 13: a tool call is generated text too: a server that reports no usage gets the
+    same estimate for the same answer, streamed or not (it was 0 tokens when not streamed)."""
+    with FakeVLLM(model="local", tool_call_parser="hermes", usage_in_stream=False) as fake:
+        fake.tool_call = CALL
+        whole = run(fake.url, chat(tools(tool_choice="required")))
+        chunks = run(fake.url, stream(tools(tool_choice="required")))
+    # the fake's plain answers always report usage: take it away as such servers do
+    assert whole.tool_calls
+    from gpuctl.providers.openai_errors import VLLMErrors
+    from gpuctl.providers.openai_mapping import chat_response
+
+    data = dict(whole.raw or {})
+    data.pop("usage")
+    errors = VLLMErrors("local", "http://x/v1", FAST, has_key=False)
+    unreported = chat_response(data, {"model": "local"}, tools(tool_choice="required"), errors=errors, latency=0.1)
+    streamed = chunks[-1].usage
+    assert unreported.usage.estimated and streamed is not None and streamed.estimated
+    assert unreported.usage.completion_tokens == streamed.completion_tokens > len(CALL["arguments"]) // 4

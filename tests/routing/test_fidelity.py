@@ -302,3 +302,147 @@ def test_issue11_14_status_says_which_check_answered(gpuctl_home: Path) -> None:
     (row,) = [p for p in status["providers"] if p["provider"] == "endpoint"]
     assert status["status"] == "ready" and status["provider"] == "endpoint" and row["status"] == "ready"
     assert row["detail"] == "GET /v1/models answered (no /health here: 404)" and row["models"] == ["local"]
+
+
+# ------------------------------------------------------------------ issue 13 review
+
+
+def test_review_a_gateway_body_naming_any_model_is_answered_by_vllms_own(gpuctl_home: Path,
+                                                                         claude: FakeAnthropic) -> None:
+    """Finding 1: `parse_chat_request(body)` with an OpenAI client's model name goes to vLLM
+    with vLLM's model (never a 404 that opens modal's breaker and sends everything to the paid
+    fallback); Anthropic keeps its rule (a claude-… name is honoured, anything else its model)."""
+    from gpuctl.providers.chat_api import parse_chat_request
+
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="from Qwen") as vllm:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, flags=NO_COLD_GATE)
+
+        async def go() -> list[Any]:
+            try:
+                answers = [await m.complete(parse_chat_request({"model": "gpt-4o-mini", "messages": QUESTION}))
+                           for _ in range(4)]
+                stream = m.stream_chat(parse_chat_request({"model": "gpt-4o-mini", "messages": QUESTION}))
+                async for _ in stream:
+                    pass
+                claude_named = await m.complete(parse_chat_request({"model": "claude-sonnet-4-6",
+                                                                    "messages": QUESTION}), only="anthropic")
+                return [*answers, stream.response(), claude_named]
+            finally:
+                await m.aclose()
+        *answers, named = asyncio.run(go())
+        sent = [r.json()["model"] for r in vllm.requests if r.path == "/v1/chat/completions"]
+    assert [a.provider for a in answers] == ["modal"] * 5 and all(a.fallback is None for a in answers)
+    assert sent == ["Qwen/Qwen2.5-7B-Instruct"] * 5 and claude.requests == 1
+    assert named.provider == "anthropic" and claude.last_body["model"] == "claude-sonnet-4-6"
+    assert m.state.get_breaker(m.router.slots[0].breaker_key).failures == 0
+
+
+def test_review_the_python_api_sends_top_p_alone_and_max_completion_tokens_alone(gpuctl_home: Path,
+                                                                                  claude: FakeAnthropic) -> None:
+    """Findings 3 and 5: README's `top_p=0.9` (with the API's default temperature left out)
+    reaches Claude as top_p alone; `max_completion_tokens=5` is the limit everywhere, without
+    the API's default max_tokens=2048 beside it."""
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", answer="one two three four five six seven") as vllm:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, flags=NO_COLD_GATE)
+
+        async def go() -> tuple[Any, Any]:
+            try:
+                on_vllm = await m.chat_completion(QUESTION, max_completion_tokens=5, top_p=0.9)
+                on_claude = await m.chat_completion(QUESTION, max_completion_tokens=2, top_p=0.9,
+                                                    provider="anthropic")
+                return on_vllm, on_claude
+            finally:
+                await m.aclose()
+        on_vllm, on_claude = asyncio.run(go())
+        sent = vllm.requests[-1].json()
+    assert {k: sent.get(k) for k in ("max_tokens", "max_completion_tokens", "temperature", "top_p")} == {
+        "max_tokens": None, "max_completion_tokens": 5, "temperature": None, "top_p": 0.9}
+    assert on_vllm.usage.completion_tokens == 5 and on_vllm.finish_reason == "length"
+    body = claude.last_body
+    assert body["max_tokens"] == 2 and body["top_p"] == 0.9 and "temperature" not in body
+    assert on_claude.provider == "anthropic" and on_claude.finish_reason == "length"
+
+
+def test_review_temperature_with_top_p_skips_anthropic_with_a_typed_reason(gpuctl_home: Path,
+                                                                            claude: FakeAnthropic) -> None:
+    """Finding 3: both given: vLLM serves it; Anthropic alone cannot, a 400 naming top_p."""
+    m = manager(gpuctl_home, modal_url=None, claude=claude)
+
+    async def go() -> None:
+        try:
+            await m.chat_completion(QUESTION, temperature=0.3, top_p=0.9)
+        finally:
+            await m.aclose()
+    with pytest.raises(RequestError) as info:
+        asyncio.run(go())
+    assert info.value.param == "top_p" and claude.requests == 0
+
+
+def test_review_an_unanswered_call_goes_to_vllm_and_anthropic_says_why_not(gpuctl_home: Path,
+                                                                            claude: FakeAnthropic) -> None:
+    """Finding 7: valid for vLLM, not for Anthropic: skipped with a typed reason, never a 400."""
+    history = [*QUESTION, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": ARGS}}]},
+        {"role": "user", "content": "Never mind: is it Friday?"}]
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", tool_call_parser="hermes", answer="Yes.") as vllm:
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, GPUCTL_PRIORITY="anthropic,modal",
+                    flags=NO_COLD_GATE)
+
+        async def go() -> Any:
+            try:
+                return await m.chat_completion(history, tools=[WEATHER])
+            finally:
+                await m.aclose()
+        answer = asyncio.run(go())
+    assert answer.provider == "modal" and answer.text == "Yes." and claude.requests == 0
+    (attempt,) = answer.fallback.attempts
+    assert attempt.reason.kind is ReasonKind.UNSUPPORTED and attempt.reason.param == "messages[2]"
+    assert "never answered (c1)" in attempt.text
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_review_the_final_error_names_every_providers_reason(gpuctl_home: Path, claude: FakeAnthropic,
+                                                             streamed: bool) -> None:
+    """Finding 10: modal is down and anthropic cannot do n=2: the error says both."""
+    from gpuctl.errors import AllProvidersFailedError
+
+    m = manager(gpuctl_home, modal_url=closed_port_url(), claude=claude, flags=NO_COLD_GATE)
+
+    async def go() -> None:
+        try:
+            answer = await m.chat_completion(QUESTION, n=2, stream=streamed)
+            if streamed:
+                async for _ in answer:
+                    pass
+        finally:
+            await m.aclose()
+    with pytest.raises(AllProvidersFailedError) as info:
+        asyncio.run(go())
+    assert "modal: cannot connect" in info.value.message and "anthropic: cannot do n=2" in info.value.message
+    assert [a.provider for a in info.value.attempts] == ["modal", "anthropic"]  # type: ignore[attr-defined]
+    assert claude.requests == 0
+
+
+def test_review_a_stream_cut_inside_a_tool_call_says_so_and_keeps_the_call(gpuctl_home: Path,
+                                                                           claude: FakeAnthropic) -> None:
+    """Finding 14: not "broke off after 0 characters": the call that was cut, by name, and
+    the partial call on the error."""
+    with FakeVLLM(model="Qwen/Qwen2.5-7B-Instruct", tool_call_parser="hermes") as vllm:
+        vllm.tool_call = {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius", "days": 3}'}
+        vllm.cut_after = 4  # role, the call's id and name, two argument fragments: then the socket drops
+        m = manager(gpuctl_home, modal_url=vllm.url, claude=claude, flags=NO_COLD_GATE)
+
+        async def go() -> None:
+            try:
+                stream = await m.chat_completion(QUESTION, tools=[WEATHER], stream=True)
+                async for _ in stream:
+                    pass
+            finally:
+                await m.aclose()
+        with pytest.raises(StreamBrokenError) as info:
+            asyncio.run(go())
+    error = info.value
+    assert "broke off inside a tool call to get_weather" in error.message and "0 characters" not in error.message
+    (call,) = error.partial_tool_calls
+    assert call.name == "get_weather" and call.id and call.arguments == '{"city": "Pari'  # type: ignore[attr-defined]
+    assert error.partial_text == "" and claude.requests == 0

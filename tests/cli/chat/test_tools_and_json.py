@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anthropic import transform_schema
 
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.vllm_server import FakeVLLM
@@ -56,7 +57,8 @@ def test_json_schema_in_json_mode_on_anthropic(cli, monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("GPUCTL_PRIORITY", "anthropic")
         result = cli("--json", "chat", "weather?", "--json-schema", str(schema_file))
         assert_exit(result, 0)
-        assert claude.last_body["output_config"]["format"]["schema"] == SCHEMA
+        # The schema as the SDK's own structured-output path sends it (issue 13 review, finding 4).
+        assert claude.last_body["output_config"]["format"]["schema"] == transform_schema(SCHEMA)
     assert set(json.loads(summary(result.stdout)["text"])) == {"city", "sunny"}
 
 
