@@ -117,6 +117,10 @@ _LAZY: dict[str, str] = {
     "estimate_traffic": "comparison",
     "requests_for_generation_hours": "comparison",
     # replay
+    "EventLog": "replay",
+    "LedgerLog": "replay",
+    "NotExact": "replay",
+    "RequestLog": "replay",
     "UpPeriod": "replay",
     "UsageEvent": "replay",
     "events_from_ledger": "replay",

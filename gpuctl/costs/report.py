@@ -27,11 +27,11 @@ from gpuctl.costs.money import (
     to_decimal,
     token_cost,
 )
-from gpuctl.costs.replay import UsageEvent, replay_usage, up_periods
+from gpuctl.costs.replay import EventLog, LedgerLog, RequestLog, UsageEvent, replay_usage
 from gpuctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from gpuctl.state import InstanceRow, UsageEventRow, UsageRecord, UsageSummary
+    from gpuctl.state import InstanceRow, UsageRecord, UsageSummary, UsageTimes
 
 REPORT_BY = ("provider", "day", "model", "host", "key")
 # With --by key: requests group by the `gpuctl serve` client key's name; what no key asked for
@@ -220,26 +220,26 @@ def _request_cost(rep: Report, rec: UsageRecord, catalog: Catalog, modal_gpu: st
     return Decimal(0)
 
 
-def _modal_container(rep: Report, records: Sequence[UsageEventRow], catalog: Catalog, modal_gpu: str) -> Decimal:
+def _modal_container(rep: Report, times: UsageTimes, catalog: Catalog, modal_gpu: str) -> Decimal:
     """Modal's container time replayed from the real requests, billed to the groups (by host:
     the host whose request started the period); its total."""
-    if not records:
+    rows = times.rows
+    if not rows:
         return Decimal(0)
     price = catalog.modal_price(modal_gpu)
     rep.prices.append(price.row)
-    # Rows read back from the ledger are numbers already: no per-row checks on a million of them.
-    events = [UsageEvent(exact_seconds(r.ts), Decimal(0) if r.latency_s is None else exact_seconds(r.latency_s),
-                         r.prompt_tokens or 0, r.completion_tokens or 0) for r in records]
+    # A million rows: whole milliseconds, merged as integers (the same figures as Decimals).
+    # Rows read back from the ledger are numbers already: no per-row checks either way.
+    log: RequestLog | None = LedgerLog.from_rows(rows)
+    if log is None:
+        log = EventLog([UsageEvent(exact_seconds(r[0]), Decimal(0) if r[1] is None else exact_seconds(r[1]),
+                                   r[2] or 0, 0) for r in rows])
     startup = catalog.startup_for("modal").seconds
-    model = next((r.model for r in records if r.model), None)
-    hosts: dict[Decimal, str | None] = {}
-    if rep.by == "host":
-        for rec, ev in zip(records, events, strict=True):
-            hosts.setdefault(ev.started_at, rec.host)
-    for up in up_periods(events, window_s=rep.scaledown_window_s, startup_s=startup):
-        key = MODAL_CONTAINERS if rep.by == "key" else rep.key_of("modal", model, float(up.start), hosts.get(up.start))
+    for up in log.up_periods(rep.scaledown_window_s, startup):
+        host = rows[up.first][3] if rep.by == "host" else None
+        key = MODAL_CONTAINERS if rep.by == "key" else rep.key_of("modal", times.model, float(up.start), host)
         rep.group(key).billed += up.billed_s * price.dollars_per_second
-    replay = replay_usage(events, catalog=catalog, modal_gpu=modal_gpu, providers=["modal"],
+    replay = replay_usage(log, catalog=catalog, modal_gpu=modal_gpu, providers=["modal"],  # the same periods
                           scaledown_window_s=rep.scaledown_window_s, period_days=rep.days)
     rep.modal_model = replay.rows[0].estimates[0].as_dict()
     return Decimal(rep.modal_model["total"])

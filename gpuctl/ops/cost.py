@@ -338,10 +338,16 @@ def _replay(settings: Settings, catalog: Catalog, req: EstimateRequest, provider
     from gpuctl import costs
 
     since = parse_since(req.since or "30d", now)
+    opts: dict[str, Any] = {"catalog": catalog, "period_days": since.days,
+                            "providers": [provider] if provider else None, **models}
     with _ledger(settings, None) as state:
-        records = [r for r in state.usage_since(since.ts) if r.ts <= now]
-    return costs.replay_usage(costs.events_from_ledger(records), catalog=catalog, period_days=since.days,
-                              providers=[provider] if provider else None, **models)
+        times = state.usage_times(since.ts, now, prompt_sizes=True)
+        log = costs.LedgerLog.from_rows(times.rows, prompt_sizes=times.prompt_sizes)
+        if log is not None:  # whole milliseconds, no object per request: the same figures
+            with contextlib.suppress(costs.NotExact):
+                return costs.replay_usage(log, **opts)
+        records = [r for r in state.usage_since(since.ts) if r.ts <= now]  # request by request
+    return costs.replay_usage(costs.events_from_ledger(records), **opts)
 
 
 def _comparison_notes(result: Comparison) -> list[str]:

@@ -26,10 +26,10 @@ from gpuctl.state.rows import (
     ConversationSummary,
     InstanceRow,
     MessageRow,
-    UsageEventRow,
     UsageGroup,
     UsageRecord,
     UsageSummary,
+    UsageTimes,
     rows_as_dicts,
 )
 from gpuctl.state.schema import MIGRATIONS
@@ -49,10 +49,10 @@ __all__ = [
     "StateDamagedError",
     "StateInfo",
     "StateUnavailableError",
-    "UsageEventRow",
     "UsageGroup",
     "UsageRecord",
     "UsageSummary",
+    "UsageTimes",
     "location_for",
     "open_for",
     "open_location",

@@ -158,8 +158,10 @@ class PgDb:
         return self._run(lambda conn: conn.execute(pg_sql(sql), args).fetchall(), wait=wait)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Plain tuples, for the big reads; in binary (a float is 8 bytes, not text to parse)."""
+
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            with conn.cursor(row_factory=tuple_row) as cur:
+            with conn.cursor(row_factory=tuple_row, binary=True) as cur:
                 return cur.execute(pg_sql(sql), args).fetchall()
 
         return self._run(run)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 LIVE_STATUSES = ("intent", "created", "loading", "running", "ready", "failed")
 
@@ -75,27 +75,29 @@ class UsageGroup:
     key_name: str | None = None  # with --by key: the `gpuctl serve` client key's name
 
 
-class UsageEventRow(NamedTuple):
-    """One answered request of a provider whose time is replayed (Modal's container time).
-    A tuple: a period may hold hundreds of thousands of them."""
+@dataclass(frozen=True)
+class UsageTimes:
+    """The answered requests of a period (of one provider, or all) as a replay of their times
+    reads them, without a row object each (a period may hold hundreds of thousands): in time
+    order, plain tuples (ts, latency_s, tokens) or, with hosts, (ts, latency_s, tokens, host),
+    tokens being prompt + completion; the model of the first that names one; and, when asked,
+    the requests per prompt size: (prompt_tokens, requests, completion_tokens summed, the
+    fewest completion_tokens), for per-request token prices."""
 
-    ts: float
-    latency_s: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    host: str | None
-    model: str | None
+    rows: list[tuple[Any, ...]]
+    model: str | None = None
+    prompt_sizes: list[tuple[Any, ...]] | None = None
 
 
 @dataclass(frozen=True)
 class UsageSummary:
     """A period of the usage ledger for `cost report`, without a million row objects: the
-    groups; the answered rows that carry no cost (priced when reported); and, in time order,
-    the answered rows of the provider whose container time is replayed."""
+    groups; the answered rows that carry no cost (priced when reported); and the answered
+    requests of the provider whose container time is replayed."""
 
     groups: list[UsageGroup]
     unpriced: list[UsageRecord]
-    replayed: list[UsageEventRow]
+    replayed: UsageTimes
 
 
 @dataclass(frozen=True)

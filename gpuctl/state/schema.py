@@ -3,9 +3,10 @@
 Owns: `MIGRATIONS` (a list that only grows: never edit one that has shipped, append) and the
 one translation a migration needs on PostgreSQL (`for_postgres`: SQLite's column types to
 PostgreSQL's). Migrations are written in the SQL both run: `INTEGER PRIMARY KEY
-AUTOINCREMENT`, `INTEGER`, `REAL`, `TEXT`, `CREATE [UNIQUE] INDEX`, `ALTER TABLE ... ADD
-COLUMN`; statements are separated by `;`. Applying them is each backend's (sqlite.py, pg.py),
-on open. Part of `gpuctl.state`; nothing outside it imports this module.
+AUTOINCREMENT`, `INTEGER`, `REAL`, `TEXT`, `CREATE [UNIQUE] INDEX` (partial: `... WHERE`),
+`DROP INDEX`, `ALTER TABLE ... ADD COLUMN`; statements are separated by `;`. Applying them is
+each backend's (sqlite.py, pg.py), on open. Part of `gpuctl.state`; nothing outside it imports
+this module.
 """
 
 from __future__ import annotations
@@ -148,6 +149,16 @@ MIGRATIONS: tuple[str, ...] = (
     # 13: the name of the client key a `gpuctl serve` request came with (`cost report --by key`).
     """
     ALTER TABLE usage ADD COLUMN key_name TEXT;
+    """,
+    # 14 (issue 15): `cost report` over a million rows. The replay of one provider's requests reads
+    #    its times from a covering index in (ts, id) order (no look at the table, no sort), which
+    #    also answers "when did this provider last answer?" as usage_provider_ts did; the few
+    #    answered rows without a cost (priced when reported) have a partial index of their own.
+    #    Its columns start like usage_replay's so that SQLite, without statistics, prefers it.
+    """
+    CREATE INDEX usage_replay ON usage(provider, ok, ts, id, latency_s, prompt_tokens, completion_tokens, host);
+    DROP INDEX usage_provider_ts;
+    CREATE INDEX usage_unpriced ON usage(provider, ok, ts) WHERE cost IS NULL AND ok = 1;
     """,
 )
 

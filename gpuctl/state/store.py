@@ -25,10 +25,10 @@ from gpuctl.state.conversations import ConversationStore
 from gpuctl.state.memory import Db, RoutingMemory
 from gpuctl.state.rows import (
     InstanceRow,
-    UsageEventRow,
     UsageGroup,
     UsageRecord,
     UsageSummary,
+    UsageTimes,
 )
 from gpuctl.state.schema import MIGRATIONS
 from gpuctl.state.url import Location
@@ -224,10 +224,10 @@ class State(ConversationStore, RoutingMemory):
 
     def usage_summary(self, since: float, until: float, *, by: str = "provider", priced_now: Sequence[str] = (),
                       replay: str | None = None) -> UsageSummary:
-        """`cost report`'s view of [since, until] in three reads, however many rows: the groups
+        """`cost report`'s view of [since, until] in a few reads, however many rows: the groups
         per provider and `by` (model, host or day; counted and summed by the database, costs
         exactly), the answered rows of `priced_now` providers that carry no cost, and the
-        answered rows of `replay` in time order."""
+        answered requests of `replay` (`usage_times`; with their hosts when `by` is host)."""
         self.flush()
         pg = self._db.kind == "postgresql"
         day = "CAST(FLOOR(ts / 86400) AS BIGINT)" if pg else "CAST(ts / 86400 AS INTEGER)"
@@ -240,22 +240,42 @@ class State(ConversationStore, RoutingMemory):
         # Costs are decimal text, summed exactly: PostgreSQL as NUMERIC; SQLite has no decimal
         # type, so its groups hand the texts over joined (in C: faster than any per-row callback).
         total = "SUM(CAST(cost AS NUMERIC))" if pg else "group_concat(cost, ',')"
-        # `+ts`: the period bound must not steer the planner away from the covering index.
+        # SQLite's `+ts`: the period bound must not steer the planner away from the covering index.
+        # Not on PostgreSQL: there `+ts` is an expression it cannot estimate, and it would plan
+        # for a few rows (a sort spilled to disk instead of hashing a million).
+        ts = "ts" if pg else "+ts"
         groups = [UsageGroup(p, m, h, None if d is None else int(d), int(n), int(f or 0), int(t or 0), _sum(c), k)
                   for p, m, h, d, k, n, f, t, c in self._db.rows(
                       f"SELECT {', '.join(cols)}, COUNT(*), SUM(CASE WHEN ok = 0 THEN 1 ELSE 0 END),"
-                      f" SUM(prompt_tokens + completion_tokens), {total} FROM usage WHERE +ts >= ? AND +ts <= ?"
+                      f" SUM(prompt_tokens + completion_tokens), {total} FROM usage WHERE {ts} >= ? AND {ts} <= ?"
                       f" GROUP BY {keys}", (since, until))]
         unpriced: list[UsageRecord] = []
-        if priced_now:
+        if priced_now:  # the partial index usage_unpriced holds just these rows
             marks = ", ".join("?" for _ in priced_now)
             for data in self._db.query(f"SELECT * FROM usage WHERE ts >= ? AND ts <= ? AND cost IS NULL AND ok = 1"
                                        f" AND provider IN ({marks}) ORDER BY ts, id", (since, until, *priced_now)):
                 unpriced.append(usage_record(data))
-        replayed = [UsageEventRow._make(row) for row in self._db.rows(
-            "SELECT ts, latency_s, prompt_tokens, completion_tokens, host, model FROM usage"
-            " WHERE provider = ? AND ok = 1 AND ts >= ? AND ts <= ? ORDER BY ts", (replay, since, until))] if replay else []
+        replayed = self.usage_times(since, until, provider=replay, hosts=by == "host") if replay else UsageTimes([])
         return UsageSummary(groups, unpriced, replayed)
+
+    def usage_times(self, since: float, until: float, *, provider: str | None = None, hosts: bool = False,
+                    prompt_sizes: bool = False) -> UsageTimes:
+        """The answered requests in [since, until] (of `provider`, or all) as a replay of their
+        times reads them (see `UsageTimes`): one provider's come from the covering index
+        usage_replay, without a look at the table. `prompt_sizes`: also the requests per prompt
+        size (a second read, counted by the database)."""
+        self.flush()
+        sql, args = _where(" FROM usage WHERE ok = 1 AND ts >= ? AND ts <= ?", ("provider = ?", provider))
+        args = [since, until, *args]
+        # (ts, id): requests at the same instant in the order they were written (whose host
+        # opened a period), as before the index.
+        rows = self._db.rows(f"SELECT ts, latency_s, prompt_tokens + completion_tokens{', host' if hosts else ''}"
+                             f"{sql} ORDER BY ts, id", args)
+        first = self._db.rows(f"SELECT model{sql} AND model IS NOT NULL AND model <> '' ORDER BY ts, id LIMIT 1",
+                              args)
+        sizes = self._db.rows(f"SELECT prompt_tokens, COUNT(*), SUM(completion_tokens), MIN(completion_tokens){sql}"
+                              " GROUP BY prompt_tokens", args) if prompt_sizes else None
+        return UsageTimes(rows, first[0][0] if first else None, sizes)
 
     @property
     def db(self) -> Db:

@@ -296,3 +296,52 @@ def test_a_warm_modal_app_is_billed_every_hour(gpuctl_home) -> None:  # type: ig
     totals = view.data["totals"]
     assert Decimal(totals["modal_warm_containers"]) == Decimal("8.00")
     assert Decimal(totals["total"]) == Decimal("8.00")
+
+
+def test_report_figures_are_those_of_a_replay_request_by_request(cli, gpuctl_home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modal's container time is replayed in whole milliseconds (`LedgerLog`); the report must
+    be the one a replay of `UsageEvent`s gives, to the last digit, however it is grouped."""
+    import random
+
+    from gpuctl.costs import REPORT_BY, LedgerLog
+
+    rng = random.Random(11)
+    with open_state(gpuctl_home) as st:
+        t = ts(19, 8)
+        for i in range(400):  # bursts and gaps around the 5 min window, times on half milliseconds
+            t += rng.choice((0.0005, rng.uniform(0, 40), 300.0005, 299.9995, rng.expovariate(1 / 900)))
+            st.record_usage(UsageRecord(
+                ts=t if i % 3 else round(t, 3) + 0.0005, provider="modal", model=("Qwen", None)[i % 7 == 0],
+                prompt_tokens=rng.randint(0, 900), completion_tokens=rng.randint(1, 300),
+                latency_s=None if i % 11 == 0 else round(rng.uniform(0, 30), 4) + 0.0005,
+                cost=None if i % 5 == 0 else "0.00222", ok=i % 13 != 0, host=f"web-{i % 3}",
+                key_name=("alice", None)[i % 2]))
+    by_fast = {by: report(cli, "--by", by) for by in REPORT_BY}
+    assert D(by_fast["provider"]["totals"]["modal_modelled_container"]) > 0
+    monkeypatch.setattr(LedgerLog, "from_rows", classmethod(lambda cls, rows, **kw: None))
+    for by, fast in by_fast.items():
+        assert report(cli, "--by", by) == fast
+
+
+def test_report_by_host_bills_modal_container_time_to_the_host_that_started_it(cli, gpuctl_home: Path) -> None:
+    with open_state(gpuctl_home) as st:
+        for t, host, latency in ((ts(25, 10), "web-a", 10.0), (ts(25, 10, 0, 1), "web-b", 10.0),
+                                 (ts(25, 12), "web-b", 5.0)):
+            st.record_usage(UsageRecord(ts=t, provider="modal", model="m", prompt_tokens=10, completion_tokens=10,
+                                        latency_s=latency, cost="0.00222", host=host))
+    groups = {g["key"]: g for g in report(cli, "--by", "host")["groups"]}
+    # 10:00:00 → 10:00:11 (web-b's request joined web-a's container) + 300 s + a 20 s cold start = 331 s;
+    # 12:00:00 → 12:00:05 + 300 + 20 = 325 s; at $0.000222/s.
+    assert D(groups["web-a"]["billed"]) == 331 * D("0.000222")
+    assert D(groups["web-b"]["billed"]) == 325 * D("0.000222")
+    assert groups["web-a"]["requests"] == 1 and groups["web-b"]["requests"] == 2
+
+
+def test_requests_at_the_same_instant_open_a_period_in_the_order_they_were_written(cli, gpuctl_home: Path) -> None:
+    with open_state(gpuctl_home) as st:
+        for host, latency in (("web-z", 9.0), ("web-a", 1.0), ("web-m", 5.0)):
+            st.record_usage(UsageRecord(ts=ts(25, 10), provider="modal", model="m", latency_s=latency, host=host))
+    groups = {g["key"]: g for g in report(cli, "--by", "host")["groups"]}
+    assert D(groups["web-z"]["billed"]) == (20 + 9 + 300) * D("0.000222")  # the first written opened it
+    assert groups["web-a"]["billed"] == groups["web-m"]["billed"] == "0.00"
