@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -567,27 +567,30 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": len(pieces),
             "prompt_tokens_details": None,
         }
-        with fake._lock:
-            fake.running += 1
-        try:
-            if req.get("stream"):
-                include_usage = bool((req.get("stream_options") or {}).get("include_usage")) and fake.usage_in_stream
-                completed = self._stream(pieces, finish_reason, stop_reason, usage if include_usage else None,
-                                         call if finish_reason != "length" else None, req)
-            else:
-                completed = self._plain(pieces, finish_reason, stop_reason, usage,
-                                        call if finish_reason != "length" else None, req)
-        finally:
-            with fake._lock:
-                fake.running -= 1
-        if completed:
+        def finished() -> None:
+            # Counted when generation ends, before the last bytes go out, as vLLM's metrics are:
+            # a client that has its answer can read the counters at once.
             with fake._lock:
                 fake.prompt_tokens_total += prompt_tokens
                 fake.generation_tokens_total += len(pieces)
                 fake.finished[finish_reason] += 1
 
+        with fake._lock:
+            fake.running += 1
+        try:
+            if req.get("stream"):
+                include_usage = bool((req.get("stream_options") or {}).get("include_usage")) and fake.usage_in_stream
+                self._stream(pieces, finish_reason, stop_reason, usage if include_usage else None,
+                             call if finish_reason != "length" else None, req, finished)
+            else:
+                self._plain(pieces, finish_reason, stop_reason, usage,
+                            call if finish_reason != "length" else None, req, finished)
+        finally:
+            with fake._lock:
+                fake.running -= 1
+
     def _plain(self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any],
-               call: dict[str, str] | None = None, req: dict[str, Any] | None = None) -> bool:
+               call: dict[str, str] | None, req: dict[str, Any], finished: Callable[[], None]) -> bool:
         fake = self.server.fake
         if fake.malformed_json:
             self._send(200, b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"mess', "application/json")
@@ -614,11 +617,11 @@ class _Handler(BaseHTTPRequestHandler):
                         "reasoning_content": None,
                     },
                     "logprobs": {"content": [{"token": p, "logprob": -0.5, "bytes": None, "top_logprobs": []}
-                                             for p in pieces]} if (req or {}).get("logprobs") else None,
+                                             for p in pieces]} if req.get("logprobs") else None,
                     "finish_reason": finish_reason,
                     "stop_reason": stop_reason,
                 }
-                for i in range(int((req or {}).get("n") or 1))
+                for i in range(int(req.get("n") or 1))
             ],
             "service_tier": None,
             "system_fingerprint": None,
@@ -635,12 +638,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self._cut()
             return False
+        finished()
         self._send(200, data, "application/json")
         return True
 
     def _stream(
         self, pieces: list[str], finish_reason: str, stop_reason: str | None, usage: dict[str, Any] | None,
-        call: dict[str, str] | None = None, req: dict[str, Any] | None = None,
+        call: dict[str, str] | None, req: dict[str, Any], finished: Callable[[], None],
     ) -> bool:
         fake = self.server.fake
         self.send_response(200)
@@ -713,6 +717,7 @@ class _Handler(BaseHTTPRequestHandler):
                     fake.finished["abort"] += 1
                 self.close_connection = True
                 return False
+        finished()
         if not fake.omit_done:
             done = b"data: [DONE]\n\n"
             write(b"%x\r\n%s\r\n" % (len(done), done))
