@@ -131,11 +131,16 @@ def test_startup_says_where_it_listens_and_who_answers_now(gpuctl_home: Path, vl
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
-        lines: list[str] = []
-        while not any(line.startswith("  answering now:") for line in lines):
-            ready, _, _ = select.select([proc.stderr], [], [], 30)
-            assert ready, f"no start-up lines: {lines}"
-            lines.append(proc.stderr.readline())
+        # The pipe's own bytes, not its buffered reader: select() cannot see lines a reader
+        # already holds, so readline() after select() waits for bytes that came long ago.
+        fd, seen = proc.stderr.fileno(), b""
+        while b"  answering now:" not in seen or not seen.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"no start-up lines: {seen!r}"
+            data = os.read(fd, 65536)
+            assert data, f"gpuctl serve exited: {seen!r}"
+            seen += data
+        lines = seen.decode().splitlines(keepends=True)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
