@@ -41,12 +41,19 @@ class GpuctlError(Exception):
     exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _encodable(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = None if hint is None else _encodable(hint)
 
     def __str__(self) -> str:
         return self.message
+
+
+def _encodable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (a server's JSON may escape one, `"\\ud83d"`) made
+    `?`: the message goes into headers, logs and the ledger, and none of them can encode it."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 class UsageError(GpuctlError):

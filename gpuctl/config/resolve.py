@@ -29,7 +29,7 @@ from gpuctl.config.keys import (
     did_you_mean,
 )
 from gpuctl.errors import ConfigError, UsageError
-from gpuctl.redact import mask_secret
+from gpuctl.redact import mask_secret, remember_secrets
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIX_BY_HAND = "fix the file by hand; gpuctl never overwrites it"
@@ -374,4 +374,6 @@ def load_settings(
             resolved = Resolved(coerce(key, flag_value, "command line", name=flag), "flag")
         values[key.dotted] = resolved
     extra = {s: {**defaults_data.get(s, {}), **profile_data.get(s, {})} for s in FREE_SECTIONS}
-    return Settings(home=home, profile=name, profile_file=pfile, values=values, extra=extra)
+    settings = Settings(home=home, profile=name, profile_file=pfile, values=values, extra=extra)
+    remember_secrets(settings.secrets())  # masked wherever they show up, even quoted by a server
+    return settings

@@ -44,10 +44,13 @@ class _Connection(asyncio.Protocol):
         self.reset()
 
     def reset(self) -> None:
+        self.received = False  # any byte of this answer yet (a kept-alive connection may be dead)
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
+        self.interim = False  # parsing a 1xx (100 Continue, 103 Early Hints): not the answer
+        self.until_close = False  # a body without length or chunks ends when the server closes
         self.keep_alive = False
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -60,6 +63,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -72,6 +76,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.head_done and self.until_close and self.error is None:
+            self.complete = True  # HTTP/1.0 style: the close is the end of the body
         if not self.complete:
             self.fail(httpx.RemoteProtocolError("Server disconnected without sending a response." if not self.head_done
                                                 else "peer closed connection without sending complete message body"))
@@ -87,6 +93,13 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200 and self.status != 101:
+            # An interim answer; the real one follows on the same connection.
+            self.interim, self.headers, self.reason = True, [], b""
+            return
+        names = {name.lower() for name, _ in self.headers}
+        chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
+        self.until_close = (b"content-length" not in names and not chunked and self.status not in (204, 304))
         # Asked now: llhttp answers for the message being parsed, not after it ended.
         self.keep_alive = self.parser.should_keep_alive()
         self.head_done = True
@@ -98,6 +111,9 @@ class _Connection(asyncio.Protocol):
         self.wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self.complete = True
         self.wake()
 
@@ -240,16 +256,31 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol("the lean transport does not send HEAD requests")
         timeouts = request.extensions.get("timeout") or {}
         key = (url.host, url.port or 80)
+        body = await request.aread()
+        head = self._head(request)
+        conn = self._idle(key)
+        if conn is not None:
+            try:
+                return await self._exchange(key, conn, head + body, timeouts)
+            except httpx.RemoteProtocolError:
+                if conn.received:
+                    raise
+                # A kept-alive connection the server closed as we wrote (nothing came back):
+                # the request never reached it, so it goes once more on a new connection.
+        conn = await self._connect(url.host, key[1], timeouts.get("connect"))
+        return await self._exchange(key, conn, head + body, timeouts)
+
+    def _idle(self, key: tuple[str, int]) -> _Connection | None:
         pool = self.idle.get(key)
-        conn = None
         while pool:
             candidate = pool.pop()
-            if not candidate.closed:
-                conn = candidate
-                break
-        if conn is None:
-            conn = await self._connect(url.host, key[1], timeouts.get("connect"))
-        body = await request.aread()
+            if not candidate.closed and candidate.transport is not None and not candidate.transport.is_closing():
+                return candidate
+        return None
+
+    @staticmethod
+    def _head(request: httpx.Request) -> bytes:
+        url = request.url
         head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
         sized = False
         for name, value in request.headers.raw:
@@ -258,13 +289,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 continue  # a streamed body was read whole above: it goes with its length
             sized = sized or lower == b"content-length"
             head += (name, b": ", value, b"\r\n")
+        body = request.content  # read by the caller first
         if not sized and (body or request.method in ("POST", "PUT", "PATCH")):
             head.append(b"Content-Length: %d\r\n" % len(body))
         head.append(b"\r\n")
+        return b"".join(head)
+
+    async def _exchange(self, key: tuple[str, int], conn: _Connection, data: bytes,
+                        timeouts: dict[str, float | None]) -> httpx.Response:
+        read = timeouts.get("read")
         try:
             assert conn.transport is not None
-            conn.transport.write(b"".join(head) + body)
-            read = timeouts.get("read")
+            conn.transport.write(data)
             while not conn.head_done:
                 if conn.error is not None:
                     raise conn.error

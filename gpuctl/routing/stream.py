@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from gpuctl.errors import ProviderError, StreamBrokenError
-from gpuctl.providers.base import ChatRequest, ChatResponse, StreamChunk, ToolCall, Usage
+from gpuctl.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    StreamChunk,
+    ToolCall,
+    Usage,
+    estimated_usage,
+    written,
+)
 from gpuctl.routing.outcomes import STOPPED, Attempt, Fallback, Reason, RoutedResponse, give_up
 from gpuctl.routing.policy import Router
 from gpuctl.routing.registry import Slot
@@ -50,7 +58,7 @@ async def complete(router: Router, request: ChatRequest, *, only: str | None = N
                 # The caller gave up (a gateway client hung up, Ctrl-C): the provider worked
                 # for it all the same, so the ledger keeps a row, as for a stopped stream.
                 router.ledger.record(slot, request, latency=router.timer() - started, started_at=started_at,
-                                     error=STOPPED)
+                                     error=STOPPED, usage=estimated_usage(request, ""))
                 raise
             router.succeeded(slot.name)
             fallback = Fallback.of(attempts)
@@ -181,7 +189,7 @@ class RoutedStream:
             # GPU wakes): the provider was working on it, so the ledger keeps a row.
             await _close(chunks)
             router.ledger.record(slot, self.request, latency=router.timer() - started, started_at=self._started_at,
-                                 error=STOPPED)
+                                 error=STOPPED, usage=estimated_usage(self.request, ""))
             raise
         return chunks, buffered, started
 
@@ -232,6 +240,10 @@ class RoutedStream:
 
     def _record(self, slot: Slot, *, response: ChatResponse | None = None, error: str | None = None,
                 fallback: Fallback | None = None) -> None:
+        if error is not None and self.usage is None:
+            # Cut or stopped before the server's count (it comes last): the prompt was read and
+            # the text so far was generated all the same, so the row estimates them, marked so.
+            self.usage = estimated_usage(self.request, written(self.text, self.tool_calls))
         self.router.ledger.record(slot, self.request, response=response, latency=self.latency_s or 0.0,
                                   started_at=self._started_at, error=error, fallback=fallback, usage=self.usage,
                                   model=self.model, ttft=self.ttft_s)

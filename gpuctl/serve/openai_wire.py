@@ -50,8 +50,18 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    if b"\\ud" in raw or b"\\uD" in raw:
+        # JSON may escape half a surrogate pair (`"\ud83d"`), which no UTF-8 encoder can send
+        # on: refuse it here rather than fail deep in a provider's client as a 500.
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, "the request body holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)",
+                           code="invalid_json") from None
     return body
 
 
@@ -68,11 +78,14 @@ def request_from_body(body: Mapping[str, Any], *, models: Sequence[str], max_tok
     elif not isinstance(model, str):
         raise _type_error("model", "a string", model)
     elif model not in models:
+        model = model if len(model) <= 100 else model[:99] + "…"  # an error quotes, never echoes a body
         raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it. "
                             f"This gateway serves: {', '.join(models)}.", code="model_not_found", param="model")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _type_error("stream_options", "an object", options)
+    if options and options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+        raise _type_error("stream_options.include_usage", "a boolean", options["include_usage"])
     forwarded = {k: v for k, v in body.items() if k != "model"}
     if forwarded.get("max_tokens") is None and forwarded.get("max_completion_tokens") is None:
         forwarded["max_tokens"] = max_tokens

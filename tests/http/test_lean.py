@@ -189,3 +189,70 @@ def test_a_streamed_request_body_is_sent_with_its_length() -> None:
     request = asyncio.run(main())
     assert request.endswith(b"\r\n\r\nhello world") and b"content-length: 11" in request.lower()
     assert b"transfer-encoding" not in request.lower()
+
+
+def test_a_body_that_ends_when_the_server_closes_is_read_whole() -> None:
+    async def main() -> None:
+        async def http10(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n")
+            writer.write(b'{"ok": true}')
+            await writer.drain()
+            writer.close()  # no length, no chunks: the close ends the body
+
+        server, url = await _serve(http10)
+        async with server, _client(url) as client:
+            for _ in range(2):
+                response = await client.post("/v1/chat/completions", json={})
+                assert response.status_code == 200 and response.json() == {"ok": True}
+            assert not _lean(client).idle.get(("127.0.0.1", server.sockets[0].getsockname()[1]))
+
+    asyncio.run(main())
+
+
+def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_tried_once_more_on_a_new_one() -> None:
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def close_after_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(await _read_request(reader))
+            # Keep-alive announced, then the server drops the connection without a word, as an
+            # idle timeout does: the client's next request meets a dead socket.
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.transport.abort()
+
+        server, url = await _serve(close_after_each)
+        async with server, _client(url) as client:
+            for i in range(4):
+                response = await client.post(f"/r{i}", content=b"x")
+                assert response.text == "ok"
+        assert [r.split(b" ")[1] for r in seen] == [b"/r0", b"/r1", b"/r2", b"/r3"]  # each sent once
+
+    asyncio.run(main())
+
+
+def test_an_interim_1xx_is_not_taken_for_the_answer_nor_left_for_the_next_request() -> None:
+    async def main() -> None:
+        async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                for n in (1, 2):
+                    await _read_request(reader)
+                    writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.01)  # the interim answer arrives on its own
+                    body = b"answer %d" % n
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        server, url = await _serve(early_hints)
+        async with server, _client(url) as client:
+            first = await client.post("/a", content=b"1")
+            second = await client.post("/b", content=b"2")
+        assert (first.status_code, first.text) == (200, "answer 1")
+        assert (second.status_code, second.text) == (200, "answer 2")
+        assert "link" not in first.headers
+
+    asyncio.run(main())

@@ -45,6 +45,8 @@ def test_an_unknown_model_is_a_404_not_found(gateway: Running) -> None:
     ({"model": MODEL, "messages": MESSAGES, "stop": 5}, "stop"),
     ({"model": MODEL, "messages": MESSAGES, "n": 0}, "n"),
     ({"model": 7, "messages": MESSAGES}, "model"),
+    ({"model": MODEL, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": "no"}},
+     "stream_options.include_usage"),
 ])
 def test_wrong_types_are_a_400_naming_the_parameter(gateway: Running, body: dict, param: str) -> None:  # type: ignore[type-arg]
     with gateway.client() as client, pytest.raises(openai.BadRequestError) as caught:
@@ -53,7 +55,12 @@ def test_wrong_types_are_a_400_naming_the_parameter(gateway: Running, body: dict
     assert error["type"] == "invalid_request_error" and error["param"] == param
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"[1, 2]", b"\xff\xfe", b"",
+    b'{"messages": [{"role": "user", "content": "half a pair \\ud83d"}]}',  # no encoder can send it on
+    b'{"messages": [{"role": "user", "content": "hi"}], "top_k": "\\uDC00"}',
+    b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,  # nested past the parser's recursion limit
+])
 def test_malformed_json_is_a_400_in_openai_shape(gateway: Running, raw: bytes) -> None:
     with gateway.http() as http:
         response = http.post("/v1/chat/completions", content=raw, headers=AUTH)
@@ -162,3 +169,16 @@ def test_no_answer_within_the_request_timeout_is_a_504(gpuctl_home: Path, vllm: 
     assert whole.value.status_code == 504 and streamed.value.status_code == 504
     assert _error(whole.value)["code"] == "request_timeout"
     assert [r.error for r in ledger(gpuctl_home)] == ["stopped by user"] * 2  # the GPU's work is on record
+
+
+def test_an_upstream_error_quoting_the_configured_key_never_shows_it(gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    secret = "modalvllmkey-XYZ123"
+    vllm.fail(503, body={"error": {"message": f"upstream refused token {secret}", "type": "x", "code": 503}},
+              paths=["/v1/chat/completions"])
+    env = chain_env(vllm, GPUCTL_MODAL_API_KEY=secret, GPUCTL_PRIORITY="modal")
+    with running_gateway(gpuctl_home, env) as gw, gw.http() as http:
+        response = http.post("/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH)
+        wait_for(lambda: ledger(gpuctl_home), what="the failed row")
+        shown = response.text + repr(response.headers) + "\n".join(map(str, gw.access_lines()))
+    assert response.status_code >= 500 and "upstream refused token ***" in response.text
+    assert secret not in shown and all(secret not in (row.error or "") for row in ledger(gpuctl_home))

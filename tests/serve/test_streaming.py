@@ -48,6 +48,8 @@ def test_a_client_hanging_up_mid_stream_cancels_upstream_and_the_ledger_says_sto
     assert vllm.finished["abort"] == 1 and vllm.finished["stop"] == 0
     (row,) = _stopped_rows(gpuctl_home)
     assert row.provider == "modal" and row.key_name == "alice" and not row.ok
+    # The prompt was read and some words generated: a stop is never a free request.
+    assert row.prompt_tokens > 0 and row.completion_tokens >= 1 and row.tokens_estimated
     assert gw.gateway.inflight == 0
 
 
@@ -60,6 +62,7 @@ def test_a_client_giving_up_on_a_whole_answer_cancels_it_and_keeps_the_row(gpuct
         wait_for(lambda: gw.gateway.inflight == 0, what="the request to end in the gateway")
     (row,) = _stopped_rows(gpuctl_home)
     assert row.provider == "modal" and row.latency_s is not None and row.latency_s < 10
+    assert row.prompt_tokens > 0 and row.completion_tokens == 0 and row.tokens_estimated
 
 
 def test_past_the_in_flight_limit_the_answer_is_429_with_retry_after(gpuctl_home: Path, vllm: FakeVLLM) -> None:
