@@ -20,13 +20,17 @@ failure paths is a unit of its own. Must not: print, exit, or choose offers.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from gpuctl.config import Settings
 from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
+from gpuctl.state import StateUnavailableError
 from gpuctl.vastai import budget
 from gpuctl.vastai.budget import dec, money
 from gpuctl.vastai.container import CreateSpec
@@ -51,6 +55,9 @@ from gpuctl.vastai.verdict import (
     price_refusal,
 )
 from gpuctl.vastai.watch import Watch, WatchFailed, WatchSetup
+
+logger = logging.getLogger("gpuctl.vastai")
+T = TypeVar("T")
 
 # How often the instance list is read while looking for a create of unknown outcome.
 CREATE_LOOKUP_POLL_S = 10.0
@@ -308,20 +315,20 @@ class Attempter:
         Returns what to raise: LaunchInterrupted on Ctrl-C; the original error once everything is
         cleaned up; else a ProviderError that says what may still bill (the caller chains it)."""
         interrupted = isinstance(exc, KeyboardInterrupt)
+        ledger = self.ledger_if_reachable
         if interrupted and self.keep:
-            self.state.update_instance(row_id, status="unattended", status_msg="kept after Ctrl-C (--keep)")
+            ledger(self.state.update_instance, row_id, status="unattended", status_msg="kept after Ctrl-C (--keep)")
             what = f"instance {instance_id}" if instance_id is not None else f"the instance labelled {label} (if created)"
             return LaunchInterrupted(f"interrupted: kept {what}; it bills until destroyed.",
                                      hint=f"`gpuctl destroy {instance_id or '--all'} --yes`; `gpuctl cleanup` destroys it if it never becomes ready")
-        row = self.state.get_instance(row_id)
-        assert row is not None
+        row = ledger(self.state.get_instance, row_id)
         note = "launch interrupted" if interrupted else f"launch failed: {describe(exc)}"[:200]
         try:
             if instance_id is None:
                 found = self.held.find(label)  # one look: someone is waiting for us to stop
                 if found is None:
                     # Not listed (yet) proves nothing: keep the row live, counted, for cleanup.
-                    self.state.update_instance(row_id, status=UNCONFIRMED,
+                    ledger(self.state.update_instance, row_id, status=UNCONFIRMED,
                                                status_msg=f"{note}; whether the create went through is unknown"[:500])
                     log_event("vastai_launch_aborted", instance_id=None, interrupted=interrupted, outcome="unknown")
                     what = (f"whether an instance was created is unknown (none labelled {label} is listed yet); "
@@ -329,14 +336,15 @@ class Attempter:
                     return abort_error(exc, what, "run `gpuctl cleanup` in a few minutes: it destroys the "
                                                   "instance if it appears")
                 instance_id = found.id
-                self.state.set_instance_remote_id(row_id, str(instance_id))
-            destroy_remote(self.client, instance_id)
-            cost = mark_destroyed(self.state, row, self.clock(), note=note)
+                ledger(self.state.set_instance_remote_id, row_id, str(instance_id))
+            destroy_remote(self.client, instance_id)  # first: the ledger may be what failed
+            cost = None if row is None else ledger(mark_destroyed, self.state, row, self.clock(), note=note)
             log_event("vastai_launch_aborted", instance_id=instance_id, interrupted=interrupted,
                       cost=None if cost is None else str(cost))
         except (ProviderError, OSError) as cleanup_exc:
             detail = cleanup_exc.message if isinstance(cleanup_exc, ProviderError) else str(cleanup_exc)
-            self.state.update_instance(row_id, status="failed", status_msg=f"{note}; abort cleanup failed: {detail}"[:500])
+            ledger(self.state.update_instance, row_id, status="failed",
+                   status_msg=f"{note}; abort cleanup failed: {detail}"[:500])
             if instance_id is not None:
                 return abort_error(exc, f"destroying instance {instance_id} failed ({detail}); it may still "
                                         f"bill: run `gpuctl destroy {instance_id} --yes`",
@@ -346,6 +354,18 @@ class Attempter:
         if interrupted:
             return LaunchInterrupted(f"interrupted: destroyed instance {instance_id}.")
         return exc
+
+
+    @staticmethod
+    def ledger_if_reachable(write: Callable[..., T], *args: Any, **kw: Any) -> T | None:
+        """A ledger read or write while aborting: the shared state may be what failed (the
+        database went down after the create), and that must never stop the destroy. A row
+        left behind is settled by `gpuctl cleanup` once the state answers (its label finds it)."""
+        try:
+            return write(*args, **kw)
+        except StateUnavailableError as exc:
+            logger.warning("the ledger could not be updated while aborting the launch: %s", exc.message)
+            return None
 
 
 def abort_error(exc: BaseException, what: str, hint: str) -> GpuctlError:

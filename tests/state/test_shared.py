@@ -175,3 +175,34 @@ def test_a_spool_left_by_one_process_is_drained_by_the_next(pg_cluster, pg_backe
     assert len(spool) == 1 and oct(spool[0].stat().st_mode & 0o777) == "0o600" and spool[0].stat().st_size
     with pg_backend.open() as st:
         assert st.info().rows["usage"] == 40 and not st.spooled
+
+
+def test_the_database_dying_right_after_a_create_never_leaves_the_instance_billing(
+        pg_cluster, pg_backend: StateBackend, cli, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        gpuctl_home: Path) -> None:
+    """The create went through, then the shared state went away before the launch could note
+    the instance: the launch destroys it all the same (the destroy comes before the ledger)."""
+    from tests.fakes.vastai_server import FakeVast, make_offer
+    from tests.support.vast import KEY, OK
+
+    pg_backend.open(home=gpuctl_home).close()  # the schema, before the fault
+    offers = [make_offer(700, gpu_name="RTX 3090", dph_total="0.18", **OK)]
+    with FakeVast(api_key=KEY, offers=offers) as vast:
+        created = vast._create
+
+        def create_then_crash(offer_id: Any, body: Any) -> Any:
+            answer = created(offer_id, body)
+            pg_cluster.stop(immediate=True)
+            return answer
+
+        monkeypatch.setattr(vast, "_create", create_then_crash)
+        for name, value in {**pg_backend.env(gpuctl_home), "VASTAI_API_KEY": KEY, "VAST_URL": vast.url}.items():
+            monkeypatch.setenv(name, value)
+        try:
+            result = cli("launch", "--yes")
+        finally:
+            pg_cluster.start()
+        assert_exit(result, 1)
+        assert "Traceback" not in result.stderr
+        assert [r.path for r in vast.received("DELETE")] == ["/api/v0/instances/20000001/"]
+        assert vast.live_ids() == set()
