@@ -36,7 +36,7 @@ from gpuctl.serve.ledger_writer import LedgerWriter
 from gpuctl.serve.metrics import Metrics, Snapshot, dph_sum
 from gpuctl.serve.monitor import Readiness
 from gpuctl.serve.options import ServeOptions, options_from_flags
-from gpuctl.state import State, open_for
+from gpuctl.state import BreakerRecord, State, open_for
 
 logger = logging.getLogger("gpuctl.serve")
 WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer realm="gpuctl"')
@@ -223,7 +223,7 @@ class Gateway:
         now = self.clock()
         assert self.state is not None
         able = [p.name for p in report.providers if p.configured and p.status in ("ready", "cold")
-                and breaker.check(self.state.get_breaker(p.name), now)[0]]
+                and breaker.check(self._breaker(p.name), now)[0]]
         data["can_answer"] = able
         return bool(able) and report.current is not None, data
 
@@ -231,9 +231,15 @@ class Gateway:
         state, manager = self.state, self.manager
         if state is None or manager is None:
             return None
-        breakers = {slot.name: state.get_breaker(slot.name).state for slot in manager.slots() if slot.configured}
+        breakers = {slot.name: state.get_breaker(slot.breaker_key).state for slot in manager.slots() if slot.configured}
         live = state.live_instances("vastai")
         return Snapshot(breakers, len(live), dph_sum(row.dph for row in live))
+
+    def _breaker(self, name: str) -> BreakerRecord:
+        """A provider's breaker under its current setting's key (endpoint, key hash, model), as
+        the router reads it: a breaker is never looked up by the provider's name alone."""
+        slot = self.manager.router.slot(name) if self.manager is not None else None
+        return self._state().get_breaker(slot.breaker_key if slot is not None else name)
 
     def _state(self) -> State:
         assert self.state is not None

@@ -128,3 +128,22 @@ def test_the_health_monitor_checks_every_interval_and_survives_failures() -> Non
 
     asyncio.run(main())
     assert first == ["report"] and len(calls) >= 4  # one failing check did not stop it
+
+
+def test_ready_and_metrics_read_the_breaker_of_the_current_setting(gpuctl_home: Path, vllm: FakeVLLM,
+                                                                   claude: FakeAnthropic) -> None:
+    from gpuctl.state import BreakerRecord
+
+    gpuctl_home.mkdir(parents=True, exist_ok=True)
+    env = chain_env(vllm, claude)
+    modal = build_modal(load_settings(env=env, home=gpuctl_home), None).breaker_key
+    now = time.time()
+    with open_state(gpuctl_home) as st:  # opened by the router under modal's breaker key
+        st.put_breaker(BreakerRecord(modal, state="open", failures=3, opened_at=now, open_until=now + 600,
+                                     last_error="HTTP 503", updated_at=now))
+    with running_gateway(gpuctl_home, env) as gw, gw.http() as http:
+        wait_for(lambda: gw.gateway.readiness.at is not None, what="the first health check")
+        ready = http.get("/ready").json()
+        metrics = http.get("/metrics").text
+    assert "modal" not in ready["can_answer"] and "anthropic" in ready["can_answer"]
+    assert 'gpuctl_breaker_state{provider="modal"} 2.0' in metrics
