@@ -58,6 +58,16 @@ def remember_secrets(values: Iterable[str]) -> None:
     """Mask these values (and each comma-separated item of a list) in everything `redact` sees."""
     known = set(_KNOWN)
     for value in values:
+        if "://" in value:  # a URL: the whole of it, and its password apart
+            known.add(value)
+            password = _URL_PASSWORD.match(value)
+            if password is not None:
+                secret = value[len(password.group(1)) + 1:password.end() - 1]
+                # With a raw `@` or `/` in it, a driver quotes the password in pieces (libpq
+                # reads `pa@ss@host` as host `ss@host`): each piece of 3 characters or more.
+                known.update(p for p in (secret, *re.split(r"[@/%:]", secret)) if len(p) >= 3)
+            continue
+        # A key, or a list of them (`alice:sk-1,bob:sk-2`): the whole and each item.
         for piece in (value, *re.split(r"[\s,]+", value), *re.split(r"[\s,:]+", value)):
             if len(piece.strip()) >= _SHORTEST_KNOWN:
                 known.add(piece.strip())
@@ -80,7 +90,9 @@ def is_secret_name(name: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS) and not lowered.endswith(("_tokens", "max_tokens"))
 
 
-_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*):[^/\s@]*@")
+# Up to the last `@`: a password may hold `/` or a raw `@` (libpq takes them), and masking too
+# much of a URL is better than showing the end of a password.
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*):\S*@")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&\s]*")
 
 

@@ -249,7 +249,10 @@ def report_error(ctx: Any, exc: GpuctlError) -> int:
     if out.debug:
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
+        from gpuctl.redact import redact
+
+        # Redacted as every other line: a chained error (a driver's) may quote a credential.
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
     out.fail(type(exc).__name__, exc.message, hint=exc.hint, exit_code=code,
              status="partial" if isinstance(exc, PartialError) else "error",
              data=getattr(exc, "data", None))  # PartialError and other errors that carry their results

@@ -367,3 +367,20 @@ def test_redact_is_linear_on_long_runs_of_word_characters() -> None:
     # here (bench/ measures speed): at 2 MB, quadratic would not finish within the CI's limit.
     for text in ("A" * 2_000_000, "key" * 500_000, "a.b-c_" * 300_000):
         assert redact(text) == text
+
+
+@pytest.mark.parametrize("password", ["Ab3/dEf+Gh=", "s3cr@tZZ", "pa%ss-w0rd"])
+def test_a_state_url_password_is_masked_whole_and_in_the_pieces_a_driver_quotes(
+        password: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuctl import redact as module
+    from gpuctl.redact import mask_url, remember_secrets
+
+    url = f"postgresql://gp:{password}@localhost:5999/gpuctl"
+    assert mask_url(url) == "postgresql://gp:***@localhost:5999/gpuctl"
+    monkeypatch.setattr(module, "_KNOWN", [])
+    remember_secrets([url])
+    tail = password.replace("%", "@").replace("/", "@").split("@")[-1]
+    quoted = f"failed to resolve host '{tail}@localhost'; invalid token \"{password}\""
+    out = redact(quoted)
+    assert password not in out and f"'{tail}@" not in out
+    assert redact("postgresql is the backend") == "postgresql is the backend"  # words of the URL stay
