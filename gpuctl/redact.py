@@ -58,8 +58,7 @@ def remember_secrets(values: Iterable[str]) -> None:
     """Mask these values (and each comma-separated item of a list) in everything `redact` sees."""
     known = set(_KNOWN)
     for value in values:
-        if "://" in value:  # a URL: the whole of it, and its password apart
-            known.add(value)
+        if "://" in value:  # a URL: its password (the rest of it names a server, to be shown)
             password = _URL_PASSWORD.match(value)
             if password is not None:
                 secret = value[len(password.group(1)) + 1:password.end() - 1]

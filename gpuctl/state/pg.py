@@ -343,3 +343,10 @@ def _migrate(conn: psycopg.Connection[Any], db: PgDb) -> None:
         if conn.broken or conn.closed:
             raise db.unavailable(exc, during="the schema check") from None
         raise db.translate(exc) from None
+    except psycopg.DatabaseError as exc:
+        # A half-migrated database, or one that holds another application's `usage` table: the
+        # migration cannot apply (it was rolled back whole). Say so in one line, as for SQLite.
+        raise StateDamagedError(
+            f"the shared state {db.where} cannot be brought to gpuctl's schema ({_first_line(exc)})",
+            hint="its tables were changed by hand or belong to another application: point state.url at "
+                 "a database gpuctl created, or at an empty one") from None

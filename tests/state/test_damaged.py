@@ -119,3 +119,24 @@ def test_a_state_locked_for_long_is_one_line_not_a_hang(cli, gpuctl_home: Path, 
     finally:
         holder.communicate("go\n", timeout=30)
     assert_exit(cli("cost", "report"), 0)  # the lock gone, the migration runs and all is well
+
+
+@pytest.mark.parametrize("damage", [
+    "CREATE TABLE usage (id int, stuff text)",  # another application's table of the same name
+    "half",  # a migration applied by hand (its column is there) but not recorded
+])
+def test_a_shared_state_gpuctl_cannot_migrate_is_one_line_exit_3(cli, pg_url: str, gpuctl_home: Path,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    import psycopg
+
+    monkeypatch.setenv("GPUCTL_STATE_URL", pg_url)
+    if damage == "half":
+        assert_exit(cli("state", "info"), 0)  # migrated, then one step undone in the record only
+        damage = f"UPDATE gpuctl_schema SET version = {MIGRATIONS.index(next(m for m in MIGRATIONS if 'host' in m))}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(damage)
+    for command in (["state", "info"], ["cost", "report"], ["--json", "status"]):
+        result = cli(*command)
+        assert_exit(result, 3)
+        assert "cannot be brought to gpuctl's schema" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
