@@ -162,9 +162,9 @@ class Writer:
             bumps = [(p, n, by) for (p, n), by in self._take_bumps().items()]
             try:
                 if self.spool.pending():
-                    self.spool.drain(self._write)
+                    self.spool.drain(self._write_all)
                 if rows or bumps:
-                    self._write(rows, bumps)
+                    self._write_all(rows, bumps)
             except Exception as exc:
                 from gpuctl.state.errors import StateDamagedError, StateUnavailableError
 
@@ -179,6 +179,31 @@ class Writer:
                 log_event("state_reachable_again")
             self.down = False
             return True
+
+    def _write_all(self, rows: list[Row], bumps: list[Bump]) -> None:
+        """One batch in one transaction. When the database refuses the batch itself (a value
+        it cannot store), not because it is away, the rows go one by one: one bad row must
+        never hold back the others, nor be spooled and retried forever. A row refused on its
+        own is logged and dropped; an unreachable database raises (the caller spools)."""
+        from gpuctl.state.errors import StateDamagedError, StateUnavailableError
+
+        try:
+            self._write(rows, bumps)
+            return
+        except (StateUnavailableError, StateDamagedError):
+            raise
+        except Exception:
+            pass  # the batch was refused as a whole: find the row that is
+        if bumps:
+            self._write([], bumps)
+        for row in rows:
+            try:
+                self._write([row], [])  # a row written before a failure is not written twice (its uid)
+            except (StateUnavailableError, StateDamagedError):
+                raise
+            except Exception as exc:
+                logger.warning("a usage row the database refuses is dropped: %s", str(exc)[:200])
+                log_event("state_row_refused", error=str(exc)[:300])
 
     def _take_bumps(self) -> dict[tuple[str, str], float]:
         taken, self._bumps = self._bumps, {}

@@ -155,29 +155,30 @@ class PgDb:
     def query(self, sql: str, args: Sequence[Any] = (), *, wait: bool = True) -> list[dict[str, Any]]:
         """Rows as dicts. Outside a transaction a dropped connection is retried once (when
         `wait`); `wait=False` never waits for a connection (the request path)."""
-        return self._run(lambda conn: conn.execute(pg_sql(sql), args).fetchall(), wait=wait)
+        return self._run(lambda conn: conn.execute(pg_sql(sql), _storable(args)).fetchall(), wait=wait)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Plain tuples, for the big reads; in binary (a float is 8 bytes, not text to parse)."""
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-                return cur.execute(pg_sql(sql), args).fetchall()
+                return cur.execute(pg_sql(sql), _storable(args)).fetchall()
 
         return self._run(run)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return self._run(lambda conn: conn.execute(pg_sql(sql), args).rowcount, retry=False)
+        return self._run(lambda conn: conn.execute(pg_sql(sql), _storable(args)).rowcount, retry=False)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
-                cur.executemany(pg_sql(sql), rows)
+                cur.executemany(pg_sql(sql), [_storable(row) for row in rows])
 
         self._run(run, retry=False)
 
     def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
-        row = self._run(lambda conn: conn.execute(pg_sql(sql + " RETURNING id"), args).fetchone(), retry=False)
+        row = self._run(lambda conn: conn.execute(pg_sql(sql + " RETURNING id"), _storable(args)).fetchone(),
+                        retry=False)
         return int(row["id"])
 
     def _run(self, fn: Any, *, wait: bool = True, retry: bool = True) -> Any:
@@ -294,6 +295,14 @@ class PgDb:
 
 UNREACHABLE_HINT = ("check that the database is up and state.url (GPUCTL_STATE_URL) is right; chat keeps "
                     "answering meanwhile, but launch and cleanup wait for the shared budget")
+
+
+def _storable(args: Sequence[Any]) -> Sequence[Any]:
+    """`args` with NUL characters in text made U+FFFD: PostgreSQL's text cannot hold them (SQLite
+    can), and a model's answer or a server's error may contain one."""
+    if not any(isinstance(a, str) and "\x00" in a for a in args):
+        return args
+    return [a.replace("\x00", "\ufffd") if isinstance(a, str) else a for a in args]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -206,3 +206,17 @@ def test_the_database_dying_right_after_a_create_never_leaves_the_instance_billi
         assert "Traceback" not in result.stderr
         assert [r.path for r in vast.received("DELETE")] == ["/api/v0/instances/20000001/"]
         assert vast.live_ids() == set()
+
+
+def test_text_with_a_nul_is_stored_and_one_row_the_database_refuses_never_holds_back_the_rest(
+        pg_backend: StateBackend) -> None:
+    with pg_backend.open() as st:
+        st.record_usage(UsageRecord(ts=1, provider="endpoint", ok=False, error="bad byte \x00 from the server"))
+        st.record_usage(UsageRecord(ts=2, provider="endpoint", prompt_tokens=2**70))  # past BIGINT: refused
+        st.record_usage(UsageRecord(ts=3, provider="endpoint", prompt_tokens=5))
+        assert st.flush()
+        st.record_usage(UsageRecord(ts=4, provider="endpoint", prompt_tokens=6))
+        assert st.flush() and not st.spooled
+        rows = sorted(st.usage_since(), key=lambda r: r.ts)
+    assert [r.ts for r in rows] == [1, 3, 4]
+    assert rows[0].error == "bad byte \ufffd from the server"
