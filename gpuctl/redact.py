@@ -21,11 +21,13 @@ _SECRET_SOURCES: tuple[tuple[str, str], ...] = (
     # The lookbehind starts a name only where a word starts: without it a long run of word
     # characters is tried from every position, which is quadratic (a 20 kB `model` took 24 s).
     (
-        r"(?i)((?<![\w.\-])[\w.\-]*(?:api[_-]?key|[_-]key|\bkey|token|secret|password|passwd|authorization)"
+        r"(?i)((?<![\w.\-])[\w.\-]*(?:api[_-]?key|[_-]key|token|secret|password|passwd|authorization)"
         r"[\"']?\s*[:=]\s*[\"']?)"
         r"(?!\*\*\*|Bearer\b|Basic\b|null\b|[^\s\"']*…)[^\s\"'&,;{}\[\]]+",
         r"\1***",
     ),
+    # A bare `key=` only in a query string (`?key=...`): in JSON, "key" is an ordinary field name.
+    (r"([?&]key=)[^&\s\"']+", r"\1***"),
     (r"\bsk-ant-[A-Za-z0-9_\-]{8,}", "sk-ant-***"),
     (r"\bsk-[A-Za-z0-9_\-]{16,}", "sk-***"),
     (r"\bhf_[A-Za-z0-9]{8,}", "hf_***"),

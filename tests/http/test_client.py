@@ -298,6 +298,7 @@ def test_redact_masks_secrets(text: str, secret: str) -> None:
         "Token missing",
         "image sha256:" + "ab" * 32,
         "GET http://127.0.0.1:8000/v1/models -> 200",
+        '{"key": "web-1", "cost": "0.01"}',  # a report's group key is no credential
     ],
 )
 def test_redact_leaves_ordinary_text_alone(text: str) -> None:
