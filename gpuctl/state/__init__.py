@@ -6,7 +6,8 @@ cron `gpuctl cleanup` and a running `gpuctl chat` share it; zero setup), or with
 (`GPUCTL_STATE_URL`) = `postgresql://...` one PostgreSQL database that several hosts share:
 one budget, one set of breakers, one ledger for `cleanup` and `cost report`. The modules:
 `store` (State and its SQL), `memory` (the request path's part of it), `hot` (batching and
-caches for the shared backend), `sqlite` / `pg` (the backends), `schema` (the migrations),
+caches for the shared backend), `sqlite` / `pg` (the backends; `pg_migrate` and `pg_faults`
+beside the latter: its migrations on open, and its deadlines on a hung server), `schema` (the migrations),
 `rows` (the dataclasses), `url` (state.url), `errors`, `transfer` (`gpuctl state migrate`).
 Callers import everything from `gpuctl.state`. Time is injectable (`clock`) so tests never sleep.
 """

@@ -126,6 +126,7 @@ class Writer:
         self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
+        self._inflight: tuple[list[Row], list[Bump]] = ([], [])  # the batch being written now
         self.down = False  # the last flush could not reach the database
         self._thread = threading.Thread(target=self._loop, name="gpuctl-state-writer", daemon=True)
         self._thread.start()
@@ -160,6 +161,7 @@ class Writer:
         with self._flushing:
             rows = [self._rows.popleft() for _ in range(len(self._rows))]
             bumps = [(p, n, by) for (p, n), by in self._take_bumps().items()]
+            self._inflight = (rows, bumps)
             try:
                 if self.spool.pending():
                     self.spool.drain(self._write_all)
@@ -175,6 +177,8 @@ class Writer:
                     log_event("state_unreachable", error=str(exc)[:300], spooled_rows=len(rows))
                 self.down = True
                 return False
+            finally:
+                self._inflight = ([], [])
             if self.down:
                 log_event("state_reachable_again")
             self.down = False
@@ -209,12 +213,25 @@ class Writer:
         taken, self._bumps = self._bumps, {}
         return taken
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread and write (or spool) everything queued: nothing is lost at exit."""
+    def close(self, timeout_s: float = 3.0) -> None:
+        """Stop the thread and write (or spool) everything queued: nothing is lost at exit.
+        A write still in flight after `timeout_s` is spooled as well (a hung database must not
+        hold a SIGTERM for long; a row written twice is stored once)."""
+        _WRITERS.discard(self)  # closed: nothing left for the exit flush to do
         self._stopped = True
         self._wake.set()
         self._thread.join(timeout_s)
-        self.flush()
+        if self._flushing.acquire(blocking=False):
+            self._flushing.release()
+            self.flush()
+            return
+        # The writer is stuck in a write to a database that does not answer (hung, not down):
+        # what it holds and what is queued go to the spool, and the process may exit. A row
+        # its write commits after all is not written twice (each row's uid).
+        held_rows, held_bumps = self._inflight
+        rows = [*held_rows, *(self._rows.popleft() for _ in range(len(self._rows)))]
+        self.spool.append(rows, [*held_bumps, *((p, n, by) for (p, n), by in self._take_bumps().items())])
+        log_event("state_unreachable", error="the database did not answer the last write", spooled_rows=len(rows))
 
 
 class TtlCache:

@@ -1,11 +1,11 @@
 """The shared backend: a PostgreSQL database, through psycopg 3 (imported only here, only when
 `state.url` names one).
 
-Owns: connecting (autocommit; explicit transactions), the migrations on open under an advisory
-lock (two hosts opening at once: one applies, the other waits, then finds nothing to do), the
-re-entrant transaction, reconnecting after the server went away, the locks (advisory locks:
-session-level on a connection of their own, so a dead process's lock dies with its
-connection; the serialised budget transaction takes a transaction-level one), and turning
+Owns: connecting (autocommit; explicit transactions; `pg_migrate` brings each new connection's
+database to the schema), the re-entrant transaction, deadlines for callers that must not wait
+(`pg_faults`: a hung server never holds the request path past REQUEST_DEADLINE_S),
+reconnecting after the server went away, the locks (advisory locks: session-level on a
+connection of their own, so a dead process's lock dies with its connection; the serialised budget transaction takes a transaction-level one), and turning
 psycopg's errors into gpuctl's (`StateUnavailableError` exit 1, `StateDamagedError` exit 3).
 
 A dropped connection inside a transaction is a rolled-back transaction: it is reported
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,18 +27,21 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from gpuctl.state.errors import StateDamagedError, StateUnavailableError, newer_schema
-from gpuctl.state.schema import MIGRATIONS, for_postgres, statements
+from gpuctl.state.errors import StateUnavailableError
+from gpuctl.state.pg_faults import (
+    REQUEST_DEADLINE_S,
+    UNREACHABLE_HINT,
+    first_line,
+    locked,
+    sever,
+    storable,
+    timed,
+    translate,
+)
+from gpuctl.state.pg_migrate import apply_migrations, lock_key, version_of
 from gpuctl.state.url import Location
 
 RETRY_CONNECT_S = 1.0  # after a failed connect, how long callers that must not wait are refused at once
-_MIGRATION_LOCK = "migrations"
-
-
-def lock_key(name: str) -> int:
-    """The advisory lock key (a signed 64-bit number) for a gpuctl lock name."""
-    digest = hashlib.blake2b(f"gpuctl:{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 @functools.lru_cache(maxsize=256)
@@ -62,8 +64,10 @@ class PgDb:
         self._mutex = threading.RLock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._depth = 0
+        self._nowait = False  # inside a transaction(wait=False): its statements have a deadline
         self._retry_at = 0.0
         self._reconnecting = False
+        self.closed = False
         self.last_error: str | None = None
         if lazy:  # connects on first use (the background writer's: no second connect per command)
             return
@@ -86,7 +90,7 @@ class PgDb:
             raise self.unavailable(exc) from None
         if migrate:
             try:
-                _migrate(conn, self)
+                apply_migrations(conn, self)
             except BaseException:
                 conn.close()
                 raise
@@ -128,7 +132,7 @@ class PgDb:
                 self._retry_at = time.monotonic() + RETRY_CONNECT_S
             else:
                 with self._mutex:
-                    if self.available:
+                    if self.available or self.closed:
                         conn.close()
                     else:
                         self._drop()
@@ -145,7 +149,7 @@ class PgDb:
             self._conn = None
 
     def unavailable(self, exc: BaseException, *, during: str | None = None) -> StateUnavailableError:
-        self.last_error = _first_line(exc)
+        self.last_error = first_line(exc)
         what = f"the connection to the shared state {self.where} dropped during {during}; it was rolled back" \
             if during else f"the shared state {self.where} is unreachable ({self.last_error})"
         return StateUnavailableError(what, hint=UNREACHABLE_HINT)
@@ -155,38 +159,39 @@ class PgDb:
     def query(self, sql: str, args: Sequence[Any] = (), *, wait: bool = True) -> list[dict[str, Any]]:
         """Rows as dicts. Outside a transaction a dropped connection is retried once (when
         `wait`); `wait=False` never waits for a connection (the request path)."""
-        return self._run(lambda conn: conn.execute(pg_sql(sql), _storable(args)).fetchall(), wait=wait)
+        return self._run(lambda conn: conn.execute(pg_sql(sql), storable(args)).fetchall(), wait=wait)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Plain tuples, for the big reads; in binary (a float is 8 bytes, not text to parse)."""
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             with conn.cursor(row_factory=tuple_row, binary=True) as cur:
-                return cur.execute(pg_sql(sql), _storable(args)).fetchall()
+                return cur.execute(pg_sql(sql), storable(args)).fetchall()
 
         return self._run(run)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return self._run(lambda conn: conn.execute(pg_sql(sql), _storable(args)).rowcount, retry=False)
+        return self._run(lambda conn: conn.execute(pg_sql(sql), storable(args)).rowcount, retry=False)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
-                cur.executemany(pg_sql(sql), [_storable(row) for row in rows])
+                cur.executemany(pg_sql(sql), [storable(row) for row in rows])
 
         self._run(run, retry=False)
 
     def insert(self, sql: str, args: Sequence[Any] = ()) -> int:
-        row = self._run(lambda conn: conn.execute(pg_sql(sql + " RETURNING id"), _storable(args)).fetchone(),
+        row = self._run(lambda conn: conn.execute(pg_sql(sql + " RETURNING id"), storable(args)).fetchone(),
                         retry=False)
         return int(row["id"])
 
     def _run(self, fn: Any, *, wait: bool = True, retry: bool = True) -> Any:
-        with self._mutex:
+        with locked(self._mutex, wait=wait, where=self.where):
+            deadline = not wait or self._nowait
             for attempt in (1, 2):
                 conn = self._ensure(wait=wait)
                 try:
-                    return fn(conn)
+                    return timed(fn, conn) if deadline else fn(conn)
                 except psycopg.OperationalError as exc:
                     if not (conn.broken or conn.closed):
                         raise self.translate(exc) from None
@@ -203,8 +208,9 @@ class PgDb:
     def transaction(self, *, wait: bool = True) -> Iterator[PgDb]:
         """One transaction on this connection; a nested one joins the outer. A dropped
         connection rolls it back (the server's doing) and raises StateUnavailableError.
-        `wait=False`: refused at once while the connection is down (the request path)."""
-        with self._mutex:
+        `wait=False`: refused at once while the connection is down (the request path), and
+        each statement in it has REQUEST_DEADLINE_S."""
+        with locked(self._mutex, wait=wait, where=self.where):
             if self._depth:
                 self._depth += 1
                 try:
@@ -215,11 +221,11 @@ class PgDb:
             conn = self._ensure(wait=wait)
             try:
                 with conn.transaction():
-                    self._depth = 1
+                    self._depth, self._nowait = 1, not wait
                     try:
                         yield self
                     finally:
-                        self._depth = 0
+                        self._depth, self._nowait = 0, False
             except psycopg.OperationalError as exc:
                 if conn.broken or conn.closed:
                     self._drop()
@@ -228,7 +234,7 @@ class PgDb:
 
     @property
     def schema_version(self) -> int:
-        return _version(self._ensure()) or 0
+        return version_of(self._ensure()) or 0
 
     # -------------------------------------------------------------- locks
 
@@ -274,88 +280,20 @@ class PgDb:
     # -------------------------------------------------------------- plumbing
 
     def close(self) -> None:
-        with self._mutex:
-            self._drop()
+        self.closed = True  # a reconnect still under way closes what it gets
+        if self._mutex.acquire(timeout=REQUEST_DEADLINE_S):
+            try:
+                self._drop()
+            finally:
+                self._mutex.release()
+            return
+        # Another thread's statement is stuck on a server that does not answer: cut it, so
+        # that thread's write fails (and spools) and this process can exit.
+        conn = self._conn
+        if conn is not None:
+            sever(conn)
 
     def translate(self, exc: psycopg.Error, *, lock: str | None = None) -> Exception:
-        from psycopg import errors
-
-        if isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
-            what = f"the {lock} lock" if lock else "a lock"
-            return StateDamagedError(f"{what} in the shared state {self.where} has been held for over "
-                                     f"{self.lock_timeout_s:g} s", hint="wait for the other gpuctl command to "
-                                     "finish, or raise state.lock_timeout_s")
-        if isinstance(exc, errors.UndefinedTable | errors.UndefinedColumn):
-            return StateDamagedError(f"the shared state {self.where} lacks gpuctl's tables ({_first_line(exc)})",
-                                     hint="point state.url at a database gpuctl created, or at an empty one")
-        if isinstance(exc, psycopg.OperationalError):
-            return self.unavailable(exc)
-        return exc
-
-
-UNREACHABLE_HINT = ("check that the database is up and state.url (GPUCTL_STATE_URL) is right; chat keeps "
-                    "answering meanwhile, but launch and cleanup wait for the shared budget")
-
-
-def _storable(args: Sequence[Any]) -> Sequence[Any]:
-    """`args` with NUL characters in text made U+FFFD: PostgreSQL's text cannot hold them (SQLite
-    can), and a model's answer or a server's error may contain one."""
-    if not any(isinstance(a, str) and "\x00" in a for a in args):
-        return args
-    return [a.replace("\x00", "\ufffd") if isinstance(a, str) else a for a in args]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _version(conn: psycopg.Connection[Any]) -> int | None:
-    """The schema version, or None for a database gpuctl never opened."""
-    try:
-        row = conn.execute("SELECT max(version) AS v FROM gpuctl_schema").fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
-    return int(row["v"]) if row and row["v"] is not None else 0
-
-
-def _migrate(conn: psycopg.Connection[Any], db: PgDb) -> None:
-    """Bring the database to the latest schema. The check is one read; applying takes the
-    migration advisory lock, so a second host opening at once waits, then finds it done."""
-    known = len(MIGRATIONS)
-    try:
-        version = _version(conn)
-        if version == known:
-            return
-        if version is not None and version > known:
-            raise newer_schema(db.where, version, known)
-        conn.execute(f"SET lock_timeout = {int(max(db.lock_timeout_s, 60) * 1000)}")
-        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(_MIGRATION_LOCK),))
-        try:
-            version = _version(conn)
-            if version is not None and version > known:
-                raise newer_schema(db.where, version, known)
-            with conn.transaction():
-                if version is None:
-                    conn.execute("CREATE TABLE gpuctl_schema (version INTEGER NOT NULL)")
-                    conn.execute("INSERT INTO gpuctl_schema (version) VALUES (0)")
-                    version = 0
-                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in statements(script):
-                        conn.execute(for_postgres(statement))
-                    conn.execute("UPDATE gpuctl_schema SET version = %s", (number,))
-        finally:
-            if not conn.broken:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(_MIGRATION_LOCK),))
-                conn.execute("RESET lock_timeout")
-    except psycopg.OperationalError as exc:
-        if conn.broken or conn.closed:
-            raise db.unavailable(exc, during="the schema check") from None
-        raise db.translate(exc) from None
-    except psycopg.DatabaseError as exc:
-        # A half-migrated database, or one that holds another application's `usage` table: the
-        # migration cannot apply (it was rolled back whole). Say so in one line, as for SQLite.
-        raise StateDamagedError(
-            f"the shared state {db.where} cannot be brought to gpuctl's schema ({_first_line(exc)})",
-            hint="its tables were changed by hand or belong to another application: point state.url at "
-                 "a database gpuctl created, or at an empty one") from None
+        """psycopg's error as gpuctl's (`pg_faults.translate`)."""
+        return translate(exc, where=self.where, lock_timeout_s=self.lock_timeout_s, lock=lock,
+                         unavailable=self.unavailable)

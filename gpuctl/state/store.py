@@ -84,7 +84,11 @@ class State(ConversationStore, RoutingMemory):
         self._db = PgDb(location, wait=False, **opts)  # unreachable now: routing goes on, money waits
         if spool_dir is None:
             raise ValueError("a shared state needs a spool directory (GPUCTL_HOME)")
-        self._start_hot_path(PgDb(location, lazy=True, **opts), spool_dir / f"spool-{location.tag}.jsonl")
+        spool = spool_dir / f"spool-{location.tag}.jsonl"
+        legacy = spool_dir / f"spool-{location.legacy_tag}.jsonl"
+        if legacy != spool and legacy.exists() and not spool.exists():
+            legacy.rename(spool)  # rows spooled under the old name: drained as this one's
+        self._start_hot_path(PgDb(location, lazy=True, **opts), spool)
 
     # -------------------------------------------------------------- plumbing
 

@@ -36,7 +36,19 @@ class Location:
 
     @property
     def tag(self) -> str:
-        """A short stable name for this database (the local spool's file name), no secret in it."""
+        """A short stable name for this database (the local spool's file name), no secret in it:
+        the same database however its password is given (in the URL, PGPASSWORD, ~/.pgpass)."""
+        identity = self.url
+        if self.kind == "postgresql":
+            parts = urlsplit(self.url)
+            query = "&".join(sorted(q for q in parts.query.split("&") if q and not q.startswith("password=")))
+            where = parts.netloc.rpartition("@")[2]
+            identity = f"{parts.scheme}://{parts.username or ''}@{where}{parts.path}?{query}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+    @property
+    def legacy_tag(self) -> str:
+        """The spool's name in earlier versions (the whole URL's hash): taken over once, so no row is lost."""
         return hashlib.sha256(self.url.encode()).hexdigest()[:12]
 
 

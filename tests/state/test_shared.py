@@ -220,3 +220,77 @@ def test_text_with_a_nul_is_stored_and_one_row_the_database_refuses_never_holds_
         rows = sorted(st.usage_since(), key=lambda r: r.ts)
     assert [r.ts for r in rows] == [1, 3, 4]
     assert rows[0].error == "bad byte \ufffd from the server"
+
+
+def test_the_spool_is_the_databases_however_its_password_is_given(pg_cluster, pg_backend: StateBackend) -> None:  # type: ignore[no-untyped-def]
+    """Rows spooled by a process whose URL held the password are drained by one that gives it
+    in PGPASSWORD (the same database, the same spool); a spool under the old name is taken over."""
+    from gpuctl.state.url import parse_location
+
+    with_password = parse_location("postgresql://gp:s3cret@db.example:5432/gpuctl?sslmode=require", pg_backend.home)
+    without = parse_location("postgresql://gp@db.example:5432/gpuctl?sslmode=require", pg_backend.home)
+    other = parse_location("postgresql://gp@db.example:5432/other?sslmode=require", pg_backend.home)
+    assert with_password.tag == without.tag != other.tag and "s3cret" not in with_password.tag
+
+    pg_backend.open().close()
+    pg_cluster.stop(immediate=True)
+    try:
+        with pg_backend.open() as st:
+            st.record_usage(UsageRecord(ts=1, provider="endpoint"))
+            assert not st.flush()
+    finally:
+        pg_cluster.start()
+    location = pg_backend.location
+    spool = pg_backend.home / "spool" / f"spool-{location.tag}.jsonl"
+    spool.rename(spool.with_name(f"spool-{location.legacy_tag}.jsonl"))  # as an earlier gpuctl named it
+    with pg_backend.open() as st:
+        assert st.info().rows["usage"] == 1 and not st.spooled
+
+
+def test_a_hung_database_never_holds_the_request_path_nor_a_shutdown(pg_cluster, pg_backend: StateBackend,  # type: ignore[no-untyped-def]
+                                                                     gpuctl_home: Path) -> None:
+    """A server that is there and never answers (frozen): breaker reads on the request path
+    come back with what this process knows, chat answers, and closing the state spools the
+    rows the hung write held, so nothing is lost. No timing is asserted (bench/ measures
+    speed): a thread that never returns is what fails here."""
+    import threading
+
+    from tests.support.frozen import FrozenProxy
+
+    pg_backend.open().close()
+    proxy = FrozenProxy(pg_cluster.socket_dir / f".s.PGSQL.{pg_cluster.port}")
+    try:
+        with FakeVLLM(model="m") as vllm:
+            env = {"GPUCTL_ENDPOINT_URL": vllm.url, "GPUCTL_PRIORITY": "endpoint", "GPUCTL_STATE_URL": proxy.url(),
+                   "GPUCTL_HOME": str(gpuctl_home)}
+            settings = load_settings(env=env, home=gpuctl_home)
+            state = open_for(settings)
+            manager = BackendManager(settings, state=state)
+            runner = asyncio.Runner()
+            answered: list[str] = []
+
+            def while_frozen() -> None:
+                answered.extend(_ask(runner, manager, 3))  # cache misses go to the frozen server
+                state.get_breaker("endpoint|nobody-asked-before")  # a read it never cached
+                runner.run(manager.aclose())
+                state.close()  # the writer is stuck in a write: what it holds is spooled
+
+            try:
+                assert _ask(runner, manager, 2) == ["endpoint"] * 2
+                assert state.flush()
+                proxy.freeze()
+                worker = threading.Thread(target=while_frozen, daemon=True)
+                worker.start()
+                worker.join(60)
+                assert not worker.is_alive(), "a hung database held the request path or the shutdown"
+                assert answered == ["endpoint"] * 3
+            finally:
+                proxy.thaw()
+                runner.close()
+            again = open_for(settings)  # the next process: the spool drains into the database
+            try:
+                assert len(again.usage_since()) == 5 and not again.spooled
+            finally:
+                again.close()
+    finally:
+        proxy.close()
