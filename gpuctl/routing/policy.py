@@ -90,6 +90,8 @@ class Router:
         """Why this slot is skipped, or None if it may be tried. With `claim`, a breaker due for
         its probe is claimed atomically, so one request (in all processes) probes, not all."""
         if not slot.configured:
+            if slot.unreadable:
+                return Reason.failed(slot.why_not or "", error_kind="state")
             return Reason.not_configured(slot.why_not or "")
         record = self.breaker(slot)
         allowed, why = breaker.check(record, now)
@@ -181,7 +183,7 @@ class Router:
         budget: if every other provider fails, waiting for a cold GPU still beats no answer.
         """
         order = self.order(only)
-        if only is None and not any(slot.configured for slot in order):
+        if only is None and not any(slot.configured or slot.unreadable for slot in order):
             raise nothing_configured(self.settings, self.state, [slot.name for slot in order])
         now = self.clock()
         deferred: list[Slot] = []

@@ -67,6 +67,9 @@ class Slot:
     # Where this slot's breaker, "waking" and last-health memory live in the state (`breaker_key`);
     # "" means the slot's name (an unconfigured slot, or one a test builds by hand).
     breaker_key: str = ""
+    # Configured, but its setting cannot be read now (the shared instance ledger is down): a
+    # failure the chain names as such, never "not configured".
+    unreadable: bool = False
 
     def __post_init__(self) -> None:
         if not self.breaker_key:
@@ -144,7 +147,9 @@ def build_vastai(settings: Settings, state: State | None) -> Slot:
     try:
         live = state.live_instances("vastai") if state is not None else []
     except StateUnavailableError as exc:  # a shared state that is down: the others still answer
-        return Slot("vastai", None, f"the instance ledger is unreachable: {exc.message}")
+        # What bills is still listed (the account's list needs no ledger): status never hides it.
+        return Slot("vastai", None, f"the instance ledger is unreachable: {exc.message}", rentals=rentals,
+                    unreadable=True)
     ready = next((r for r in reversed(live) if r.status == "ready" and r.endpoint), None)
     if ready is None or not ready.endpoint:
         # A key with no instance ready is not "unconfigured": status says what it is, and never

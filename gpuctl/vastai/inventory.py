@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from gpuctl.config import Settings
 from gpuctl.errors import GpuctlError
 from gpuctl.providers.base import Rental, Rentals
-from gpuctl.state import InstanceRow, State
+from gpuctl.state import InstanceRow, State, StateUnavailableError
 from gpuctl.vastai.api_types import PROVIDER, Instance, Listing
 from gpuctl.vastai.instances import ORPHAN_GRACE_S, is_gpuctl_label
 
@@ -40,7 +40,16 @@ async def rentals(settings: Settings, state: State | None, *, now: float | None 
     """The ledger's live rows, and (with an API key) the account's gpuctl instances, merged.
     `routed` False: `routing.priority` leaves Vast.ai out, so not even a ready one is used."""
     at = time.time() if now is None else now
-    rows = state.live_instances(PROVIDER) if state is not None else []
+    try:
+        rows = state.live_instances(PROVIDER) if state is not None else []
+    except StateUnavailableError as exc:
+        if not settings.get("vastai.api_key"):
+            raise
+        # The ledger is away, the account is not: what bills is listed from its labels, and
+        # said to be the account's view only.
+        listed_only = await rentals(settings, None, now=at, routed=routed)
+        return Rentals(listed_only.items, listed_only.error or f"the instance ledger is unreachable ({exc.message}): "
+                                                              "this is the Vast.ai account's list alone")
     if not settings.get("vastai.api_key"):
         if not rows:
             return Rentals()

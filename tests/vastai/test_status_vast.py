@@ -170,3 +170,24 @@ def test_what_status_says_of_held_creates_and_running_boxes_the_router_does_not_
     detail = vast_rows({"data": orphan})["detail"]
     assert detail.startswith(f"instance {iid} running") and "the router does not use it" in detail
     assert "not answering yet" not in detail
+
+
+def test_with_the_shared_ledger_down_what_bills_is_still_shown_and_chat_names_the_ledger(  # type: ignore[no-untyped-def]
+        cli, vast_env: FakeVast, pg_cluster, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2 with issue 15's shared state: the ledger is away, the account is not."""
+    monkeypatch.setenv("GPUCTL_STATE_URL", pg_url)
+    assert_exit(cli("state", "info"), 0)  # the schema, before the fault
+    iid = vast_env.add_instance(label="gpuctl:laptop:0123456789ab", offer=make_offer(102, dph_total="0.18"))
+    pg_cluster.stop(immediate=True)
+    try:
+        status = cli("--json", "status")
+        chat = cli("chat", "hi")
+    finally:
+        pg_cluster.start()
+    assert_exit(status, 1)
+    never_hidden(status.stdout + status.stderr)
+    (inst,) = vast_rows(json.loads(status.stdout))["instances"]
+    assert inst["id"] == str(iid) and inst["state"] == "running"
+    assert_exit(chat, 1)
+    never_hidden(chat.stdout + chat.stderr)
+    assert "the instance ledger is unreachable" in chat.stderr and "Traceback" not in chat.stderr
