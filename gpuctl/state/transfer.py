@@ -78,12 +78,16 @@ def copy_state(source: State, target: State, *, dry_run: bool = False,
                 source.db.executemany("UPDATE usage SET uid = ? WHERE id = ?", [(uuid.uuid4().hex, r[0]) for r in missing])
     src, dst = source.db, target.db
     target.flush()
-    plans = [_plan_usage(src, dst, report), _plan_instances(src, dst, report), _plan_conversations(src, dst, report)]
-    plans += [_plan_keyed(src, dst, report, *spec) for spec in _KEYED]
-    refuse(report)
-    if dry_run:
-        return report
-    with dst.transaction():
+    # One migrate into a database at a time, its plan read inside the same transaction as its
+    # writes: two runs at once (one source twice, or two sources without --merge) queue, and
+    # the second sees what the first wrote (copies nothing twice, or refuses to merge).
+    with dst.serialised("state-migrate"):
+        plans = [_plan_usage(src, dst, report), _plan_instances(src, dst, report),
+                 _plan_conversations(src, dst, report)]
+        plans += [_plan_keyed(src, dst, report, *spec) for spec in _KEYED]
+        refuse(report)
+        if dry_run:
+            return report
         for write in plans:
             write()
     return report

@@ -119,3 +119,36 @@ def test_a_bad_or_unreachable_state_url_is_one_line(cli, monkeypatch: pytest.Mon
         assert_exit(result, 1)
         assert "is unreachable" in result.stderr and "hunter2" not in result.stderr + result.stdout
         assert "Traceback" not in result.stderr
+
+
+def test_migrations_run_at_once_queue_and_never_copy_twice_or_merge_unasked(pg_url: str, tmp_path: Path) -> None:
+    """The same source twice at once copies it once; a second source at the same time is
+    refused (the first one's rows are there by the time its plan is read)."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    homes = [tmp_path / name for name in ("a", "a", "b")]
+    for home in {*homes}:
+        home.mkdir()
+        _fill(home / "state.db")
+        db = sqlite3.connect(home / "state.db")  # enough rows that the runs' plans and writes overlap
+        db.executemany("INSERT INTO usage (ts, provider, model, prompt_tokens, completion_tokens, ok, uid) "
+                       "VALUES (?, 'anthropic', 'claude-haiku-4-5', 1, 1, 1, ?)",
+                       [(1_767_225_700 + i, uuid.uuid4().hex) for i in range(20_000)])
+        db.commit()
+        db.close()
+    with open_location(parse_location(pg_url, tmp_path), tmp_path):
+        pass  # the schema, so the three runs race on the copy, not on creating it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCTL_")}
+    procs = [subprocess.Popen([sys.executable, "-m", "gpuctl", "--json", "state", "migrate", "--to", pg_url],
+                              env={**env, "GPUCTL_HOME": str(home), "GPUCTL_EVENT_LOG": "0"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for home in homes]
+    results = [(p.wait(120), json.loads(p.communicate()[0])) for p in procs]
+    assert all(doc["exit_code"] == code for code, doc in results)  # one JSON document each, never a traceback
+    # Whichever source came first is copied; the other is refused, never merged unasked.
+    assert [code for code, _ in results] in ([0, 0, 1], [1, 1, 0])
+    with open_location(parse_location(pg_url, tmp_path), tmp_path) as pg:
+        rows = pg.info().rows
+    assert rows["usage"] == 20_005 and rows["instances"] == 1 and rows["conversations"] == 1 and rows["messages"] == 2
