@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,8 @@ from gpuctl.state.pg_migrate import apply_migrations, lock_key, version_of
 from gpuctl.state.url import Location
 
 RETRY_CONNECT_S = 1.0  # after a failed connect, how long callers that must not wait are refused at once
+KEEP_S = 2.0  # how often a held advisory lock's connection is checked (and, dropped, the lock retaken)
+logger = logging.getLogger("gpuctl.state")
 
 
 @functools.lru_cache(maxsize=256)
@@ -244,22 +247,23 @@ class PgDb:
         once held, or False at once when `blocking=False` and another session holds it. If
         this process dies, its connection closes and the server drops the lock."""
         del ephemeral  # nothing to remove: the lock is gone with its session
-        conn = self.connect(migrate=False)
+        session = LockSession(self, name, self.connect(migrate=False))
         try:
-            key = lock_key(name)
             try:
                 if blocking:
-                    conn.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
-                    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                    session.conn.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
+                    session.conn.execute("SELECT pg_advisory_lock(%s)", (session.key,))
                     held = True
                 else:
-                    row = conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (key,)).fetchone()
+                    row = session.conn.execute("SELECT pg_try_advisory_lock(%s) AS held", (session.key,)).fetchone()
                     held = bool(row and row["held"])
             except psycopg.Error as exc:
                 raise self.translate(exc, lock=name) from None
+            if held:
+                session.keep()
             yield held
         finally:
-            conn.close()  # ends the session: its advisory locks go with it
+            session.close()  # ends the session: its advisory locks go with it
 
     def lock_held(self, name: str) -> bool:
         key = lock_key(name)
@@ -297,3 +301,48 @@ class PgDb:
         """psycopg's error as gpuctl's (`pg_faults.translate`)."""
         return translate(exc, where=self.where, lock_timeout_s=self.lock_timeout_s, lock=lock,
                          unavailable=self.unavailable)
+
+
+class LockSession:
+    """A held advisory lock's own connection, kept: a connection that drops (a server restart,
+    a network blip) loses its lock, and another host's cleanup would then take a live launch for
+    a dead one. Checked every KEEP_S; after a drop the lock is taken again on a new connection."""
+
+    def __init__(self, db: PgDb, name: str, conn: psycopg.Connection[Any]) -> None:
+        self.db, self.name, self.conn = db, name, conn
+        self.key = lock_key(name)
+        self._stop = threading.Event()
+        self._guard = threading.Lock()
+
+    def keep(self) -> None:
+        threading.Thread(target=self._keep, name=f"gpuctl-lock-{self.name}", daemon=True).start()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(KEEP_S):
+            try:
+                timed(lambda c: c.execute("SELECT 1"), self.conn)  # a hung server: cut, not waited on
+                continue
+            except psycopg.Error:
+                if self._stop.is_set():
+                    return  # closed while checking: released, not lost
+            try:
+                new = self.db.connect(migrate=False)
+                row = new.execute("SELECT pg_try_advisory_lock(%s) AS held", (self.key,)).fetchone()
+            except (psycopg.Error, StateUnavailableError):
+                continue  # still away: try again
+            with self._guard:
+                if self._stop.is_set() or not (row and row["held"]):
+                    new.close()
+                    if not self._stop.is_set():
+                        logger.warning("the %s lock was lost with its connection and is held elsewhere now", self.name)
+                    continue
+                old, self.conn = self.conn, new
+            with contextlib.suppress(Exception):
+                old.close()
+            logger.info("the %s lock was taken again after its connection dropped", self.name)
+
+    def close(self) -> None:
+        with self._guard:
+            self._stop.set()
+            conn = self.conn
+        conn.close()

@@ -11,7 +11,10 @@ import sys
 import threading
 import time
 
+import pytest
+
 from gpuctl.state import MIGRATIONS
+from tests.support import wait_for
 from tests.support.state import OPEN_IN_CHILD, StateBackend
 
 _HOLD = """
@@ -120,3 +123,22 @@ def test_two_processes_opening_a_new_database_migrate_it_once(backend: StateBack
     assert [out.strip() for out, _ in outs] == [str(len(MIGRATIONS))] * 3
     with backend.open() as st:
         assert st.schema_version == len(MIGRATIONS)
+
+
+def test_a_lock_whose_connection_drops_is_taken_again(pg_backend: StateBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch's lock outlives a dropped connection (a server restart, a blip): otherwise
+    another host's cleanup would take the live launch for an abandoned one and destroy it."""
+    import psycopg
+
+    from gpuctl.state import pg
+
+    monkeypatch.setattr(pg, "KEEP_S", 0.02)
+    name = "launch-0123456789ab"
+    with pg_backend.open() as st, st.try_lock(name) as held:
+        assert held and st.lock_held(name)
+        with psycopg.connect(pg_backend.url, autocommit=True) as admin:  # the lock's session dies
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND pid <> pg_backend_pid()")
+        wait_for(lambda: st.lock_held(name), what="the lock to be taken again", timeout=10)
+    with pg_backend.open() as st:
+        assert not st.lock_held(name)  # released at the end, as before
