@@ -56,6 +56,16 @@ def _encodable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's delay in seconds (its HTTP-date form is not used by the servers
+    gpuctl talks to, and is ignored), or None."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
+
+
 class UsageError(GpuctlError):
     """Bad input on the command line (a negative number, an unknown GPU)."""
 
@@ -133,6 +143,7 @@ class ProviderError(GpuctlError):
         self.provider = provider
         self.kind = Kind(kind)
         self.status = status
+        self.retry_after_s: float | None = None  # a 429's Retry-After, when the server sent one
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuctl.errors import Kind, ProviderError
+from gpuctl.errors import Kind, ProviderError, retry_after_seconds
 from gpuctl.providers.anthropic_mapping import NAME
 
 KEY_HINT = "Set ANTHROPIC_API_KEY, or anthropic.api_key in your gpuctl profile."
@@ -72,7 +72,9 @@ class AnthropicErrors:
         if status == 429:
             retry_after = exc.response.headers.get("retry-after")
             wait = f"; retry after {self.scrub(retry_after)} s" if retry_after else ""
-            return _error(f"Anthropic API rate limit (429){wait}", Kind.RATE_LIMIT, status)
+            limited = _error(f"Anthropic API rate limit (429){wait}", Kind.RATE_LIMIT, status)
+            limited.retry_after_s = retry_after_seconds(retry_after)
+            return limited
         if status == 529:
             return _error("Anthropic API is overloaded (529)", Kind.HTTP, status)
         if status >= 500:

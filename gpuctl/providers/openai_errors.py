@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError
+from gpuctl.errors import ConfigError, Kind, ProviderError, StreamBrokenError, retry_after_seconds
 from gpuctl.http.client import Timeouts
 from gpuctl.providers.base import HealthStatus, UnsupportedError
 from gpuctl.redact import redact
@@ -168,10 +168,12 @@ class VLLMErrors:
             )
         if status == 429:
             after = response.headers.get("retry-after")
-            return self.error(
+            limited = self.error(
                 f"{p}: rate limited by {where} (HTTP 429{f', retry after {after}s' if after else ''})",
                 kind=Kind.RATE_LIMIT, status=429, hint="wait and retry, or lower the request rate",
             )
+            limited.retry_after_s = retry_after_seconds(after)
+            return limited
         if status == 400 or status == 422:
             return self.error(
                 f"{p}: the server rejected the request: {detail}", kind=Kind.BAD_REQUEST, status=status,

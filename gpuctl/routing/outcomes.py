@@ -78,6 +78,7 @@ class Reason:
     error_kind: str | None = None
     seconds: float | None = None
     param: str | None = None
+    retry_after_s: float | None = None  # a rate limit's Retry-After (FAILED with error_kind rate_limit)
 
     @classmethod
     def not_configured(cls, hint: str) -> Reason:
@@ -115,7 +116,8 @@ class Reason:
     def from_error(cls, provider: str, exc: ProviderError) -> Reason:
         if isinstance(exc, UnsupportedError):  # e.g. a vLLM started without tool calling
             return cls(ReasonKind.UNSUPPORTED, without_name(provider, exc.message), exc.kind, param=exc.param)
-        return cls(ReasonKind.FAILED, without_name(provider, exc.message), exc.kind)
+        return cls(ReasonKind.FAILED, without_name(provider, exc.message), exc.kind,
+                   retry_after_s=exc.retry_after_s)
 
     @property
     def outcome(self) -> Outcome:

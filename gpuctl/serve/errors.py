@@ -11,6 +11,7 @@ Must not: do I/O, or decide anything from an error's text (kinds and typed attem
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,7 @@ def api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ProviderError) and not isinstance(exc, StreamBrokenError):
         status, kind_type = PROVIDER_STATUSES.get(exc.kind, (502, "upstream_error"))
         return ApiError(status, _with_hint(exc), kind_type, str(exc.kind), param=getattr(exc, "param", None),
+                        headers=retry_after([exc.retry_after_s]) if status == 429 else [],
                         extra={"provider": exc.provider})
     if isinstance(exc, GpuctlError):
         for cls, status, err_type, code in STATUSES:
@@ -103,12 +105,24 @@ def nobody_answered(exc: AllProvidersFailedError) -> ApiError:
     """502 when a provider was tried and failed; 503 when none could be tried now (breakers
     open, a GPU waking up). The per-provider reasons go in `error.providers`."""
     attempts = [a for a in exc.attempts if isinstance(a, Attempt)]
-    tried = any(a.outcome is Outcome.FAILED for a in attempts)
-    status, err_type = (502, "upstream_error") if tried else (503, "service_unavailable")
-    error = ApiError(status, exc.message, err_type, "no_provider_answered", extra={"providers": providers(attempts)})
+    failed = [a for a in attempts if a.outcome is Outcome.FAILED]
+    status, err_type = (502, "upstream_error") if failed else (503, "service_unavailable")
+    code, headers = "no_provider_answered", []
+    if failed and all(a.reason.error_kind == Kind.RATE_LIMIT for a in failed):
+        # Every provider tried is rate limited: the client should slow down, not retry now, so
+        # it gets OpenAI's 429 (its SDK backs off), with the longest wait the servers asked for.
+        status, err_type, code = 429, "rate_limit_exceeded", "rate_limit_exceeded"
+        headers = retry_after([a.reason.retry_after_s for a in failed])
+    error = ApiError(status, exc.message, err_type, code, headers=headers, extra={"providers": providers(attempts)})
     if exc.hint:
         error.extra["hint"] = exc.hint
     return error
+
+
+def retry_after(waits: Sequence[float | None]) -> list[tuple[bytes, bytes]]:
+    """The Retry-After header for the longest of `waits` the servers gave (none: no header)."""
+    known = [w for w in waits if w is not None]
+    return [(b"retry-after", str(math.ceil(max(known))).encode())] if known else []
 
 
 def providers(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:

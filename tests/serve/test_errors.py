@@ -182,3 +182,13 @@ def test_an_upstream_error_quoting_the_configured_key_never_shows_it(gpuctl_home
         shown = response.text + repr(response.headers) + "\n".join(map(str, gw.access_lines()))
     assert response.status_code >= 500 and "upstream refused token ***" in response.text
     assert secret not in shown and all(secret not in (row.error or "") for row in ledger(gpuctl_home))
+
+
+def test_when_every_provider_tried_is_rate_limited_the_client_gets_a_429_with_the_wait(
+        gpuctl_home: Path, vllm: FakeVLLM) -> None:
+    vllm.fail(429, body={"error": {"message": "slow down", "type": "x", "code": 429}}, headers={"Retry-After": "9"},
+              paths=["/v1/chat/completions"])
+    with running_gateway(gpuctl_home, chain_env(vllm, GPUCTL_PRIORITY="modal")) as gw, gw.http() as http:
+        response = http.post("/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH)
+    assert response.status_code == 429 and response.headers["retry-after"] == "9"
+    assert response.json()["error"]["type"] == "rate_limit_exceeded"
