@@ -111,6 +111,9 @@ def _destroy_vastai(out: Output, actx: AppContext, settings: Settings, target: s
 def _show_targets(out: Output, plan: DestroyPlan) -> None:
     if plan.list_error and plan.targets:
         out.warn(f"the instance list could not be read ({plan.list_error}); destroying what the ledger knows")
+    if plan.ledger_error:
+        out.warn(f"the ledger is unreachable ({plan.ledger_error}): these are the gpuctl-labelled instances "
+                 "on the account; `gpuctl cleanup` records their end once it answers")
     rows = [[t.instance_id or "-", t.gpu or "?", t.dph or "?", t.as_dict()["status"] or "?", t.label or ""]
             for t in plan.targets]
     if rows:

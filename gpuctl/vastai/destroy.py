@@ -33,7 +33,7 @@ from typing import Any
 from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, PartialError, ProviderError, UsageError
 from gpuctl.events import log_event
-from gpuctl.state import InstanceRow, State
+from gpuctl.state import InstanceRow, State, StateUnavailableError
 from gpuctl.vastai.api_types import Instance, Listing
 from gpuctl.vastai.client import VastAIClient
 from gpuctl.vastai.instances import (
@@ -81,9 +81,11 @@ class DestroyPlan:
     list_error: str | None = None  # --all could not read the remote list (ledger rows still go)
     listed: int | None = None  # how many instances the list showed
     shows_absence: bool = False  # the list is evidence that a label it lacks is on no instance
+    ledger_error: str | None = None  # the (shared) ledger is unreachable: planned from the account's list
 
     def as_dict(self) -> dict[str, Any]:
-        return {"targets": [t.as_dict() for t in self.targets], "list_error": self.list_error}
+        return {"targets": [t.as_dict() for t in self.targets], "list_error": self.list_error,
+                "ledger_error": self.ledger_error}
 
     def check_listed(self) -> None:
         """A list that could not be read is a failure even with nothing to destroy: instances
@@ -112,6 +114,7 @@ class Outcome:
 class DestroyReport:
     outcomes: tuple[Outcome, ...] = field(default=())
     list_error: str | None = None
+    ledger_error: str | None = None  # destroyed from the account's list: the ledger is unreachable
 
     @property
     def failed(self) -> list[Outcome]:
@@ -120,7 +123,7 @@ class DestroyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"dry_run": False, "results": [o.as_dict() for o in self.outcomes],
                 "destroyed": sum(o.result in ("destroyed", "already_gone", "marked") for o in self.outcomes),
-                "failed": len(self.failed), "list_error": self.list_error}
+                "failed": len(self.failed), "list_error": self.list_error, "ledger_error": self.ledger_error}
 
 
 def _target(instance_id: int | None, row: InstanceRow | None, remote: Instance | None) -> Target:
@@ -139,6 +142,18 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
     if force and instance_id is None:
         raise UsageError("--force only applies to one Vast.ai instance id: --all and labels only ever touch "
                          "what gpuctl created", hint="e.g. `gpuctl destroy 12345 --force --yes`")
+    try:
+        return _plan(client, state, instance_id=instance_id, all_=all_, label=label, force=force)
+    except StateUnavailableError as exc:
+        # The shared ledger is away, the account is not: stopping what bills must not wait for
+        # the database. Only gpuctl's labels say what is gpuctl's then; `cleanup` settles the
+        # ledger rows once it answers.
+        return _plan_account_only(client, instance_id=instance_id, all_=all_, label=label, force=force,
+                                  why=exc.message)
+
+
+def _plan(client: VastAIClient, state: State, *, instance_id: int | None, all_: bool, label: str | None,
+          force: bool) -> DestroyPlan:
     if label is not None:
         return _plan_label(client, state, label)
     if instance_id is not None:
@@ -188,6 +203,30 @@ def plan_destroy(client: VastAIClient, state: State, *, instance_id: int | None 
                        list_error is None and listing.shows_absence)
 
 
+def _plan_account_only(client: VastAIClient, *, instance_id: int | None, all_: bool, label: str | None,
+                       force: bool, why: str) -> DestroyPlan:
+    """The targets from the account's list alone (the ledger is unreachable)."""
+    if instance_id is not None:
+        remote = client.get_instance(instance_id)
+        if remote is None:
+            raise GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
+                              hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
+        foreign = not is_gpuctl_label(remote.label)
+        if foreign and not force:
+            raise UsageError(f"Vast.ai instance {instance_id} is not labelled by gpuctl, and the ledger that could "
+                             f"say gpuctl created it is unreachable ({why}): it was not destroyed",
+                             hint=f"`gpuctl destroy {instance_id} --force` destroys it anyway")
+        return DestroyPlan((dataclasses.replace(_target(instance_id, None, remote), foreign=foreign),),
+                           ledger_error=why)
+    listing = client.listing()  # an unreadable list is an error here: it is all there is
+    chosen = [i for i in listing.instances if is_gpuctl_label(i.label) and (all_ or i.label == label)]
+    if label is not None and not chosen:
+        raise UsageError(f"no listed instance carries the label {label!r} (the ledger is unreachable: {why})",
+                         hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
+    return DestroyPlan(tuple(_target(i.id, None, i) for i in chosen), listed=len(listing.instances),
+                       ledger_error=why)
+
+
 def _plan_label(client: VastAIClient, state: State, label: str) -> DestroyPlan:
     """One instance or ledger row named by its gpuctl label. An unreadable list is an error here:
     the label is only looked up in it."""
@@ -229,11 +268,14 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
     outcomes: list[Outcome] = []
     for target in plan.targets:
         try:
+            if plan.ledger_error is not None:
+                outcomes.append(_destroy_unledgered(client, target))
+                continue
             outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed,
                                          shows_absence=plan.shows_absence))
         except KeyboardInterrupt:
             raise interrupted(plan, outcomes, target) from None
-    report = DestroyReport(tuple(outcomes), plan.list_error)
+    report = DestroyReport(tuple(outcomes), plan.list_error, plan.ledger_error)
     if report.failed or plan.list_error:
         done = len(report.outcomes) - len(report.failed)  # targets is non-empty here (check_listed)
         parts = [f"destroyed {done} of {len(report.outcomes)}"]
@@ -305,6 +347,21 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
     log_event("vastai_instance_destroyed", instance_id=target.instance_id, result=result,
               cost=None if cost is None else str(cost), label=target.label, launch_watching=watched)
     return Outcome(target, result, cost, note=told)
+
+
+def _destroy_unledgered(client: VastAIClient, target: Target) -> Outcome:
+    """Destroy with the ledger unreachable: nothing is written; `gpuctl cleanup` marks the
+    instance's row destroyed (with its cost) once the ledger answers and the list lacks it."""
+    assert target.instance_id is not None
+    try:
+        destroyed_now = destroy_remote(client, target.instance_id)
+    except ProviderError as exc:
+        log_event("vastai_destroy_failed", instance_id=target.instance_id, error=exc.message)
+        return Outcome(target, "failed", error=exc.message)
+    log_event("vastai_instance_destroyed", instance_id=target.instance_id, ledger="unreachable",
+              result="destroyed" if destroyed_now else "already_gone", label=target.label)
+    return Outcome(target, "destroyed" if destroyed_now else "already_gone",
+                   note="the ledger is unreachable: `gpuctl cleanup` records it once the ledger answers")
 
 
 def _settle_id_less(state: State, target: Target, *, home: Path | None, clock: Callable[[], float],

@@ -191,3 +191,25 @@ def test_with_the_shared_ledger_down_what_bills_is_still_shown_and_chat_names_th
     assert_exit(chat, 1)
     never_hidden(chat.stdout + chat.stderr)
     assert "the instance ledger is unreachable" in chat.stderr and "Traceback" not in chat.stderr
+
+
+def test_with_the_shared_ledger_down_destroy_still_stops_what_bills(  # type: ignore[no-untyped-def]
+        cli, vast_env: FakeVast, pg_cluster, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launch and cleanup wait for the shared budget; stopping a bill never does: destroy works
+    from the account's gpuctl labels, and cleanup settles the ledger once it is back."""
+    monkeypatch.setenv("GPUCTL_STATE_URL", pg_url)
+    assert_exit(cli("state", "info"), 0)
+    ours = vast_env.add_instance(label="gpuctl:laptop:0123456789ab", offer=make_offer(102, dph_total="0.18"))
+    other = vast_env.add_instance(label="gpuctl:laptop:ba9876543210", offer=make_offer(103, dph_total="0.18"))
+    vast_env.add_instance(label="someone-elses-box")
+    pg_cluster.stop(immediate=True)
+    try:
+        one = cli("--json", "destroy", str(ours), "--yes")
+        rest = cli("--json", "destroy", "--all", "--yes")
+    finally:
+        pg_cluster.start()
+    assert_exit(one, 0)
+    assert_exit(rest, 0)
+    assert json.loads(one.stdout)["data"]["ledger_error"] and "Traceback" not in one.stderr + rest.stderr
+    assert [r["instance_id"] for r in json.loads(rest.stdout)["data"]["results"]] == [other]
+    assert {vast_env.instance(i).label for i in vast_env.live_ids()} == {"someone-elses-box"}
