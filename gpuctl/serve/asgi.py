@@ -48,9 +48,20 @@ def bearer(scope: Scope) -> str | None:
     return token.strip() or None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float = 30.0) -> bytes:
     """The whole request body, refused with 413 as soon as it passes `limit` bytes: a declared
-    Content-Length over the limit before anything is read, a chunked body while it arrives."""
+    Content-Length over the limit before anything is read, a chunked body while it arrives;
+    and with 408 when it has not all arrived within `timeout_s` (a client trickling a body
+    must not hold a connection and its buffer for ever)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(scope, receive, limit)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g} s", code="request_timeout",
+                       headers=[CLOSE]) from None
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     declared = header(scope, b"content-length")
     if declared is not None:
         try:

@@ -122,3 +122,24 @@ def test_only_loopback_may_go_without_keys(gpuctl_home) -> None:  # type: ignore
     assert serve_options(keyed, host="0.0.0.0").keys.names == ["alice"]
     with pytest.raises(ConfigError):
         serve_options(settings_for(gpuctl_home, ADMIN_TOKEN="short"))
+
+
+def test_a_body_that_trickles_past_its_deadline_is_a_408_that_closes_the_connection() -> None:
+    import asyncio
+
+    from gpuctl.serve.asgi import CLOSE, read_body
+    from gpuctl.serve.errors import ApiError
+
+    async def trickle() -> dict:  # type: ignore[type-arg]
+        await asyncio.sleep(0.01)
+        return {"type": "http.request", "body": b"x", "more_body": True}  # never the last piece
+
+    async def main() -> ApiError:
+        try:
+            await read_body({"headers": []}, trickle, limit=10_000_000, timeout_s=0.05)
+        except ApiError as exc:
+            return exc
+        raise AssertionError("read for ever")
+
+    error = asyncio.run(main())
+    assert error.status == 408 and CLOSE in error.headers
