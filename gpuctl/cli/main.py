@@ -131,7 +131,40 @@ def run() -> None:
 
     rich.console.Console.on_broken_pipe = raise_broken_pipe  # type: ignore[method-assign,assignment]  # rich's hook
     if no_color():
-        import typer.rich_utils
-
-        typer.rich_utils.COLOR_SYSTEM = None
+        plain_typer_consoles()
     app(prog_name="gpuctl")
+
+
+def plain_typer_consoles() -> None:
+    """Typer's help and error consoles without any style (NO_COLOR): `typer.rich_utils`'s
+    COLOR_SYSTEM, set when typer imports that module, if it does. Importing it here to set it
+    would cost every command ~30 ms (it imports rich.markdown and rich.traceback)."""
+    import importlib.abc
+    import importlib.machinery
+    import types
+
+    loaded = sys.modules.get("typer.rich_utils")
+    if loaded is not None:
+        loaded.COLOR_SYSTEM = None  # type: ignore[attr-defined]
+        return
+
+    class Plain(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name: str, path: object, target: object = None) -> importlib.machinery.ModuleSpec | None:
+            if name != "typer.rich_utils":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)  # type: ignore[arg-type]
+            if spec is None or spec.loader is None:
+                return spec
+            self.inner = spec.loader
+            spec.loader = self
+            return spec
+
+        def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+            return self.inner.create_module(spec)
+
+        def exec_module(self, module: types.ModuleType) -> None:
+            self.inner.exec_module(module)
+            module.COLOR_SYSTEM = None  # type: ignore[attr-defined]
+
+    sys.meta_path.insert(0, Plain())
