@@ -36,7 +36,9 @@ _SECRET_SOURCES: tuple[tuple[str, str], ...] = (
     (r"(?<![:\w])[0-9a-fA-F]{64}(?!\w)", "***"),
     # Credentials inside a URL: scheme://user:pass@host keeps the user, masks the password
     # (an already masked `user:***@` stays as it is).
-    (r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?!\*\*\*@)[^/\s@]+@", r"\1***@"),
+    # (A scheme starts where no scheme character precedes it: with `\b`, "a.a.a…" is tried from
+    # every dot, which is quadratic.)
+    (r"((?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?!\*\*\*@)[^/\s@]+@", r"\1***@"),
 )
 
 
@@ -57,22 +59,33 @@ _SHORTEST_KNOWN = 8  # shorter values are too likely to be ordinary words to mas
 
 
 def remember_secrets(values: Iterable[str]) -> None:
-    """Mask these values (and each comma-separated item of a list) in everything `redact` sees."""
+    """Mask these values in everything `redact` sees: a key as it is; of a list of named keys
+    (`alice:sk-1,bob:sk-2`) each key, never its name (names are shown: `cost report --by key`);
+    of a URL its password, and the pieces of it a driver may quote."""
     known = set(_KNOWN)
     for value in values:
-        if "://" in value:  # a URL: its password (the rest of it names a server, to be shown)
-            password = _URL_PASSWORD.match(value)
-            if password is not None:
-                secret = value[len(password.group(1)) + 1:password.end() - 1]
-                # With a raw `@` or `/` in it, a driver quotes the password in pieces (libpq
-                # reads `pa@ss@host` as host `ss@host`): each piece of 3 characters or more.
-                known.update(p for p in (secret, *re.split(r"[@/%:]", secret)) if len(p) >= 3)
+        if "://" in value:
+            known.update(_url_secrets(value))
             continue
-        # A key, or a list of them (`alice:sk-1,bob:sk-2`): the whole and each item.
-        for piece in (value, *re.split(r"[\s,]+", value), *re.split(r"[\s,:]+", value)):
-            if len(piece.strip()) >= _SHORTEST_KNOWN:
-                known.add(piece.strip())
+        for item in re.split(r"[\s,]+", value.strip()):
+            key = item.partition(":")[2] if ":" in item else item
+            if len(key) >= _SHORTEST_KNOWN:
+                known.add(key)
     _KNOWN[:] = sorted(known, key=len, reverse=True)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """A URL's password, and (with a raw `@`, `/` or `%` in it) the pieces a driver quotes apart:
+    libpq reads `pa@ss@host` as host `ss@host`. The user, host and database names are shown, so
+    a password equal to one of them (or a piece that is) is left: masking it would mask them."""
+    found = _URL_PASSWORD.match(url)
+    if found is None:
+        return []
+    start = len(found.group(1)) + 1
+    secret = url[start:found.end() - 1]
+    shown = set(re.split(r"[/:@?&=.]", url[:start - 1] + "@" + url[found.end():]))
+    pieces = {secret, *re.split(r"[@/%:]", secret)}
+    return [p for p in pieces if len(p) >= 3 and p not in shown]
 
 
 def redact(text: str) -> str:

@@ -130,10 +130,11 @@ def route(path: str, method: str) -> Handler:
     if methods is None and path.startswith(admin.LAUNCH_PREFIX):
         methods = LAUNCH_ROUTE
     if methods is None:
-        raise ApiError(404, f"no such route: {method} {path}", code="unknown_url")
+        shown = path if len(path) <= 200 else path[:199] + "…"  # an error names the path, never echoes a body
+        raise ApiError(404, f"no such route: {method[:20]} {shown}", code="unknown_url")
     handler = methods.get(method)
     if handler is None:
-        raise ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed",
+        raise ApiError(405, f"{method[:20]} is not allowed on {path}", code="method_not_allowed",
                        headers=[(b"allow", ", ".join(methods).encode())])
     return handler
 

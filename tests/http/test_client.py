@@ -385,3 +385,19 @@ def test_a_state_url_password_is_masked_whole_and_in_the_pieces_a_driver_quotes(
     out = redact(quoted)
     assert password not in out and f"'{tail}@" not in out
     assert redact("postgresql is the backend") == "postgresql is the backend"  # words of the URL stay
+
+
+def test_remembered_secrets_never_mask_the_names_around_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuctl import redact as module
+    from gpuctl.redact import remember_secrets
+
+    monkeypatch.setattr(module, "_KNOWN", [])
+    remember_secrets(["postgresql://gpuctl:gpuctl@db/gpuctl", "analytics:sk-client-key-000111222,frontend:zzzzzzzzzzzz"])
+    out = redact("run `gpuctl cleanup`; by key: analytics, frontend; zzzzzzzzzzzz sk-client-key-000111222")
+    assert out == "run `gpuctl cleanup`; by key: analytics, frontend; *** ***"
+
+
+@pytest.mark.parametrize("shape", ["a.a.", "a-a-", "a:a:", "a/a/", "a@a@", "a://", "Bearer ", "key=", "0a", "sk-"])
+def test_redact_is_linear_on_repeated_shapes(shape: str) -> None:
+    text = shape * (2_000_000 // len(shape))  # quadratic would not finish within the CI's limit
+    assert len(redact(text)) > 0
