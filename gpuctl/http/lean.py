@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import select
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -25,6 +27,10 @@ import httpx
 
 HIGH_WATER = 256 * 1024  # unread body bytes before the connection stops reading
 MAX_IDLE = 32  # kept-alive connections per host
+KEEPALIVE_EXPIRY_S = 5.0  # an idle connection older than this is closed, not reused (httpx's default)
+# Methods a server may be asked twice: a request that died on a kept-alive connection before any
+# answer is sent again only for these. A POST may have reached the server (a chat that bills).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 SETTLE_S = 1.0  # how long the end of a message that was read to its last byte may take
 
 
@@ -40,6 +46,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.paused = False
+        self.idle_since = 0.0
         self.waiter: asyncio.Future[None] | None = None
         self.reset()
 
@@ -76,8 +83,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.head_done and self.until_close and self.error is None:
-            self.complete = True  # HTTP/1.0 style: the close is the end of the body
+        if self.head_done and self.until_close and self.error is None and exc is None:
+            self.complete = True  # HTTP/1.0 style: a clean close is the end of the body (a reset is not)
         if not self.complete:
             self.fail(httpx.RemoteProtocolError("Server disconnected without sending a response." if not self.head_done
                                                 else "peer closed connection without sending complete message body"))
@@ -216,6 +223,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             conn.close()
             return
         conn.reset()
+        conn.idle_since = time.monotonic()
         pool.append(conn)
 
     def settle(self, key: tuple[str, int], conn: _Connection) -> None:
@@ -263,19 +271,28 @@ class LeanTransport(httpx.AsyncBaseTransport):
             try:
                 return await self._exchange(key, conn, head + body, timeouts)
             except httpx.RemoteProtocolError:
-                if conn.received:
+                if conn.received or request.method not in IDEMPOTENT:
                     raise
-                # A kept-alive connection the server closed as we wrote (nothing came back):
-                # the request never reached it, so it goes once more on a new connection.
+                # A kept-alive connection that died with no answer: a GET goes once more on
+                # a new connection (a POST may have reached the server: never sent twice).
         conn = await self._connect(url.host, key[1], timeouts.get("connect"))
         return await self._exchange(key, conn, head + body, timeouts)
 
     def _idle(self, key: tuple[str, int]) -> _Connection | None:
+        """A kept-alive connection still good to use: not closed, not idle past its expiry, and
+        with nothing to read (an idle connection that is readable got the server's close, or
+        bytes nobody asked for: either way it is done), as httpcore checks."""
         pool = self.idle.get(key)
+        now = time.monotonic()
         while pool:
             candidate = pool.pop()
-            if not candidate.closed and candidate.transport is not None and not candidate.transport.is_closing():
-                return candidate
+            transport = candidate.transport
+            if candidate.closed or transport is None or transport.is_closing():
+                continue
+            if now - candidate.idle_since > KEEPALIVE_EXPIRY_S or _readable(transport):
+                candidate.close()
+                continue
+            return candidate
         return None
 
     @staticmethod
@@ -318,3 +335,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
         for conn in list(self.everyone):
             conn.close()
         self.idle.clear()
+
+
+def _readable(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        return bool(select.select([sock.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True

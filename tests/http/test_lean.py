@@ -210,7 +210,7 @@ def test_a_body_that_ends_when_the_server_closes_is_read_whole() -> None:
     asyncio.run(main())
 
 
-def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_tried_once_more_on_a_new_one() -> None:
+def test_a_kept_alive_connection_closed_by_the_server_is_never_used_again() -> None:
     async def main() -> None:
         seen: list[bytes] = []
 
@@ -227,7 +227,39 @@ def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_tried_once_mo
             for i in range(4):
                 response = await client.post(f"/r{i}", content=b"x")
                 assert response.text == "ok"
+                await asyncio.sleep(0.01)  # the reset arrives while the connection is idle
         assert [r.split(b" ")[1] for r in seen] == [b"/r0", b"/r1", b"/r2", b"/r3"]  # each sent once
+
+    asyncio.run(main())
+
+
+def test_a_post_the_server_took_and_then_dropped_is_never_sent_again() -> None:
+    """Nothing came back is not "it never arrived": a chat the server started (and bills) must
+    not run twice. A GET is sent once more on a new connection."""
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def takes_then_drops(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                first = await _read_request(reader)
+                seen.append(first)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+                seen.append(await _read_request(reader))  # the second request arrives...
+                await asyncio.sleep(0.05)  # ...is worked on...
+            except asyncio.IncompleteReadError:
+                pass
+            finally:
+                writer.transport.abort()  # ...and the server dies without an answer
+
+        server, url = await _serve(takes_then_drops)
+        async with server, _client(url) as client:
+            assert (await client.post("/a", content=b"1")).text == "ok"
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.post("/b", content=b"2")
+            paths = [r.split(b" ")[1] for r in seen]
+            assert paths == [b"/a", b"/b"]  # /b reached the server once, and was not sent again
+            assert (await client.get("/c")).text == "ok"  # a new connection for what follows
 
     asyncio.run(main())
 
@@ -254,5 +286,28 @@ def test_an_interim_1xx_is_not_taken_for_the_answer_nor_left_for_the_next_reques
         assert (first.status_code, first.text) == (200, "answer 1")
         assert (second.status_code, second.text) == (200, "answer 2")
         assert "link" not in first.headers
+
+    asyncio.run(main())
+
+
+def test_a_body_that_ends_in_a_reset_is_an_error_not_an_answer() -> None:
+    async def main() -> None:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"choices": [{"text": "hel')
+            await writer.drain()
+            await asyncio.sleep(0.02)  # the bytes arrive first
+            import socket
+            import struct
+
+            # SO_LINGER 0: the close is a reset (RST), what a crashed server or a proxy cutting
+            # a connection sends.
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server, url = await _serve(reset)
+        async with server, _client(url) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.post("/v1/chat/completions", json={})
 
     asyncio.run(main())
