@@ -31,6 +31,7 @@ from gpuctl.providers.chat_api import CompletionChunks, RequestError, parse_chat
 from gpuctl.serve.errors import ApiError
 
 DONE = b"data: [DONE]\n\n"
+MAX_DEPTH = 128  # levels of nesting a request body may have
 _COMPACT = (",", ":")
 
 
@@ -54,6 +55,10 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        # The parser takes ~1000 levels; encoding it again for a provider fails sooner, deep in
+        # its client, as a 500. No real request nests like this (a JSON schema does not).
+        raise ApiError(400, f"the request body is nested more than {MAX_DEPTH} levels deep", code="invalid_json")
     if b"\\ud" in raw or b"\\uD" in raw:
         # JSON may escape half a surrogate pair (`"\ud83d"`), which no UTF-8 encoder can send
         # on: refuse it here rather than fail deep in a provider's client as a 500.
@@ -63,6 +68,19 @@ def parse_json(raw: bytes) -> dict[str, Any]:
             raise ApiError(400, "the request body holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)",
                            code="invalid_json") from None
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def request_from_body(body: Mapping[str, Any], *, models: Sequence[str], max_tokens: int) -> WireRequest:

@@ -127,6 +127,7 @@ class Writer:
         self._wake = threading.Event()
         self._stopped = False
         self._inflight: tuple[list[Row], list[Bump]] = ([], [])  # the batch being written now
+        self._abandoned = False  # close() gave up on a stuck write and spooled its rows
         self.down = False  # the last flush could not reach the database
         self._thread = threading.Thread(target=self._loop, name="gpuctl-state-writer", daemon=True)
         self._thread.start()
@@ -172,7 +173,8 @@ class Writer:
 
                 if not isinstance(exc, StateUnavailableError | StateDamagedError):
                     logger.debug("state batch failed", exc_info=True)
-                self.spool.append(rows, bumps)
+                if not self._abandoned:  # else close() spooled this batch already
+                    self.spool.append(rows, bumps)
                 if not self.down:
                     log_event("state_unreachable", error=str(exc)[:300], spooled_rows=len(rows))
                 self.down = True
@@ -189,23 +191,21 @@ class Writer:
         it cannot store), not because it is away, the rows go one by one: one bad row must
         never hold back the others, nor be spooled and retried forever. A row refused on its
         own is logged and dropped; an unreachable database raises (the caller spools)."""
-        from gpuctl.state.errors import StateDamagedError, StateUnavailableError
-
         try:
             self._write(rows, bumps)
             return
-        except (StateUnavailableError, StateDamagedError):
-            raise
-        except Exception:
-            pass  # the batch was refused as a whole: find the row that is
+        except Exception as exc:
+            if not refused_value(exc):
+                raise  # away, read-only, locked: transient, so the caller spools it all
+        # The batch was refused for a value in it: find the row that holds it.
         if bumps:
             self._write([], bumps)
         for row in rows:
             try:
                 self._write([row], [])  # a row written before a failure is not written twice (its uid)
-            except (StateUnavailableError, StateDamagedError):
-                raise
             except Exception as exc:
+                if not refused_value(exc):
+                    raise
                 logger.warning("a usage row the database refuses is dropped: %s", str(exc)[:200])
                 log_event("state_row_refused", error=str(exc)[:300])
 
@@ -228,9 +228,12 @@ class Writer:
         # The writer is stuck in a write to a database that does not answer (hung, not down):
         # what it holds and what is queued go to the spool, and the process may exit. A row
         # its write commits after all is not written twice (each row's uid).
-        held_rows, held_bumps = self._inflight
+        # Not its bumps: a counter has no id, and the write may land after all. A lost bump
+        # undercounts a metric by one batch; a doubled one would lie.
+        self._abandoned = True
+        held_rows, _ = self._inflight
         rows = [*held_rows, *(self._rows.popleft() for _ in range(len(self._rows)))]
-        self.spool.append(rows, [*held_bumps, *((p, n, by) for (p, n), by in self._take_bumps().items())])
+        self.spool.append(rows, [(p, n, by) for (p, n), by in self._take_bumps().items()])
         log_event("state_unreachable", error="the database did not answer the last write", spooled_rows=len(rows))
 
 
@@ -290,3 +293,28 @@ def _flush_all() -> None:
     for writer in list(_WRITERS):
         with contextlib.suppress(Exception):
             writer.flush()
+
+
+def refused_value(exc: BaseException) -> bool:
+    """Whether the database refused a value in the batch (a number past BIGINT, a text it
+    cannot store), as opposed to being away, read-only or locked: only then is a row at fault,
+    and only then may it be dropped. psycopg is only ever loaded for a shared state, as here."""
+    if isinstance(exc, ValueError | OverflowError):  # refused while adapting the value, client side
+        return True
+    import psycopg
+
+    return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+
+
+def take_over_spool(old: Path, new: Path) -> None:
+    """Rows spooled under an earlier name become this spool's: appended to it under its lock
+    (another process may be taking it over at the same moment: then one of them does)."""
+    with contextlib.suppress(FileNotFoundError):
+        moved = old.with_name(old.name + f".{os.getpid()}")
+        old.rename(moved)  # atomic: only one process gets the file
+        data = moved.read_bytes()
+        if data:
+            spool = Spool(new)
+            with spool._locked() as fd:
+                os.write(fd, data if data.endswith(b"\n") else data + b"\n")
+        moved.unlink()

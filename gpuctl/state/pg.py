@@ -32,6 +32,7 @@ from gpuctl.state.errors import StateUnavailableError
 from gpuctl.state.pg_faults import (
     REQUEST_DEADLINE_S,
     UNREACHABLE_HINT,
+    deadline,
     first_line,
     locked,
     sever,
@@ -44,6 +45,7 @@ from gpuctl.state.url import Location
 
 RETRY_CONNECT_S = 1.0  # after a failed connect, how long callers that must not wait are refused at once
 KEEP_S = 2.0  # how often a held advisory lock's connection is checked (and, dropped, the lock retaken)
+KEEP_CHECK_S = 10.0  # how long that check may take before the connection counts as dead
 logger = logging.getLogger("gpuctl.state")
 
 
@@ -67,7 +69,6 @@ class PgDb:
         self._mutex = threading.RLock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._depth = 0
-        self._nowait = False  # inside a transaction(wait=False): its statements have a deadline
         self._retry_at = 0.0
         self._reconnecting = False
         self.closed = False
@@ -190,11 +191,11 @@ class PgDb:
 
     def _run(self, fn: Any, *, wait: bool = True, retry: bool = True) -> Any:
         with locked(self._mutex, wait=wait, where=self.where):
-            deadline = not wait or self._nowait
+            bounded = not wait
             for attempt in (1, 2):
                 conn = self._ensure(wait=wait)
                 try:
-                    return timed(fn, conn) if deadline else fn(conn)
+                    return timed(fn, conn) if bounded else fn(conn)
                 except psycopg.OperationalError as exc:
                     if not (conn.broken or conn.closed):
                         raise self.translate(exc) from None
@@ -212,7 +213,7 @@ class PgDb:
         """One transaction on this connection; a nested one joins the outer. A dropped
         connection rolls it back (the server's doing) and raises StateUnavailableError.
         `wait=False`: refused at once while the connection is down (the request path), and
-        each statement in it has REQUEST_DEADLINE_S."""
+        the whole of it (BEGIN and COMMIT too) has REQUEST_DEADLINE_S."""
         with locked(self._mutex, wait=wait, where=self.where):
             if self._depth:
                 self._depth += 1
@@ -223,12 +224,12 @@ class PgDb:
                 return
             conn = self._ensure(wait=wait)
             try:
-                with conn.transaction():
-                    self._depth, self._nowait = 1, not wait
+                with contextlib.nullcontext() if wait else deadline(conn), conn.transaction():
+                    self._depth = 1
                     try:
                         yield self
                     finally:
-                        self._depth, self._nowait = 0, False
+                        self._depth = 0
             except psycopg.OperationalError as exc:
                 if conn.broken or conn.closed:
                     self._drop()
@@ -320,7 +321,8 @@ class LockSession:
     def _keep(self) -> None:
         while not self._stop.wait(KEEP_S):
             try:
-                timed(lambda c: c.execute("SELECT 1"), self.conn)  # a hung server: cut, not waited on
+                # A hung server: cut, not waited on for ever; a slow one has long enough.
+                timed(lambda c: c.execute("SELECT 1"), self.conn, KEEP_CHECK_S)
                 continue
             except psycopg.Error:
                 if self._stop.is_set():

@@ -44,16 +44,25 @@ def locked(mutex: threading.RLock, *, wait: bool, where: str) -> Iterator[None]:
         mutex.release()
 
 
-def timed(fn: Callable[[psycopg.Connection[Any]], T], conn: psycopg.Connection[Any]) -> T:
-    """`fn(conn)` within REQUEST_DEADLINE_S, else the connection is cut under it (the statement
-    then fails as a dropped connection does, and the caller uses what it knows)."""
-    timer = threading.Timer(REQUEST_DEADLINE_S, sever, (conn,))
+@contextlib.contextmanager
+def deadline(conn: psycopg.Connection[Any], seconds: float = REQUEST_DEADLINE_S) -> Iterator[None]:
+    """What runs inside must be done within `seconds`, else the connection is cut under it
+    (it then fails as a dropped connection does, and the caller uses what it knows). Around a
+    whole transaction it bounds its BEGIN and COMMIT too."""
+    timer = threading.Timer(seconds, sever, (conn,))
     timer.daemon = True
     timer.start()
     try:
-        return fn(conn)
+        yield
     finally:
         timer.cancel()
+
+
+def timed(fn: Callable[[psycopg.Connection[Any]], T], conn: psycopg.Connection[Any],
+          seconds: float = REQUEST_DEADLINE_S) -> T:
+    """`fn(conn)` within `seconds` (`deadline`)."""
+    with deadline(conn, seconds):
+        return fn(conn)
 
 
 def sever(conn: psycopg.Connection[Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from gpuctl.errors import ConfigError
 from gpuctl.state.conversations import ConversationStore
+from gpuctl.state.hot import take_over_spool
 from gpuctl.state.memory import Db, RoutingMemory
 from gpuctl.state.rows import (
     InstanceRow,
@@ -86,8 +87,8 @@ class State(ConversationStore, RoutingMemory):
             raise ValueError("a shared state needs a spool directory (GPUCTL_HOME)")
         spool = spool_dir / f"spool-{location.tag}.jsonl"
         legacy = spool_dir / f"spool-{location.legacy_tag}.jsonl"
-        if legacy != spool and legacy.exists() and not spool.exists():
-            legacy.rename(spool)  # rows spooled under the old name: drained as this one's
+        if legacy != spool and legacy.exists():
+            take_over_spool(legacy, spool)
         self._start_hot_path(PgDb(location, lazy=True, **opts), spool)
 
     # -------------------------------------------------------------- plumbing

@@ -321,7 +321,6 @@ class Attempter:
             what = f"instance {instance_id}" if instance_id is not None else f"the instance labelled {label} (if created)"
             return LaunchInterrupted(f"interrupted: kept {what}; it bills until destroyed.",
                                      hint=f"`gpuctl destroy {instance_id or '--all'} --yes`; `gpuctl cleanup` destroys it if it never becomes ready")
-        row = ledger(self.state.get_instance, row_id)
         note = "launch interrupted" if interrupted else f"launch failed: {describe(exc)}"[:200]
         try:
             if instance_id is None:
@@ -336,8 +335,11 @@ class Attempter:
                     return abort_error(exc, what, "run `gpuctl cleanup` in a few minutes: it destroys the "
                                                   "instance if it appears")
                 instance_id = found.id
-                ledger(self.state.set_instance_remote_id, row_id, str(instance_id))
-            destroy_remote(self.client, instance_id)  # first: the ledger may be what failed
+            # The destroy before any ledger read or write: the ledger may be what failed (down,
+            # or hung, where a statement could wait for minutes while the instance bills).
+            destroy_remote(self.client, instance_id)
+            ledger(self.state.set_instance_remote_id, row_id, str(instance_id))
+            row = ledger(self.state.get_instance, row_id)
             cost = None if row is None else ledger(mark_destroyed, self.state, row, self.clock(), note=note)
             log_event("vastai_launch_aborted", instance_id=instance_id, interrupted=interrupted,
                       cost=None if cost is None else str(cost))

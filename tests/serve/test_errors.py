@@ -60,6 +60,7 @@ def test_wrong_types_are_a_400_naming_the_parameter(gateway: Running, body: dict
     b'{"messages": [{"role": "user", "content": "half a pair \\ud83d"}]}',  # no encoder can send it on
     b'{"messages": [{"role": "user", "content": "hi"}], "top_k": "\\uDC00"}',
     b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,  # nested past the parser's recursion limit
+    b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 980 + b"]" * 980 + b"}",  # parsed, not sendable
 ])
 def test_malformed_json_is_a_400_in_openai_shape(gateway: Running, raw: bytes) -> None:
     with gateway.http() as http:

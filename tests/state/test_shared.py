@@ -272,6 +272,10 @@ def test_a_hung_database_never_holds_the_request_path_nor_a_shutdown(pg_cluster,
             def while_frozen() -> None:
                 answered.extend(_ask(runner, manager, 3))  # cache misses go to the frozen server
                 state.get_breaker("endpoint|nobody-asked-before")  # a read it never cached
+                # Writes on the request path (a breaker opening, the "waking" memory): their
+                # BEGIN and COMMIT have the deadline too.
+                state.update_breaker("endpoint|nobody-asked-before", lambda current: current)
+                state.set_metric("endpoint", "waking", {"since": 1.0, "probed": 1.0})
                 runner.run(manager.aclose())
                 state.close()  # the writer is stuck in a write: what it holds is spooled
 
@@ -294,3 +298,22 @@ def test_a_hung_database_never_holds_the_request_path_nor_a_shutdown(pg_cluster,
                 again.close()
     finally:
         proxy.close()
+
+
+def test_a_database_that_refuses_writes_for_a_while_keeps_every_row(pg_backend: StateBackend) -> None:
+    """Read-only for a while (a standby during a failover): the batch is spooled, not taken for
+    bad rows and dropped, and written once writes are allowed again."""
+    with pg_backend.open() as st:
+        st.record_usage(UsageRecord(ts=1, provider="endpoint"))
+        assert st.flush()
+        _sql(pg_backend.url, "ALTER DATABASE gpuctl SET default_transaction_read_only = on")
+        _sql(pg_backend.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = 'gpuctl' AND pid <> pg_backend_pid()")  # reconnect: read-only now
+        try:
+            st.record_usage(UsageRecord(ts=2, provider="endpoint", prompt_tokens=10))
+            assert not st.flush() and st.spooled
+        finally:
+            with psycopg.connect(pg_backend.url, autocommit=True, options="-c default_transaction_read_only=off") as c:
+                c.execute("ALTER DATABASE gpuctl SET default_transaction_read_only = off")
+        assert st.flush() and not st.spooled
+        assert sorted(r.ts for r in st.usage_since()) == [1, 2]
