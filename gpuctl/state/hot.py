@@ -116,8 +116,10 @@ class Writer:
     """The background writer of one State: `put` never waits on the database."""
 
     def __init__(self, write: Callable[[list[Row], list[Bump]], None], spool: Spool, *,
-                 flush_s: float = FLUSH_S, queue_max: int = QUEUE_MAX) -> None:
+                 flush_s: float = FLUSH_S, queue_max: int = QUEUE_MAX,
+                 on_stuck: Callable[[], None] | None = None) -> None:
         self._write = write  # writes one batch in one transaction, or raises
+        self._on_stuck = on_stuck  # cuts a write that does not return (the writer's connection)
         self.spool = spool
         self.flush_s = flush_s
         self.queue_max = queue_max
@@ -221,6 +223,15 @@ class Writer:
         self._stopped = True
         self._wake.set()
         self._thread.join(timeout_s)
+        if self._thread.is_alive() and self._flushing.locked() and self._on_stuck is not None:
+            # Stuck in a write (a spool drain holds the spool's lock too): cut it under the
+            # write, which then fails and spools its own batch; the rest goes straight there.
+            self._on_stuck()
+            self._thread.join(timeout_s)
+            if not self._thread.is_alive():
+                self.spool.append([self._rows.popleft() for _ in range(len(self._rows))],
+                                  [(p, n, by) for (p, n), by in self._take_bumps().items()])
+                return
         if self._flushing.acquire(blocking=False):
             self._flushing.release()
             self.flush()

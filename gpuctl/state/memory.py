@@ -69,7 +69,7 @@ class RoutingMemory:
         self._cache = TtlCache()
         self._last_ok: dict[tuple[str, str | None], float] = {}
         self._spool = Spool(spool)
-        self._writer = Writer(self._write_batch, self._spool)
+        self._writer = Writer(self._write_batch, self._spool, on_stuck=writer_db.close)
 
     def _stop_hot_path(self) -> None:
         if self._writer is not None:

@@ -317,3 +317,40 @@ def test_a_database_that_refuses_writes_for_a_while_keeps_every_row(pg_backend: 
                 c.execute("ALTER DATABASE gpuctl SET default_transaction_read_only = off")
         assert st.flush() and not st.spooled
         assert sorted(r.ts for r in st.usage_since()) == [1, 2]
+
+
+def test_a_shutdown_during_a_spool_drain_on_a_hung_database_neither_hangs_nor_loses_rows(
+        pg_cluster, pg_backend: StateBackend, gpuctl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from tests.support.frozen import FrozenProxy
+
+    pg_backend.open().close()
+    proxy = FrozenProxy(pg_cluster.socket_dir / f".s.PGSQL.{pg_cluster.port}")
+    settings = load_settings(env={"GPUCTL_STATE_URL": proxy.url(), "GPUCTL_HOME": str(gpuctl_home)}, home=gpuctl_home)
+    try:
+        first = open_for(settings)
+        pg_cluster.stop(immediate=True)  # down: a row goes to the spool
+        try:
+            first.record_usage(UsageRecord(ts=1, provider="endpoint"))
+            assert not first.flush() and first.spooled
+            first.close()
+        finally:
+            pg_cluster.start()
+        second = open_for(settings)
+        proxy.freeze()  # then hung, while the writer drains that spool (holding its lock)
+        second.record_usage(UsageRecord(ts=2, provider="endpoint"))
+        second._writer._wake.set()  # type: ignore[attr-defined]  # the writer's next flush, now
+        closer = threading.Thread(target=second.close, daemon=True)
+        closer.start()
+        closer.join(60)
+        assert not closer.is_alive(), "closing the state hung on the spool's lock"
+        proxy.thaw()
+        third = open_for(settings)
+        try:
+            assert sorted(r.ts for r in third.usage_since()) == [1, 2] and not third.spooled
+        finally:
+            third.close()
+    finally:
+        proxy.thaw()
+        proxy.close()

@@ -45,7 +45,12 @@ class FrozenProxy:
             except OSError:
                 return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.target)
+            try:
+                upstream.connect(self.target)
+            except OSError:  # the server is down, not hung: refuse as it would
+                upstream.close()
+                client.close()
+                continue
             self._sockets += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
