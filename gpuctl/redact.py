@@ -38,7 +38,7 @@ _SECRET_SOURCES: tuple[tuple[str, str], ...] = (
     # (an already masked `user:***@` stays as it is).
     # (A scheme starts where no scheme character precedes it: with `\b`, "a.a.a…" is tried from
     # every dot, which is quadratic.)
-    (r"((?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?!\*\*\*@)[^/\s@]+@", r"\1***@"),
+    (r"((?<![a-zA-Z0-9+.\-])[a-zA-Z0-9+.\-]+://[^/\s:@]*:)(?!\*\*\*@)[^/\s@]+@", r"\1***@"),
 )
 
 
@@ -58,16 +58,19 @@ _KNOWN: list[str] = []
 _SHORTEST_KNOWN = 8  # shorter values are too likely to be ordinary words to mask everywhere
 
 
-def remember_secrets(values: Iterable[str]) -> None:
-    """Mask these values in everything `redact` sees: a key as it is; of a list of named keys
-    (`alice:sk-1,bob:sk-2`) each key, never its name (names are shown: `cost report --by key`);
-    of a URL its password, and the pieces of it a driver may quote."""
+def remember_secrets(values: Iterable[str], *, named_keys: Iterable[str] = ()) -> None:
+    """Mask these values in everything `redact` sees: a key as it is, whole; of a URL its
+    password, and the pieces of it a driver may quote; of each list of named keys in
+    `named_keys` (`alice:sk-1,bob:sk-2`, serve.api_keys) each key, never its name (names are
+    shown: `cost report --by key`)."""
     known = set(_KNOWN)
     for value in values:
         if "://" in value:
             known.update(_url_secrets(value))
-            continue
-        for item in re.split(r"[\s,]+", value.strip()):
+        elif len(value.strip()) >= _SHORTEST_KNOWN:
+            known.add(value.strip())
+    for listed in named_keys:
+        for item in re.split(r"[\s,]+", listed.strip()):
             key = item.partition(":")[2] if ":" in item else item
             if len(key) >= _SHORTEST_KNOWN:
                 known.add(key)

@@ -375,5 +375,6 @@ def load_settings(
         values[key.dotted] = resolved
     extra = {s: {**defaults_data.get(s, {}), **profile_data.get(s, {})} for s in FREE_SECTIONS}
     settings = Settings(home=home, profile=name, profile_file=pfile, values=values, extra=extra)
-    remember_secrets(settings.secrets())  # masked wherever they show up, even quoted by a server
+    # Masked wherever they show up, even quoted back by a server; the client keys by key alone.
+    remember_secrets(settings.secrets(), named_keys=[settings.get("serve.api_keys") or ""])
     return settings

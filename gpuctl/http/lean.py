@@ -27,10 +27,13 @@ import httpx
 
 HIGH_WATER = 256 * 1024  # unread body bytes before the connection stops reading
 MAX_IDLE = 32  # kept-alive connections per host
-KEEPALIVE_EXPIRY_S = 5.0  # an idle connection older than this is closed, not reused (httpx's default)
+# An idle connection older than this is closed, not reused: under the 5 s keep-alive of uvicorn
+# and vLLM, so a request never goes out on a connection the server is closing that moment.
+KEEPALIVE_EXPIRY_S = 4.0
 # Methods a server may be asked twice: a request that died on a kept-alive connection before any
 # answer is sent again only for these. A POST may have reached the server (a chat that bills).
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# (PUT is not among them: Vast.ai's create is a PUT, and http/client.py never repeats it either.)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 SETTLE_S = 1.0  # how long the end of a message that was read to its last byte may take
 
 
@@ -342,6 +345,8 @@ def _readable(transport: asyncio.Transport) -> bool:
     if sock is None:
         return False
     try:
-        return bool(select.select([sock.fileno()], [], [], 0)[0])
+        poller = select.poll()  # not select(): it refuses descriptors past 1023
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True

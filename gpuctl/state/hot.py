@@ -199,9 +199,9 @@ class Writer:
         except Exception as exc:
             if not refused_value(exc):
                 raise  # away, read-only, locked: transient, so the caller spools it all
-        # The batch was refused for a value in it: find the row that holds it.
-        if bumps:
-            self._write([], bumps)
+        # The batch was refused for a value in it: find the row that holds it. The counters go
+        # last: if a transient error stops this half-way, the caller spools the whole batch, and
+        # a counter already committed would be counted again (a row is not: its uid).
         for row in rows:
             try:
                 self._write([row], [])  # a row written before a failure is not written twice (its uid)
@@ -210,6 +210,8 @@ class Writer:
                     raise
                 logger.warning("a usage row the database refuses is dropped: %s", str(exc)[:200])
                 log_event("state_row_refused", error=str(exc)[:300])
+        if bumps:
+            self._write([], bumps)
 
     def _take_bumps(self) -> dict[tuple[str, str], float]:
         taken, self._bumps = self._bumps, {}
@@ -318,14 +320,17 @@ def refused_value(exc: BaseException) -> bool:
 
 
 def take_over_spool(old: Path, new: Path) -> None:
-    """Rows spooled under an earlier name become this spool's: appended to it under its lock
-    (another process may be taking it over at the same moment: then one of them does)."""
-    with contextlib.suppress(FileNotFoundError):
-        moved = old.with_name(old.name + f".{os.getpid()}")
-        old.rename(moved)  # atomic: only one process gets the file
-        data = moved.read_bytes()
+    """Rows spooled under an earlier name become this spool's: read under the old file's lock
+    (an older gpuctl on this home may be appending to it, or draining it), appended to the new
+    one under its lock, and the old one emptied. A crash between the two leaves rows in both:
+    written once all the same (each row's uid)."""
+    if not old.exists():
+        return
+    with Spool(old)._locked() as fd:
+        with open(fd, "rb", closefd=False) as fh:
+            fh.seek(0)
+            data = fh.read()
         if data:
-            spool = Spool(new)
-            with spool._locked() as fd:
-                os.write(fd, data if data.endswith(b"\n") else data + b"\n")
-        moved.unlink()
+            with Spool(new)._locked() as new_fd:
+                os.write(new_fd, data if data.endswith(b"\n") else data + b"\n")
+            os.ftruncate(fd, 0)

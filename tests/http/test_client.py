@@ -392,9 +392,17 @@ def test_remembered_secrets_never_mask_the_names_around_them(monkeypatch: pytest
     from gpuctl.redact import remember_secrets
 
     monkeypatch.setattr(module, "_KNOWN", [])
-    remember_secrets(["postgresql://gpuctl:gpuctl@db/gpuctl", "analytics:sk-client-key-000111222,frontend:zzzzzzzzzzzz"])
-    out = redact("run `gpuctl cleanup`; by key: analytics, frontend; zzzzzzzzzzzz sk-client-key-000111222")
-    assert out == "run `gpuctl cleanup`; by key: analytics, frontend; *** ***"
+    keys = "analytics:sk-client-key-000111222,frontend:zzzzzzzzzzzz"
+    remember_secrets(["postgresql://gpuctl:gpuctl@db/gpuctl", keys, "tenantid-0123456789:secretpart-abcdefgh"],
+                     named_keys=[keys])
+    out = redact("run `gpuctl cleanup`; by key: analytics, frontend; zzzzzzzzzzzz sk-client-key-000111222; "
+                 "token tenantid-0123456789:secretpart-abcdefgh")
+    assert out == "run `gpuctl cleanup`; by key: analytics, frontend; *** ***; token ***"  # a key with a colon: whole
+
+
+@pytest.mark.parametrize("before", ["", "-", ".", "1", "x+", "see "])
+def test_url_credentials_are_masked_whatever_comes_before_the_scheme(before: str) -> None:
+    assert "hunter2secret" not in redact(f"{before}postgresql://u:hunter2secret@db/x")
 
 
 @pytest.mark.parametrize("shape", ["a.a.", "a-a-", "a:a:", "a/a/", "a@a@", "a://", "Bearer ", "key=", "0a", "sk-"])

@@ -311,3 +311,36 @@ def test_a_body_that_ends_in_a_reset_is_an_error_not_an_answer() -> None:
                 await client.post("/v1/chat/completions", json={})
 
     asyncio.run(main())
+
+
+def test_an_idle_connection_on_a_descriptor_past_1023_is_still_reused(fake_vllm: FakeVLLM) -> None:
+    """select() refuses descriptors past 1023; a busy gateway has many: keep-alive must hold."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < want:
+        pytest.skip(f"this machine allows {hard} open files, fewer than {want}")
+    import os
+
+    held = []
+    try:
+        while True:  # take the low descriptors, so the client's socket gets a high one
+            fd = os.open(os.devnull, os.O_RDONLY)
+            held.append(fd)
+            if fd >= 1100:
+                break
+
+        async def main() -> None:
+            async with _client(fake_vllm.url) as client:
+                for _ in range(3):
+                    assert (await client.get("/v1/models")).status_code == 200
+
+        asyncio.run(main())
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len({r.client_port for r in fake_vllm.requests}) == 1  # one kept-alive connection
