@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from gpuctl.state import StateUnavailableError
+from gpuctl.state import hot
 from gpuctl.state.hot import Spool, Writer
 
 
@@ -31,7 +32,8 @@ def test_a_transient_failure_after_a_refused_batch_never_doubles_a_counter(tmp_p
         writer.bump("modal", "total_requests", 1)
         assert not writer.flush()  # spooled: the database went away half-way
     finally:
-        writer._stopped = True  # no close(): it would flush the spool again
+        writer._stopped = True  # no close(), nor the exit flush: either would drain the spool again
+        hot._WRITERS.discard(writer)
     assert committed == [([("good", 2)], [])]  # the good row alone; the counter not committed...
     lines = [json.loads(line) for line in spool.path.read_text().splitlines()]
     assert [x["bump"] for x in lines if "bump" in x] == [["modal", "total_requests", 1]]  # ...so spooled once
