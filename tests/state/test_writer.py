@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpuctl.state import StateUnavailableError
-from gpuctl.state import hot
+from gpuctl.state import StateUnavailableError, hot
 from gpuctl.state.hot import Spool, Writer
 
 
