@@ -61,3 +61,14 @@ def test_failover_and_breaker_by_kind() -> None:
     # a refused key fails over but never opens a breaker: it is a setting to fix (exit 3)
     refused = ProviderError("x", provider="p", kind=Kind.AUTH, status=401)
     assert refused.failover and not refused.counts_against_breaker and refused.exit_code == errors.EXIT_CONFIG
+
+
+def test_a_lone_surrogate_in_a_message_becomes_encodable() -> None:
+    """A server's JSON may escape half a surrogate pair; the message goes into headers, logs and
+    the ledger, none of which can encode it (a ledger row was lost this way)."""
+    from gpuctl.errors import GpuctlError, ProviderError
+
+    error = ProviderError("prompt contains invalid text \ud83d near the end", provider="modal", hint="see \udc00")
+    assert error.message == "prompt contains invalid text ? near the end" and error.hint == "see ?"
+    error.message.encode()  # would raise UnicodeEncodeError
+    assert GpuctlError("déjà vu").message == "déjà vu"  # other text untouched
