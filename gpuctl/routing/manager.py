@@ -186,7 +186,7 @@ class BackendManager:
         slots = self.router.order(only)
         if only is not None and not slots[0].configured:
             raise NoProviderError(f"{only} is not configured", hint=slots[0].why_not)
-        if not any(s.configured or s.unreadable for s in slots):
+        if not any(s.in_chain for s in slots):
             raise nothing_configured(self.settings, self.state, [s.name for s in slots])
 
     def likely_cold(self, name: str) -> bool:

@@ -183,7 +183,7 @@ class Router:
         budget: if every other provider fails, waiting for a cold GPU still beats no answer.
         """
         order = self.order(only)
-        if only is None and not any(slot.configured or slot.unreadable for slot in order):
+        if only is None and not any(slot.in_chain for slot in order):
             raise nothing_configured(self.settings, self.state, [slot.name for slot in order])
         now = self.clock()
         deferred: list[Slot] = []

@@ -82,6 +82,12 @@ class Slot:
         return self.provider is not None
 
     @property
+    def in_chain(self) -> bool:
+        """Configured, or configured but unreadable now: a reason of its own in the chain, so
+        "no provider is configured" is never said of it."""
+        return self.configured or self.unreadable
+
+    @property
     def scales_to_zero(self) -> bool:
         return self.scaledown_s is not None
 

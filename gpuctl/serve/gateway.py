@@ -231,15 +231,19 @@ class Gateway:
         state, manager = self.state, self.manager
         if state is None or manager is None:
             return None
-        breakers = {slot.name: state.get_breaker(slot.breaker_key).state for slot in manager.slots() if slot.configured}
+        router = manager.router
+        breakers = {slot.name: router.breaker(slot).state for slot in manager.slots() if slot.configured}
         live = state.live_instances("vastai")
         return Snapshot(breakers, len(live), dph_sum(row.dph for row in live))
 
     def _breaker(self, name: str) -> BreakerRecord:
-        """A provider's breaker under its current setting's key (endpoint, key hash, model), as
-        the router reads it: a breaker is never looked up by the provider's name alone."""
-        slot = self.manager.router.slot(name) if self.manager is not None else None
-        return self._state().get_breaker(slot.breaker_key if slot is not None else name)
+        """A provider's breaker as the router reads it (under its current setting's key: endpoint,
+        key hash, model), never by the provider's name alone."""
+        manager = self.manager
+        slot = manager.router.slot(name) if manager is not None else None
+        if manager is None or slot is None:
+            return BreakerRecord(provider=name)  # a provider the router does not route to: closed
+        return manager.router.breaker(slot)
 
     def _state(self) -> State:
         assert self.state is not None

@@ -87,7 +87,7 @@ class State(ConversationStore, RoutingMemory):
             raise ValueError("a shared state needs a spool directory (GPUCTL_HOME)")
         spool = spool_dir / f"spool-{location.tag}.jsonl"
         legacy = spool_dir / f"spool-{location.legacy_tag}.jsonl"
-        if legacy != spool and legacy.exists():
+        if legacy != spool:
             take_over_spool(legacy, spool)
         self._start_hot_path(PgDb(location, lazy=True, **opts), spool)
 

@@ -20,17 +20,13 @@ failure paths is a unit of its own. Must not: print, exit, or choose offers.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
 
 from gpuctl.config import Settings
 from gpuctl.costs.money import money_str
 from gpuctl.errors import EXIT_INTERRUPTED, GpuctlError, ProviderError
 from gpuctl.events import log_event
-from gpuctl.state import StateUnavailableError
 from gpuctl.vastai import budget
 from gpuctl.vastai.budget import dec, money
 from gpuctl.vastai.container import CreateSpec
@@ -41,6 +37,7 @@ from gpuctl.vastai.instances import (
     destroy_remote,
     destroy_requested,
     forget_destroy_request,
+    if_reachable,
     launch_lock,
     make_label,
     mark_destroyed,
@@ -55,9 +52,6 @@ from gpuctl.vastai.verdict import (
     price_refusal,
 )
 from gpuctl.vastai.watch import Watch, WatchFailed, WatchSetup
-
-logger = logging.getLogger("gpuctl.vastai")
-T = TypeVar("T")
 
 # How often the instance list is read while looking for a create of unknown outcome.
 CREATE_LOOKUP_POLL_S = 10.0
@@ -315,7 +309,7 @@ class Attempter:
         Returns what to raise: LaunchInterrupted on Ctrl-C; the original error once everything is
         cleaned up; else a ProviderError that says what may still bill (the caller chains it)."""
         interrupted = isinstance(exc, KeyboardInterrupt)
-        ledger = self.ledger_if_reachable
+        ledger = if_reachable
         if interrupted and self.keep:
             ledger(self.state.update_instance, row_id, status="unattended", status_msg="kept after Ctrl-C (--keep)")
             what = f"instance {instance_id}" if instance_id is not None else f"the instance labelled {label} (if created)"
@@ -357,17 +351,6 @@ class Attempter:
             return LaunchInterrupted(f"interrupted: destroyed instance {instance_id}.")
         return exc
 
-
-    @staticmethod
-    def ledger_if_reachable(write: Callable[..., T], *args: Any, **kw: Any) -> T | None:
-        """A ledger read or write while aborting: the shared state may be what failed (the
-        database went down after the create), and that must never stop the destroy. A row
-        left behind is settled by `gpuctl cleanup` once the state answers (its label finds it)."""
-        try:
-            return write(*args, **kw)
-        except StateUnavailableError as exc:
-            logger.warning("the ledger could not be updated while aborting the launch: %s", exc.message)
-            return None
 
 
 def abort_error(exc: BaseException, what: str, hint: str) -> GpuctlError:

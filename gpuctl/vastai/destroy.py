@@ -40,6 +40,7 @@ from gpuctl.vastai.instances import (
     PROVIDER,
     ActionsFailed,
     destroy_remote,
+    if_reachable,
     is_gpuctl_label,
     launch_in_progress,
     mark_destroyed,
@@ -165,9 +166,7 @@ def _plan(client: VastAIClient, state: State, *, instance_id: int | None, all_: 
             row = next((r for r in state.live_instances(PROVIDER) if r.label == remote.label and r.remote_id is None),
                        None)
         if remote is None and (row is None or not row.live):
-            # Not a usage error (the command was well formed): what it names is not there. Exit 1.
-            raise GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
-                             hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
+            raise no_such_instance(instance_id)
         # A ledger row with this id means gpuctl created it, whatever its label says now.
         foreign = remote is not None and row is None and not is_gpuctl_label(remote.label)
         if foreign and not force:
@@ -203,14 +202,19 @@ def _plan(client: VastAIClient, state: State, *, instance_id: int | None, all_: 
                        list_error is None and listing.shows_absence)
 
 
+def no_such_instance(instance_id: int) -> GpuctlError:
+    # Not a usage error (the command was well formed): what it names is not there. Exit 1.
+    return GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
+                       hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
+
+
 def _plan_account_only(client: VastAIClient, *, instance_id: int | None, all_: bool, label: str | None,
                        force: bool, why: str) -> DestroyPlan:
     """The targets from the account's list alone (the ledger is unreachable)."""
     if instance_id is not None:
         remote = client.get_instance(instance_id)
         if remote is None:
-            raise GpuctlError(f"Vast.ai instance {instance_id} does not exist (or is already destroyed)",
-                              hint="`gpuctl destroy --all --dry-run` lists what gpuctl runs on Vast.ai")
+            raise no_such_instance(instance_id)
         foreign = not is_gpuctl_label(remote.label)
         if foreign and not force:
             raise UsageError(f"Vast.ai instance {instance_id} is not labelled by gpuctl, and the ledger that could "
@@ -268,11 +272,8 @@ def execute_destroy(client: VastAIClient, state: State, plan: DestroyPlan, *, ho
     outcomes: list[Outcome] = []
     for target in plan.targets:
         try:
-            if plan.ledger_error is not None:
-                outcomes.append(_destroy_unledgered(client, target))
-                continue
             outcomes.append(_destroy_one(client, state, target, home=home, clock=clock, listed=plan.listed,
-                                         shows_absence=plan.shows_absence))
+                                         shows_absence=plan.shows_absence, ledger=plan.ledger_error is None))
         except KeyboardInterrupt:
             raise interrupted(plan, outcomes, target) from None
     report = DestroyReport(tuple(outcomes), plan.list_error, plan.ledger_error)
@@ -319,14 +320,18 @@ def interrupted(plan: DestroyPlan, outcomes: list[Outcome], current: Target) -> 
 
 
 def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Path | None,
-                 clock: Callable[[], float], listed: int | None = None, shows_absence: bool = False) -> Outcome:
+                 clock: Callable[[], float], listed: int | None = None, shows_absence: bool = False,
+                 ledger: bool = True) -> Outcome:
+    """Destroy one target and record its end. `ledger` False: the ledger is unreachable (the
+    plan came from the account's list): nothing is read or written, and `gpuctl cleanup`
+    records the end once it answers. A ledger that goes away half-way never stops a destroy."""
     if target.instance_id is None:
         return _settle_id_less(state, target, home=home, clock=clock, listed=listed, shows_absence=shows_absence)
     # A launch still watching it is told first (before the request), so it reads the box's
     # disappearance as the user's word: it stops instead of renting a replacement.
-    watched = launch_in_progress(state, target.label)
+    watched = bool(ledger and if_reachable(launch_in_progress, state, target.label))
     if watched and target.label:
-        request_destroy(state, target.label)
+        if_reachable(request_destroy, state, target.label)
     told = "the launch that was watching it stops: it does not rent a replacement" if watched else None
     try:
         destroyed_now = destroy_remote(client, target.instance_id)
@@ -338,30 +343,17 @@ def _destroy_one(client: VastAIClient, state: State, target: Target, *, home: Pa
     remote_dph = target.remote.dph_total if target.remote else None
     note = "destroyed by `gpuctl destroy`" if destroyed_now else "already gone"
     row = target.row
+    if not ledger:
+        told = "the ledger is unreachable: `gpuctl cleanup` records it once the ledger answers"
     # A row marked destroyed whose instance still billed is marked again: the cost grew.
-    if row is not None and (row.live or destroyed_now):
-        cost = mark_destroyed(state, row, clock(), dph=remote_dph, note=note)
+    elif row is not None and (row.live or destroyed_now):
+        cost = if_reachable(mark_destroyed, state, row, clock(), dph=remote_dph, note=note)
     elif row is None and destroyed_now and target.remote is not None and is_gpuctl_label(target.label):
-        cost = record_untracked(state, target.remote, clock(), note=note)
+        cost = if_reachable(record_untracked, state, target.remote, clock(), note=note)
     result = "destroyed" if destroyed_now else "already_gone"
     log_event("vastai_instance_destroyed", instance_id=target.instance_id, result=result,
               cost=None if cost is None else str(cost), label=target.label, launch_watching=watched)
     return Outcome(target, result, cost, note=told)
-
-
-def _destroy_unledgered(client: VastAIClient, target: Target) -> Outcome:
-    """Destroy with the ledger unreachable: nothing is written; `gpuctl cleanup` marks the
-    instance's row destroyed (with its cost) once the ledger answers and the list lacks it."""
-    assert target.instance_id is not None
-    try:
-        destroyed_now = destroy_remote(client, target.instance_id)
-    except ProviderError as exc:
-        log_event("vastai_destroy_failed", instance_id=target.instance_id, error=exc.message)
-        return Outcome(target, "failed", error=exc.message)
-    log_event("vastai_instance_destroyed", instance_id=target.instance_id, ledger="unreachable",
-              result="destroyed" if destroyed_now else "already_gone", label=target.label)
-    return Outcome(target, "destroyed" if destroyed_now else "already_gone",
-                   note="the ledger is unreachable: `gpuctl cleanup` records it once the ledger answers")
 
 
 def _settle_id_less(state: State, target: Target, *, home: Path | None, clock: Callable[[], float],

@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from gpuctl.config import Settings
 from gpuctl.errors import CredentialsError, ProviderError
-from gpuctl.state import InstanceRow, State
+from gpuctl.state import InstanceRow, State, StateUnavailableError
 from gpuctl.vastai.api_types import PROVIDER, Instance
 from gpuctl.vastai.budget import dec, higher_dph, lifetime_cost
 from gpuctl.vastai.client import AUTH_HINT, VastAIClient
+
+logger = logging.getLogger("gpuctl.vastai")
+T = TypeVar("T")
 
 # How long a gpuctl-labelled instance the ledger does not know, or an intent row the list does
 # not show, is given before cleanup acts: a launch may still be between its create and its
@@ -133,6 +138,17 @@ def open_client(settings: Settings) -> VastAIClient:
     if not key:
         raise CredentialsError("No Vast.ai API key.", hint=AUTH_HINT)
     return VastAIClient(key, api_url=settings["vastai.api_url"])
+
+
+def if_reachable(call: Callable[..., T], *args: Any, **kw: Any) -> T | None:
+    """A ledger read or write next to a destroy: the shared state may be what failed (down, or
+    hung), and that must never stop the destroy. None when it could not be done; `gpuctl
+    cleanup` settles the row once the state answers (its label finds it)."""
+    try:
+        return call(*args, **kw)
+    except StateUnavailableError as exc:
+        logger.warning("the ledger could not be read or updated: %s", exc.message)
+        return None
 
 
 def destroy_remote(client: VastAIClient, instance_id: int) -> bool:

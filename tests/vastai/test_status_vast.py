@@ -213,3 +213,28 @@ def test_with_the_shared_ledger_down_destroy_still_stops_what_bills(  # type: ig
     assert json.loads(one.stdout)["data"]["ledger_error"] and "Traceback" not in one.stderr + rest.stderr
     assert [r["instance_id"] for r in json.loads(rest.stdout)["data"]["results"]] == [other]
     assert {vast_env.instance(i).label for i in vast_env.live_ids()} == {"someone-elses-box"}
+
+
+def test_a_ledger_that_goes_away_between_plan_and_destroy_never_stops_the_destroy(  # type: ignore[no-untyped-def]
+        vast_env: FakeVast, pg_cluster, pg_url: str, gpuctl_home: Path) -> None:
+    from gpuctl.config import load_settings
+    from gpuctl.state import open_for
+    from gpuctl.vastai.client import VastAIClient
+    from gpuctl.vastai.destroy import execute_destroy, plan_destroy
+    from tests.support.vast import KEY
+
+    settings = load_settings(env={"GPUCTL_STATE_URL": pg_url, "GPUCTL_HOME": str(gpuctl_home)}, home=gpuctl_home)
+    state = open_for(settings)
+    ours = vast_env.add_instance(label="gpuctl:laptop:0123456789ab", offer=make_offer(102, dph_total="0.18"))
+    try:
+        with VastAIClient(KEY, api_url=vast_env.url) as client:
+            plan = plan_destroy(client, state, all_=True)
+            pg_cluster.stop(immediate=True)  # the ledger goes away after the plan
+            try:
+                report = execute_destroy(client, state, plan, home=gpuctl_home)
+            finally:
+                pg_cluster.start()
+    finally:
+        state.close()
+    assert [(o.target.instance_id, o.result) for o in report.outcomes] == [(ours, "destroyed")]
+    assert vast_env.live_ids() == set()
